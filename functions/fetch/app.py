@@ -1,0 +1,28 @@
+"""Fetch function: run by a mailbox's EventBridge Scheduler schedule with {"mailbox": NAME}."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailintake.entrypoints import fetch_mailbox
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    report = fetch_mailbox(event, context.get_remaining_time_in_millis, context.aws_request_id)
+    metrics.add_dimension(name="mailbox", value=report.mailbox)
+    metrics.add_metric(name="MessagesFetched", unit=MetricUnit.Count, value=report.fetched)
+    logger.info("fetch finished", extra={"mailbox": report.mailbox, "fetched": report.fetched,
+                                          "status": report.status})
+    return asdict(report)

@@ -1,0 +1,35 @@
+"""Process function: consumes the intake queue (FIFO, batches, partial failures reported)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailintake.entrypoints import process_queued
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+# FIFO: after a failure the rest of the batch is returned unprocessed, keeping each mailbox's order.
+processor = SqsFifoPartialProcessor()
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> str:
+    outcome = process_queued(record.body, int(record.attributes.approximate_receive_count or 1))
+    metrics.add_metric(name=f"Outcome_{outcome.status}", unit=MetricUnit.Count, value=1)
+    logger.info("message processed", extra={"outcome": outcome.outcome, "status": outcome.status})
+    return outcome.outcome
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context)

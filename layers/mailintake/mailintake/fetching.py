@@ -1,0 +1,291 @@
+"""Fetching a mailbox: read what was not read before, store it raw in S3, queue it, then settle it.
+
+Order is what makes it safe. For each batch of up to ten mails: every raw message is written to S3 under
+a deterministic key, the batch is sent to the FIFO intake queue, and only then are the mails marked,
+moved or deleted on the server and the cursor advanced. A crash anywhere before that re-reads the same
+mails next time into the same keys; processing recognises them, so nothing is lost and nothing doubled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import imaplib
+import json
+import poplib
+import ssl
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities import parameters
+from imap_tools import AND, U, BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessageFlags
+
+from mailintake.aws_clients import client
+from mailintake.mailboxes import get_mailbox
+from mailintake.settings import Settings
+from mailintake.store import CursorRecord, MailboxRecord, acquire_lease, load_cursor, release_lease, save_cursor
+
+logger = Logger(child=True)
+
+BATCH = 10  # SQS SendMessageBatch maximum
+SOCKET_TIMEOUT = 30
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """The intake queue's message body: where the raw mail is and where it came from."""
+
+    bucket: str
+    key: str
+    mailbox: str
+    sha256: str
+    size: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: str) -> QueuedMessage:
+        data = json.loads(body)
+        return cls(**{k: data[k] for k in ("bucket", "key", "mailbox", "sha256", "size")})
+
+
+@dataclass
+class FetchReport:
+    mailbox: str
+    fetched: int = 0
+    status: str = "done"  # done | more (stopped before the deadline) | locked | disabled | unknown
+    keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One mail on the server that has not been stored yet."""
+
+    ref: str  # the server's handle: IMAP UID, or POP3 message number
+    key_suffix: str  # the stable part of its S3 key
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Verifying context; a mailbox's own CA bundle (PEM) is trusted in addition to the system's."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cadata=ca_bundle)
+    return context
+
+
+class ImapSource:
+    def __init__(self, mailbox: MailboxRecord, password: str, cursor: CursorRecord) -> None:
+        self.mailbox = mailbox
+        self.cursor = cursor
+        self.box = self._connect(mailbox)
+        self.box.login(mailbox.username, password, initial_folder=mailbox.folder)
+        status = self.box.folder.status(mailbox.folder, ["UIDVALIDITY"])
+        uidvalidity = int(status["UIDVALIDITY"])
+        if cursor.uidvalidity != uidvalidity:
+            if cursor.uidvalidity is not None:
+                # UIDs were renumbered: read the folder again. Keys include UIDVALIDITY and processing
+                # deduplicates by Message-ID, so mails read before make nothing new.
+                logger.warning("UIDVALIDITY changed; rereading folder", extra={"mailbox": mailbox.name})
+            cursor.uidvalidity = uidvalidity
+            cursor.last_uid = 0
+
+    @staticmethod
+    def _connect(mailbox: MailboxRecord) -> BaseMailBox:
+        host, port = mailbox.host, int(mailbox.port)
+        if mailbox.security == "ssl":
+            return MailBox(host, port, timeout=SOCKET_TIMEOUT, ssl_context=tls_context(mailbox.ca_bundle))
+        if mailbox.security == "starttls":
+            return MailBoxStartTls(host, port, timeout=SOCKET_TIMEOUT, ssl_context=tls_context(mailbox.ca_bundle))
+        return MailBoxUnencrypted(host, port, timeout=SOCKET_TIMEOUT)
+
+    def pending(self) -> Iterator[Pending]:
+        last = int(self.cursor.last_uid or 0)
+        # "UID n:*" always matches the newest mail, even when its UID is below n: filter.
+        uids = sorted(int(u) for u in self.box.uids(AND(uid=U(last + 1, "*"))) if int(u) > last)
+        for uid in uids:
+            yield Pending(str(uid), f"{self.cursor.uidvalidity}-{uid:010d}")
+
+    def download(self, item: Pending) -> bytes:
+        # BODY.PEEK leaves \Seen alone: the mailbox's own action decides what happens to the mail.
+        typ, data = self.box.client.uid("FETCH", item.ref, "(BODY.PEEK[])")
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"FETCH {item.ref} failed: {data!r}")
+        for part in data:
+            if isinstance(part, tuple):
+                return bytes(part[1])
+        raise imaplib.IMAP4.error(f"FETCH {item.ref} returned no message")
+
+    def settle(self, items: list[Pending]) -> None:
+        uids = [i.ref for i in items]
+        if self.mailbox.after == "seen":
+            self.box.flag(uids, MailMessageFlags.SEEN, True)
+        elif self.mailbox.after == "move":
+            self.box.move(uids, self.mailbox.move_to or "")
+        elif self.mailbox.after == "delete":
+            self.box.delete(uids)
+        self.cursor.last_uid = max(int(self.cursor.last_uid or 0), *(int(u) for u in uids))
+
+    def __enter__(self) -> ImapSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.box.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
+
+
+class Pop3Source:
+    def __init__(self, mailbox: MailboxRecord, password: str, cursor: CursorRecord) -> None:
+        self.mailbox = mailbox
+        self.cursor = cursor
+        self.known: set[str] = set(cursor.uidls or ())
+        self.deleted: set[str] = set()
+        host, port = mailbox.host, int(mailbox.port)
+        self.conn: poplib.POP3
+        if mailbox.security == "ssl":
+            self.conn = poplib.POP3_SSL(host, port, timeout=SOCKET_TIMEOUT, context=tls_context(mailbox.ca_bundle))
+        else:
+            self.conn = poplib.POP3(host, port, timeout=SOCKET_TIMEOUT)
+            if mailbox.security == "starttls":
+                self.conn.stls(context=tls_context(mailbox.ca_bundle))
+        self.conn.user(mailbox.username)
+        self.conn.pass_(password)
+        self.listing: dict[str, str] = {}  # uidl -> message number, in server order
+        for line in self.conn.uidl()[1]:
+            number, uidl = line.decode("ascii", "replace").split(" ", 1)
+            self.listing[uidl] = number
+
+    def pending(self) -> Iterator[Pending]:
+        if self.mailbox.after == "delete":
+            # Stored and queued in an earlier run that died before QUIT committed its deletes.
+            leftovers = [Pending(n, "") for u, n in self.listing.items() if u in self.known]
+            if leftovers:
+                self._delete(leftovers)
+        for uidl, number in self.listing.items():
+            if uidl not in self.known:
+                yield Pending(number, "pop3-" + hashlib.sha256(uidl.encode()).hexdigest()[:32])
+
+    def download(self, item: Pending) -> bytes:
+        _resp, lines, _octets = self.conn.retr(int(item.ref))
+        return b"\r\n".join(lines) + b"\r\n"
+
+    def _delete(self, items: list[Pending]) -> None:
+        numbers = {i.ref for i in items}
+        for uidl, number in self.listing.items():
+            if number in numbers:
+                self.conn.dele(int(number))
+                self.deleted.add(uidl)
+
+    def settle(self, items: list[Pending]) -> None:
+        numbers = {i.ref for i in items}
+        self.known |= {u for u, n in self.listing.items() if n in numbers}
+        self.cursor.uidls = set(self.known)
+        if self.mailbox.after == "delete":
+            self._delete(items)
+
+    def __enter__(self) -> Pop3Source:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            # Leave without QUIT: the server rolls back the deletes, and the cursor still knows the UIDLs.
+            self.conn.close()
+            return
+        self.conn.quit()  # commits the deletes
+        # Forget UIDLs no longer on the server, so the cursor does not grow without end.
+        self.cursor.uidls = {u for u in self.known if u in self.listing and u not in self.deleted}
+        save_cursor(self.cursor)
+
+
+# Both offer pending() -> download() -> settle(): settle applies the after-storing action to mails already
+# stored and queued, and advances the cursor.
+MailSource = ImapSource | Pop3Source
+
+
+def open_source(mailbox: MailboxRecord, password: str, cursor: CursorRecord) -> MailSource:
+    if mailbox.protocol == "imap":
+        return ImapSource(mailbox, password, cursor)
+    return Pop3Source(mailbox, password, cursor)
+
+
+def raw_key(mailbox: str, key_suffix: str) -> str:
+    return f"raw/{mailbox}/{key_suffix}.eml"
+
+
+class Fetcher:
+    """One run over one mailbox."""
+
+    def __init__(self, settings: Settings, remaining_ms: Callable[[], int], run_id: str) -> None:
+        self.settings = settings
+        self.remaining_ms = remaining_ms
+        self.run_id = run_id
+        self.s3 = client("s3", settings.region)
+        self.sqs = client("sqs", settings.region)
+
+    def run(self, name: str) -> FetchReport:
+        report = FetchReport(name)
+        mailbox = get_mailbox(name)
+        if mailbox is None:
+            report.status = "unknown"
+            return report
+        if not mailbox.enabled:
+            report.status = "disabled"
+            return report
+        lease_seconds = max(60, self.remaining_ms() // 1000 + 30)
+        if not acquire_lease(name, self.run_id, lease_seconds):
+            report.status = "locked"
+            return report
+        try:
+            self._drain(mailbox, report)
+        finally:
+            release_lease(name, self.run_id)
+        return report
+
+    def _drain(self, mailbox: MailboxRecord, report: FetchReport) -> None:
+        password = parameters.get_secret(mailbox.secret_name, max_age=300)
+        cursor = load_cursor(mailbox.name)
+        margin_ms = self.settings.deadline_margin_seconds * 1000
+        with open_source(mailbox, str(password), cursor) as source:
+            batch: list[tuple[Pending, QueuedMessage]] = []
+            for item in source.pending():
+                if self.remaining_ms() < margin_ms:
+                    report.status = "more"
+                    break
+                batch.append((item, self._store(mailbox.name, item, source.download(item))))
+                if len(batch) == BATCH:
+                    self._hand_over(source, batch, report)
+                    batch = []
+            if batch:
+                self._hand_over(source, batch, report)
+
+    def _store(self, mailbox: str, item: Pending, raw: bytes) -> QueuedMessage:
+        key = raw_key(mailbox, item.key_suffix)
+        digest = hashlib.sha256(raw).hexdigest()
+        self.s3.put_object(
+            Bucket=self.settings.bucket, Key=key, Body=raw, ContentType="message/rfc822",
+            Metadata={"mailbox": mailbox, "sha256": digest},
+        )
+        return QueuedMessage(self.settings.bucket, key, mailbox, digest, len(raw))
+
+    def _hand_over(self, source: MailSource, batch: list[tuple[Pending, QueuedMessage]],
+                   report: FetchReport) -> None:
+        entries: list[dict[str, Any]] = [
+            {
+                "Id": str(i),
+                "MessageBody": queued.to_json(),
+                "MessageGroupId": queued.mailbox,  # per-mailbox order
+                "MessageDeduplicationId": hashlib.sha256(queued.key.encode()).hexdigest(),
+            }
+            for i, (_item, queued) in enumerate(batch)
+        ]
+        response = self.sqs.send_message_batch(QueueUrl=self.settings.queue_url, Entries=entries)
+        if response.get("Failed"):
+            # Nothing is settled: the whole batch is read again next run (same keys, deduplicated).
+            raise RuntimeError(f"queueing failed for {len(response['Failed'])} of {len(entries)} messages")
+        source.settle([item for item, _ in batch])
+        save_cursor(source.cursor)
+        report.fetched += len(batch)
+        report.keys.extend(q.key for _, q in batch)

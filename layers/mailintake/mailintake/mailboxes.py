@@ -1,0 +1,154 @@
+"""Mailbox configuration: the records, their validation, their secrets and their schedules."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from mailintake.aws_clients import client
+from mailintake.settings import Settings
+from mailintake.store import MailboxRecord, list_mailboxes
+
+PROTOCOLS = ("imap", "pop3")
+SECURITY = ("ssl", "starttls", "none")
+AFTER_ACTIONS = {"imap": ("seen", "move", "delete"), "pop3": ("delete", "keep")}
+DEFAULT_PORTS = {("imap", "ssl"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
+                 ("pop3", "ssl"): 995, ("pop3", "starttls"): 110, ("pop3", "none"): 110}
+SECRET_PREFIX = "mailintake/mailbox/"
+
+
+class MailboxConfigError(ValueError):
+    """A mailbox configuration that cannot work."""
+
+
+@dataclass
+class MailboxSpec:
+    """What an admin gives to add a mailbox; validated before anything is stored."""
+
+    name: str
+    protocol: str
+    host: str
+    username: str
+    port: int | None = None
+    security: str = "ssl"
+    secret_name: str | None = None
+    folder: str = "INBOX"
+    after: str | None = None
+    move_to: str | None = None
+    workspace: str = "default"
+    enabled: bool = True
+    poll_minutes: int | None = None
+    ca_bundle: str | None = None
+    system: bool = False
+
+    def validate(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or len(self.name) > 64:
+            raise MailboxConfigError("name must be 1-64 letters, digits, '-', '_' or '.'")
+        if self.protocol not in PROTOCOLS:
+            raise MailboxConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}")
+        if self.security not in SECURITY:
+            raise MailboxConfigError(f"security must be one of {', '.join(SECURITY)}")
+        actions = AFTER_ACTIONS[self.protocol]
+        if self.after is None:
+            self.after = actions[0]
+        if self.after not in actions:
+            raise MailboxConfigError(f"after must be one of {', '.join(actions)} for {self.protocol}")
+        if self.after == "move" and not self.move_to:
+            raise MailboxConfigError("after=move needs a folder to move to (--move-to)")
+        if self.port is None:
+            self.port = DEFAULT_PORTS[(self.protocol, self.security)]
+        if not 0 < self.port < 65536:
+            raise MailboxConfigError("port out of range")
+        if self.poll_minutes is not None and self.poll_minutes < 1:
+            raise MailboxConfigError("poll interval must be at least one minute")
+
+
+def schedule_name(mailbox: str) -> str:
+    return f"mailbox-{mailbox}"
+
+
+def fetch_event(mailbox: str) -> dict[str, Any]:
+    """The event each mailbox's schedule sends to the fetch function (events/fetch.json has this shape)."""
+    return {"mailbox": mailbox}
+
+
+def add_mailbox(spec: MailboxSpec, settings: Settings, password: str | None = None) -> MailboxRecord:
+    """Store a mailbox (its password in Secrets Manager) and create or update its schedule."""
+    spec.validate()
+    secrets = client("secretsmanager", settings.region)
+    if password is not None:
+        spec.secret_name = spec.secret_name or f"{SECRET_PREFIX}{spec.name}"
+        try:
+            secrets.create_secret(Name=spec.secret_name, SecretString=password)
+        except secrets.exceptions.ResourceExistsException:
+            secrets.put_secret_value(SecretId=spec.secret_name, SecretString=password)
+    if not spec.secret_name:
+        raise MailboxConfigError("give a password or the name of a secret holding it")
+    values = asdict(spec)
+    values["poll_minutes"] = spec.poll_minutes or settings.default_poll_minutes
+    record = MailboxRecord(*MailboxRecord.key(spec.name), kind="mailbox", sort=spec.name, **values)
+    record.save()
+    put_schedule(record, settings)
+    return record
+
+
+def put_schedule(record: MailboxRecord, settings: Settings) -> None:
+    scheduler = client("scheduler", settings.region)
+    params: dict[str, Any] = {
+        "Name": schedule_name(record.name),
+        "GroupName": settings.schedule_group,
+        "ScheduleExpression": f"rate({int(record.poll_minutes)} minute{'s' if record.poll_minutes != 1 else ''})",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "State": "ENABLED" if record.enabled else "DISABLED",
+        "Target": {
+            "Arn": settings.fetch_function_arn,
+            "RoleArn": settings.scheduler_role_arn,
+            "Input": json.dumps(fetch_event(record.name)),
+            # A missed run is simply picked up by the next one; no point in piling retries on a mail server.
+            "RetryPolicy": {"MaximumRetryAttempts": 0},
+        },
+    }
+    try:
+        scheduler.create_schedule(**params)
+    except scheduler.exceptions.ConflictException:
+        scheduler.update_schedule(**params)
+
+
+def remove_mailbox(name: str, settings: Settings) -> None:
+    scheduler = client("scheduler", settings.region)
+    try:
+        scheduler.delete_schedule(Name=schedule_name(name), GroupName=settings.schedule_group)
+    except scheduler.exceptions.ResourceNotFoundException:
+        pass
+    try:
+        MailboxRecord.get(*MailboxRecord.key(name)).delete()
+    except DoesNotExist:
+        pass
+
+
+def get_mailbox(name: str) -> MailboxRecord | None:
+    try:
+        return MailboxRecord.get(*MailboxRecord.key(name), consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def scheduled_fetch_events(settings: Settings) -> list[dict[str, Any]]:
+    """The inputs of every enabled schedule in the group: what one scheduled cycle would run."""
+    scheduler = client("scheduler", settings.region)
+    events = []
+    paginator = scheduler.get_paginator("list_schedules")
+    for page in paginator.paginate(GroupName=settings.schedule_group, State="ENABLED"):
+        for summary in page["Schedules"]:
+            detail = scheduler.get_schedule(Name=summary["Name"], GroupName=settings.schedule_group)
+            events.append(json.loads(detail["Target"]["Input"]))
+    return events
+
+
+__all__ = [
+    "MailboxConfigError", "MailboxSpec", "add_mailbox", "get_mailbox", "list_mailboxes", "remove_mailbox",
+    "scheduled_fetch_events",
+]

@@ -1,0 +1,450 @@
+"""The item store: pynamodb models of the one DynamoDB table, and the writes that must be atomic.
+
+Single-table design. Every record has ``pk``/``sk``; records an admin lists also carry ``kind`` and
+``sort`` so the ``by-kind`` index returns them in order. An item, its message-id record and its ledger
+record are written in one transaction, so a retried or duplicated message can never make a second item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from mailintake.settings import Settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _TableMeta:
+    """Shared by every model; :func:`bind` points it at the stack's table."""
+
+    table_name = "mailintake"
+    region = "us-east-1"
+
+
+class ByKind(GlobalSecondaryIndex["Record"]):
+    class Meta:
+        index_name = "by-kind"
+        projection = AllProjection()
+
+    kind = UnicodeAttribute(hash_key=True)
+    sort = UnicodeAttribute(range_key=True)
+
+
+class Record(Model):
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute(null=True)
+    sort = UnicodeAttribute(null=True)
+    by_kind = ByKind()
+
+
+class AttachmentMap(MapAttribute[str, Any]):
+    filename = UnicodeAttribute()
+    content_type = UnicodeAttribute()
+    size = NumberAttribute()
+    key = UnicodeAttribute()
+    content_id = UnicodeAttribute(null=True)
+    inline = BooleanAttribute(default=False)
+
+
+class MailboxRecord(Record):
+    class Meta(_TableMeta):
+        pass
+
+    name = UnicodeAttribute()
+    protocol = UnicodeAttribute()  # imap | pop3
+    host = UnicodeAttribute()
+    port = NumberAttribute()
+    security = UnicodeAttribute()  # ssl | starttls | none
+    username = UnicodeAttribute()
+    secret_name = UnicodeAttribute()
+    folder = UnicodeAttribute(default="INBOX")
+    after = UnicodeAttribute()  # imap: seen | move | delete; pop3: delete | keep
+    move_to = UnicodeAttribute(null=True)
+    workspace = UnicodeAttribute(default="default")
+    enabled = BooleanAttribute(default=True)
+    poll_minutes = NumberAttribute(default=5)
+    ca_bundle = UnicodeAttribute(null=True)  # PEM text of extra CAs to trust
+    system = BooleanAttribute(default=False)  # the system-wide mailbox (at most one)
+    created = UTCDateTimeAttribute(default_for_new=utcnow)
+
+    @staticmethod
+    def key(name: str) -> tuple[str, str]:
+        return f"MAILBOX#{name}", "MAILBOX"
+
+
+class ItemRecord(Record):
+    class Meta(_TableMeta):
+        pass
+
+    number = NumberAttribute()
+    title = UnicodeAttribute()
+    description = UnicodeAttribute(default="")
+    html = UnicodeAttribute(null=True)
+    author = UnicodeAttribute()
+    author_name = UnicodeAttribute(default="")
+    workspace = UnicodeAttribute()
+    created = UTCDateTimeAttribute()
+    message_id = UnicodeAttribute()
+    source_key = UnicodeAttribute()
+    mailbox = UnicodeAttribute()
+    attachments = ListAttribute(of=AttachmentMap, default=list)
+
+    @staticmethod
+    def key(number: int) -> tuple[str, str]:
+        return f"ITEM#{number:010d}", "ITEM"
+
+
+class CommentRecord(Record):
+    class Meta(_TableMeta):
+        pass
+
+    item_number = NumberAttribute()
+    text = UnicodeAttribute(default="")
+    full_text = UnicodeAttribute(default="")
+    html = UnicodeAttribute(null=True)
+    author = UnicodeAttribute()
+    author_name = UnicodeAttribute(default="")
+    created = UTCDateTimeAttribute()
+    message_id = UnicodeAttribute()
+    source_key = UnicodeAttribute()
+    mailbox = UnicodeAttribute()
+    attachments = ListAttribute(of=AttachmentMap, default=list)
+
+
+class LedgerRecord(Record):
+    """What became of one fetched raw message (one S3 object)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    key = UnicodeAttribute()  # the raw message's S3 key
+    mailbox = UnicodeAttribute()
+    message_id = UnicodeAttribute(null=True)
+    sender = UnicodeAttribute(default="")
+    subject = UnicodeAttribute(default="")
+    status = UnicodeAttribute()  # item | comment | rejected | discarded | failed
+    outcome = UnicodeAttribute()  # human line: "item 12 created", "rejected: empty subject", ...
+    item_number = NumberAttribute(null=True)
+    step = UnicodeAttribute(null=True)  # which intake step decided
+    error = UnicodeAttribute(null=True)
+    attempts = NumberAttribute(default=1)
+    created = UTCDateTimeAttribute()
+
+    @staticmethod
+    def key_for(source_key: str) -> tuple[str, str]:
+        return f"MSG#{source_key}", "MSG"
+
+
+class MessageIdRecord(Record):
+    """Message-ID -> the item it made or was threaded into; guards against doubles, drives threading."""
+
+    class Meta(_TableMeta):
+        pass
+
+    message_id = UnicodeAttribute()
+    item_number = NumberAttribute(null=True)
+    source_key = UnicodeAttribute()
+
+    @staticmethod
+    def key_for(message_id: str) -> tuple[str, str]:
+        return f"MSGID#{message_id}", "MSGID"
+
+
+class CounterRecord(Record):
+    class Meta(_TableMeta):
+        pass
+
+    value = NumberAttribute(default=0)
+
+
+class CursorRecord(Record):
+    """Where a mailbox's reading stands: IMAP UIDVALIDITY + last UID, or the POP3 UIDLs already stored."""
+
+    class Meta(_TableMeta):
+        pass
+
+    uidvalidity = NumberAttribute(null=True)
+    last_uid = NumberAttribute(default=0)
+    uidls = UnicodeSetAttribute(null=True)
+    updated = UTCDateTimeAttribute(default_for_new=utcnow)
+
+    @staticmethod
+    def key_for(mailbox: str) -> tuple[str, str]:
+        return f"CURSOR#{mailbox}", "CURSOR"
+
+
+class LeaseRecord(Record):
+    class Meta(_TableMeta):
+        pass
+
+    owner = UnicodeAttribute()
+    expires = NumberAttribute()  # epoch seconds
+
+    @staticmethod
+    def key_for(mailbox: str) -> tuple[str, str]:
+        return f"LEASE#{mailbox}", "LEASE"
+
+
+_MODELS: tuple[type[Model], ...] = (
+    Record, MailboxRecord, ItemRecord, CommentRecord, LedgerRecord, MessageIdRecord, CounterRecord,
+    CursorRecord, LeaseRecord,
+)
+
+
+def bind(settings: Settings) -> None:
+    """Point every model at the configured table (pynamodb reads Meta lazily, on first use)."""
+    _TableMeta.table_name = settings.table
+    _TableMeta.region = settings.region
+    for model in _MODELS:
+        model._connection = None
+    ByKind._connection = None
+
+
+def _connection() -> Connection:
+    return Connection(region=_TableMeta.region)
+
+
+class _Numbering:
+    """Item numbers, taken inside the item's own transaction.
+
+    The counter update is conditional on the value this container last saw, so in the usual case taking
+    a number costs no request of its own; when another writer got there first the condition fails and
+    the counter is read again. A number is never given twice and, as the take is atomic with the item,
+    never skipped.
+    """
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+
+    def next(self) -> int:
+        if self.last is None:
+            try:
+                self.last = int(CounterRecord.get("COUNTER#items", "COUNTER", consistent_read=True).value)
+            except DoesNotExist:
+                self.last = 0
+        return self.last + 1
+
+    def take(self, tx: TransactWrite, number: int) -> None:
+        counter = CounterRecord("COUNTER#items", "COUNTER")
+        expected = CounterRecord.value == number - 1
+        if number == 1:
+            expected = CounterRecord.pk.does_not_exist() | expected
+        tx.update(counter, actions=[CounterRecord.value.set(number)], condition=expected)
+
+
+_numbering = _Numbering()
+
+
+# --- leases ---------------------------------------------------------------------------------------
+
+
+def acquire_lease(mailbox: str, owner: str, seconds: int) -> bool:
+    """Take the mailbox's fetch lease unless an unexpired one is held by another run."""
+    now = int(utcnow().timestamp())
+    lease = LeaseRecord(*LeaseRecord.key_for(mailbox), owner=owner, expires=now + seconds)
+    try:
+        lease.save(
+            condition=LeaseRecord.pk.does_not_exist() | (LeaseRecord.expires < now) | (LeaseRecord.owner == owner)
+        )
+    except PutError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def release_lease(mailbox: str, owner: str) -> None:
+    lease = LeaseRecord(*LeaseRecord.key_for(mailbox))
+    try:
+        lease.delete(condition=LeaseRecord.owner == owner)
+    except Exception as exc:  # a lease taken over after expiry is not ours to delete
+        if getattr(exc, "cause_response_code", "") != "ConditionalCheckFailedException":
+            raise
+
+
+# --- cursors --------------------------------------------------------------------------------------
+
+
+def load_cursor(mailbox: str) -> CursorRecord:
+    try:
+        return CursorRecord.get(*CursorRecord.key_for(mailbox), consistent_read=True)
+    except DoesNotExist:
+        return CursorRecord(*CursorRecord.key_for(mailbox), last_uid=0)
+
+
+def save_cursor(cursor: CursorRecord) -> None:
+    cursor.updated = utcnow()
+    if cursor.uidls is not None and not cursor.uidls:
+        cursor.uidls = None  # DynamoDB rejects empty sets
+    cursor.save()
+
+
+# --- outcomes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """The raw message a record comes from."""
+
+    key: str
+    mailbox: str
+    message_id: str  # the Message-ID, or a content hash when the mail has none
+    sender: str
+    subject: str
+
+
+def ledger_record(source: Source, status: str, outcome: str, **fields: Any) -> LedgerRecord:
+    now = utcnow()
+    return LedgerRecord(
+        *LedgerRecord.key_for(source.key),
+        kind="message",
+        sort=f"{now.isoformat()}#{source.key}",
+        key=source.key,
+        mailbox=source.mailbox,
+        message_id=source.message_id,
+        sender=source.sender,
+        subject=source.subject[:1000],
+        status=status,
+        outcome=outcome,
+        created=now,
+        **fields,
+    )
+
+
+def get_ledger(source_key: str) -> LedgerRecord | None:
+    try:
+        return LedgerRecord.get(*LedgerRecord.key_for(source_key), consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def get_message_id(message_id: str) -> MessageIdRecord | None:
+    try:
+        return MessageIdRecord.get(*MessageIdRecord.key_for(message_id), consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def get_item(number: int) -> ItemRecord | None:
+    try:
+        return ItemRecord.get(*ItemRecord.key(number))
+    except DoesNotExist:
+        return None
+
+
+class DuplicateMessage(Exception):
+    """The Message-ID was already stored by another raw message (or by this one, in an earlier try)."""
+
+    def __init__(self, original: MessageIdRecord | None) -> None:
+        super().__init__("duplicate message")
+        self.original = original
+
+
+_RETRYABLE = ("ConditionalCheckFailed", "TransactionConflict")
+
+
+def _failed(exc: TransactWriteError, index: int, codes: tuple[str, ...] = _RETRYABLE) -> bool:
+    reasons = exc.cancellation_reasons or []
+    return index < len(reasons) and getattr(reasons[index], "code", None) in codes
+
+
+def _message_id_record(source: Source, number: int) -> MessageIdRecord:
+    return MessageIdRecord(
+        *MessageIdRecord.key_for(source.message_id),
+        message_id=source.message_id,
+        item_number=number,
+        source_key=source.key,
+    )
+
+
+def write_item(build: Callable[[int], ItemRecord], source: Source) -> LedgerRecord:
+    """Write a new item, its number, its message-id and ledger records in one transaction.
+
+    ``build`` makes the item for a given number. Raises DuplicateMessage when the Message-ID is known.
+    """
+    for _ in range(50):
+        number = _numbering.next()
+        item = build(number)
+        ledger = ledger_record(source, "item", f"item {number} created", item_number=number)
+        try:
+            with TransactWrite(connection=_connection()) as tx:
+                tx.save(_message_id_record(source, number), condition=MessageIdRecord.pk.does_not_exist())
+                _numbering.take(tx, number)
+                tx.save(item, condition=ItemRecord.pk.does_not_exist())
+                tx.save(ledger)
+        except TransactWriteError as exc:
+            if _failed(exc, 0, ("ConditionalCheckFailed",)):
+                raise DuplicateMessage(get_message_id(source.message_id)) from exc
+            if _failed(exc, 1) or _failed(exc, 2):
+                _numbering.last = None  # another writer took it: read the counter again
+                continue
+            raise
+        _numbering.last = number
+        return ledger
+    raise RuntimeError("could not take an item number: too much contention")
+
+
+def write_comment(comment: CommentRecord, source: Source) -> LedgerRecord:
+    """Write a comment with its message-id and ledger records, atomically. Raises DuplicateMessage."""
+    number = int(comment.item_number)
+    ledger = ledger_record(source, "comment", f"comment on item {number}", item_number=number)
+    try:
+        with TransactWrite(connection=_connection()) as tx:
+            tx.save(_message_id_record(source, number), condition=MessageIdRecord.pk.does_not_exist())
+            tx.condition_check(ItemRecord, *ItemRecord.key(number), condition=ItemRecord.pk.exists())
+            tx.save(comment, condition=CommentRecord.pk.does_not_exist())
+            tx.save(ledger)
+    except TransactWriteError as exc:
+        if _failed(exc, 0, ("ConditionalCheckFailed",)):
+            raise DuplicateMessage(get_message_id(source.message_id)) from exc
+        raise
+    return ledger
+
+
+def comment_key(number: int, created: datetime, source_key: str) -> tuple[str, str]:
+    digest = hashlib.sha256(source_key.encode()).hexdigest()[:16]
+    return ItemRecord.key(number)[0], f"COMMENT#{created.isoformat()}#{digest}"
+
+
+# --- listing --------------------------------------------------------------------------------------
+
+
+def list_items() -> list[ItemRecord]:
+    return list(ItemRecord.by_kind.query("item"))
+
+
+def list_comments(number: int) -> list[CommentRecord]:
+    return list(CommentRecord.query(ItemRecord.key(number)[0], CommentRecord.sk.startswith("COMMENT#")))
+
+
+def list_ledger() -> list[LedgerRecord]:
+    return list(LedgerRecord.by_kind.query("message"))
+
+
+def list_mailboxes() -> list[MailboxRecord]:
+    return list(MailboxRecord.by_kind.query("mailbox"))
