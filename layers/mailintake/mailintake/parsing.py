@@ -1,0 +1,926 @@
+"""Parsing a raw message into what an item or comment needs (title, text, safe HTML, attachments).
+
+The processing function calls :func:`parse_message` on the raw bytes streamed from S3.
+
+Design notes:
+
+* The stdlib parser runs with the ``compat32`` policy: header values stay raw strings, so every decoding
+  step (encoded words, RFC 2231, 8-bit headers, charsets) is ours and can never raise half-way through a
+  message. The modern ``email.policy.default`` parses headers lazily and raises on some broken ones.
+* Nothing here may raise on bad input: problems end up in ``ParsedMessage.defects``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import logging
+import mimetypes
+import posixpath
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.feedparser import BytesFeedParser
+from email.generator import BytesGenerator
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+from io import BytesIO
+from typing import BinaryIO
+
+import html2text
+import nh3
+
+from mailintake import quoting
+
+log = logging.getLogger(__name__)
+# flufl.bounce logs every heuristic detector that trips over an unusual message as an error with a
+# traceback; those are expected on ordinary mail and would drown real errors in the Lambda logs.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class Address:
+    email: str  # lower-cased addr-spec, "" when missing
+    name: str = ""
+
+
+@dataclass
+class Attachment:
+    filename: str  # decoded name as the sender gave it, for display
+    safe_name: str  # sanitised for use in a storage key: no path, no control chars, bounded length
+    content_type: str
+    data: bytes
+    content_id: str | None = None  # without <>, for cid: links from the HTML body
+    inline: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass
+class ParsedMessage:
+    message_id: str | None  # without <>
+    subject: str  # decoded, folded white space collapsed, trimmed
+    sender: Address
+    to: list[Address] = field(default_factory=list)
+    cc: list[Address] = field(default_factory=list)
+    reply_to: list[Address] = field(default_factory=list)
+    date: datetime | None = None
+    in_reply_to: list[str] = field(default_factory=list)  # message ids without <>
+    references: list[str] = field(default_factory=list)
+    text: str = ""  # the full body as plain text: the item description
+    html: str | None = None  # sanitised HTML of the body, when the mail had an HTML part
+    reply_text: str = ""  # the body with quoted history and signature cut: the comment text
+    attachments: list[Attachment] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased name -> decoded value (first)
+    defects: list[str] = field(default_factory=list)
+    # Signals for automail.classify(), computed while the MIME tree is at hand so that the tree itself
+    # need not be kept alive (it holds a second copy of every attachment).
+    content_types: list[str] = field(default_factory=list)  # every MIME part's type, in tree order
+    report_type: str | None = None  # report-type of a top-level multipart/report, lower-cased
+    bounced_recipients: list[str] = field(default_factory=list)  # failed recipients found by flufl.bounce
+
+    @property
+    def size_hint(self) -> int:
+        return len(self.text) + sum(a.size for a in self.attachments)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Charsets
+
+# Labels that mailers get wrong in practice, mapped to the codec that decodes what they really send.
+# windows-1252 is a superset of the printable ISO-8859-1 range and is what "iso-8859-1" mail usually is
+# (HTML5's encoding standard makes the same substitution); likewise for Korean, Chinese and Japanese.
+_CHARSET_ALIASES: dict[str, str] = {
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "iso_8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "l1": "cp1252",
+    "iso-8859-9": "cp1254",
+    "iso-8859-11": "cp874",
+    "tis-620": "cp874",
+    "windows-874": "cp874",
+    "ks_c_5601-1987": "cp949",
+    "ks_c_5601": "cp949",
+    "ks_c_5601-1989": "cp949",
+    "ksc5601": "cp949",
+    "euc-kr": "cp949",
+    "x-windows-949": "cp949",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "cn-gb": "gb18030",
+    "euc-cn": "gb18030",
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "x-sjis": "cp932",
+    "sjis": "cp932",
+    "windows-31j": "cp932",
+    "iso-2022-jp": "iso2022_jp_ext",
+    "big5": "big5hkscs",
+    "x-mac-roman": "mac_roman",
+    "macintosh": "mac_roman",
+    "utf8": "utf-8",
+    "unicode-1-1-utf-7": "utf-7",
+    "x-unicode20utf8": "utf-8",
+    "ansi_x3.4-1968": "ascii",
+}
+
+# Labels that say "we do not know": detect instead of trusting them.
+_UNKNOWN_CHARSETS = frozenset({"", "unknown-8bit", "x-unknown", "unknown", "x-user-defined", "default",
+                               "8bit", "charset", "none", "us-ascii", "ascii"})
+
+
+def _codec_for(label: str | None) -> str | None:
+    """Return a Python codec name for a MIME charset label, or None when it is unknown / unusable."""
+    if not label:
+        return None
+    name = label.strip().strip("\"'").lower()
+    name = _CHARSET_ALIASES.get(name, name)
+    if name in _UNKNOWN_CHARSETS:
+        return None
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return None
+    # Refuse non-text codecs ("base64", "zip", ...) that codecs.lookup would happily return.
+    if not getattr(info, "_is_text_encoding", True):
+        return None
+    return info.name
+
+
+def _detect(data: bytes) -> str:
+    """Decode bytes whose charset is unknown: UTF-8 when valid, else a detected charset, else UTF-8 lossy."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        from charset_normalizer import from_bytes
+
+        matches = list(from_bytes(data[:200_000]))
+        if matches:
+            best = matches[0]
+            # Short texts fit several 8-bit charsets equally well; on a tie prefer windows-1252, by far
+            # the most common undeclared 8-bit charset in mail.
+            for m in matches:
+                if m.chaos <= best.chaos + 0.01 and "cp1252" in m.could_be_from_charset:
+                    return data.decode("cp1252", errors="replace")
+            return data.decode(best.encoding, errors="replace")
+    except Exception:  # the detector is a heuristic helper; never let it break parsing
+        log.debug("charset detection failed", exc_info=True)
+    return data.decode("cp1252", errors="replace") if _mostly_latin(data) else data.decode(
+        "utf-8", errors="replace")
+
+
+def _mostly_latin(data: bytes) -> bool:
+    # Without a detector verdict: lone high bytes between ASCII letters look like a Western 8-bit charset.
+    return bool(re.search(rb"[a-zA-Z][\x80-\xff][a-zA-Z]", data)) and not re.search(
+        rb"[\xc2-\xf4][\x80-\xbf]", data)
+
+
+def decode_bytes(data: bytes, charset: str | None, defects: list[str] | None = None, where: str = "") -> str:
+    """Decode text bytes labelled with ``charset``, falling back sensibly; never raises."""
+    codec = _codec_for(charset)
+    if codec is None:
+        if charset and charset.strip().lower() not in _UNKNOWN_CHARSETS and defects is not None:
+            defects.append(f"{where}unknown charset {charset!r}")
+        if data.isascii():
+            return data.decode("ascii")
+        return _detect(data)
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        pass
+    # cp1252 leaves five bytes undefined; real "iso-8859-1" mail containing them is plain Latin-1.
+    if codec == "cp1252":
+        return data.decode("latin-1")
+    if codec in ("utf-8", "ascii"):
+        # Mislabelled: a Western 8-bit text sent as UTF-8 is more common than broken UTF-8, but keep
+        # the UTF-8 reading when most of the text is valid UTF-8 (a few bad bytes in a good text).
+        lossy = data.decode("utf-8", errors="replace")
+        if lossy.count("\ufffd") * 20 > len(re.findall(rb"[\x80-\xff]", data)) and _mostly_latin(data):
+            return data.decode("cp1252", errors="replace")
+        if defects is not None:
+            defects.append(f"{where}invalid {charset} bytes replaced")
+        # '?' rather than U+FFFD for the broken bytes: what Redmine and most trackers show, and plain
+        # to readers; the defect above records that bytes were replaced.
+        return lossy if b"\xef\xbf\xbd" in data else lossy.replace("\ufffd", "?")
+    if codec == "iso2022_jp_ext":
+        return _decode_iso2022jp_ms(data)
+    if defects is not None:
+        defects.append(f"{where}invalid {charset} bytes replaced")
+    return data.decode(codec, errors="replace")
+
+
+_ISO2022_ESC = re.compile(rb"\x1b(\$[@B]|\$\(D|\([BJHI])")
+
+
+def _decode_iso2022jp_ms(data: bytes) -> str:
+    """ISO-2022-JP as Japanese mailers really send it (CP50221 / ISO-2022-JP-MS).
+
+    Windows and Japanese phones put NEC and IBM extension characters (circled digits, Roman numerals,
+    ...) into JIS X 0208 sequences; Python's ISO-2022-JP codecs reject them. Each JIS segment is
+    shifted to Shift_JIS and decoded as CP932, which holds those extensions.
+    """
+    out: list[str] = []
+    mode = b"(B"
+    pos = 0
+    for m in [*_ISO2022_ESC.finditer(data), None]:
+        end = m.start() if m is not None else len(data)
+        chunk = data[pos:end]
+        if mode in (b"$B", b"$@", b"$(D"):
+            sjis = bytearray()
+            for i in range(0, len(chunk) - 1, 2):
+                j1, j2 = chunk[i], chunk[i + 1]
+                if not (0x21 <= j1 <= 0x7E and 0x21 <= j2 <= 0x7E):
+                    sjis += b"?"
+                    continue
+                s1 = (j1 + 1) // 2 + (0x70 if j1 <= 0x5E else 0xB0)
+                s2 = j2 + (0x1F if j1 % 2 else 0x7E)
+                if j1 % 2 and s2 >= 0x7F:
+                    s2 += 1
+                sjis += bytes((s1, s2))
+            out.append(bytes(sjis).decode("cp932", errors="replace"))
+        elif mode == b"(I":  # JIS X 0201 half-width katakana
+            out.append(bytes(b + 0x80 if 0x21 <= b <= 0x5F else b for b in chunk).decode("cp932", "replace"))
+        else:
+            out.append(chunk.decode("ascii", errors="replace"))
+        if m is not None:
+            mode = m.group(1)
+            pos = m.end()
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Headers
+
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([qQbB])\?([^?]*)\?=")
+
+
+def _raw_bytes(text: str) -> bytes:
+    # compat32 keeps 8-bit header bytes as surrogate escapes; this gets the original bytes back.
+    return text.encode("utf-8", errors="surrogateescape")
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _decode_plain(text: str, defects: list[str] | None) -> str:
+    if not _has_surrogates(text):
+        return text
+    return decode_bytes(_raw_bytes(text), None, defects, "header: ")
+
+
+def decode_header_value(value: object, defects: list[str] | None = None) -> str:
+    """Decode a raw header value: RFC 2047 words in any charset, raw 8-bit text; unfolded, never raises.
+
+    Adjacent encoded words in the same charset are joined as bytes before decoding, because many mailers
+    split a multi-byte character across two words.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        try:
+            value = str(value)
+        except Exception:
+            return ""
+    text = re.sub(r"\r?\n[ \t]*", " ", value)
+    pieces: list[tuple[str, bytes | str]] = []  # (charset, bytes) for encoded words, ("", str) for text
+    pos = 0
+    for m in _ENCODED_WORD.finditer(text):
+        between = text[pos:m.start()]
+        # RFC 2047: white space between two encoded words is not part of the text.
+        if between and not (pieces and pieces[-1][0] and between.isspace()):
+            pieces.append(("", between))
+        charset = m.group(1).split("*", 1)[0] or "us-ascii"
+        payload = m.group(3)
+        try:
+            if m.group(2) in "bB":
+                payload = re.sub(r"[^A-Za-z0-9+/]", "", payload)
+                payload += "=" * (-len(payload) % 4)
+                if len(payload) % 4 == 1:  # an impossible length: drop the dangling character
+                    payload = payload[:-1]
+                data = binascii.a2b_base64(payload)
+            else:
+                data = re.sub(rb"=([0-9A-Fa-f]{2})", lambda q: bytes([int(q.group(1), 16)]),
+                              _raw_bytes(payload).replace(b"_", b" "))
+        except (binascii.Error, ValueError):
+            if defects is not None:
+                defects.append(f"header: undecodable encoded word {m.group(0)[:60]!r}")
+            pieces.append(("", m.group(0)))
+            pos = m.end()
+            continue
+        if pieces and pieces[-1][0].lower() == charset.lower() and isinstance(pieces[-1][1], bytes):
+            pieces[-1] = (pieces[-1][0], pieces[-1][1] + data)
+        else:
+            pieces.append((charset, data))
+        pos = m.end()
+    if pos < len(text):
+        pieces.append(("", text[pos:]))
+    out: list[str] = []
+    for charset, chunk in pieces:
+        if isinstance(chunk, bytes):
+            out.append(decode_bytes(chunk, charset, defects, "header: "))
+        else:
+            out.append(_decode_plain(chunk, defects))
+    return "".join(out)
+
+
+def _clean_line(text: str) -> str:
+    """Collapse white space (incl. folding) and drop control characters, for single-line header values."""
+    text = "".join(ch if unicodedata.category(ch) != "Cc" else " " for ch in text)
+    return " ".join(text.split())
+
+
+_MSGID = re.compile(r"<([^<>\s]+)>")
+
+
+def _ids(value: str | None) -> list[str]:
+    value = value or ""
+    found = _MSGID.findall(value)
+    if not found and value.strip() and "@" in value and "<" not in value:
+        # Some mailers omit the angle brackets; accept bare id tokens containing '@'.
+        found = [tok for tok in re.split(r"[\s,]+", value.strip()) if "@" in tok]
+    return found
+
+
+_ADDR_SPEC = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+")
+
+
+def _addresses(raw_values: list[str], defects: list[str]) -> list[Address]:
+    result: list[Address] = []
+    for raw in raw_values:
+        raw = re.sub(r"\r?\n[ \t]*", " ", raw)
+        try:
+            pairs = getaddresses([raw])
+        except Exception:
+            pairs = []
+        pairs = [(n, a) for n, a in pairs if a or n]
+        if not pairs or (any("@" not in a and a for _, a in pairs) and _ADDR_SPEC.search(raw)):
+            # The stdlib gave up (or produced junk): fall back to finding addr-specs in the raw value.
+            found = _ADDR_SPEC.findall(raw)
+            if found:
+                if pairs:
+                    defects.append(f"address: unparsable list {raw[:80]!r}")
+                pairs = [("", a) for a in found]
+                if len(found) == 1:
+                    name = raw.split("<", 1)[0] if "<" in raw else ""
+                    pairs = [(name.strip().strip('"'), found[0])]
+        for name, addr in pairs:
+            name = _clean_line(decode_header_value(name, defects)).strip("\"' ")
+            addr = _clean_line(_decode_plain(addr, defects)).strip("<> ").lower()
+            if name.lower() == addr:
+                name = ""
+            if addr or name:
+                result.append(Address(addr, name))
+    return result
+
+
+def _header_values(msg: Message, name: str) -> list[str]:
+    # raw_items(), not get_all(): compat32 turns values with 8-bit bytes into Header objects whose str()
+    # has lost those bytes; the raw value still holds them (as surrogate escapes) for our decoder.
+    name = name.lower()
+    try:
+        return [v if isinstance(v, str) else str(v) for k, v in msg.raw_items() if k.lower() == name]
+    except Exception:
+        return []
+
+
+# --------------------------------------------------------------------------------------------------------
+# File names
+
+
+_RESERVED_WINDOWS = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])$", re.IGNORECASE)
+_UNSAFE_CHARS = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
+_MAX_NAME_BYTES = 150
+_MAX_EXT_CHARS = 16
+
+
+def safe_name(name: str, content_type: str = "application/octet-stream") -> str:
+    """Make a file name safe as the last segment of an S3 key (and as a download name on any OS).
+
+    Keeps the base name only, NFC-normalised, without control/format characters or characters that
+    Windows refuses, never ``.``/``..``, at most ``_MAX_NAME_BYTES`` UTF-8 bytes with the extension kept.
+    """
+    name = unicodedata.normalize("NFC", name or "")
+    # Format characters include right-to-left overrides used to disguise extensions ("txt.exe" shown
+    # as "exe.txt"), so they go with the control characters.
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
+    name = name.replace("\\", "/")
+    name = posixpath.basename(name.rstrip("/ ")) or name.replace("/", "_")
+    name = _UNSAFE_CHARS.sub("_", name)
+    name = " ".join(name.split())
+    name = name.strip(". ")
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    if not stem:  # ".bashrc" keeps its text as the name, not as an extension
+        stem, ext = ext, ""
+    if len(ext) > _MAX_EXT_CHARS or not ext.strip("_"):
+        stem, ext = name, ""
+    if _RESERVED_WINDOWS.match(stem.split(".", 1)[0]):
+        stem = "_" + stem
+    if not stem:
+        stem = "attachment"
+        if not ext:
+            guessed = mimetypes.guess_extension(content_type or "", strict=False)
+            ext = guessed.lstrip(".") if guessed else ""
+    suffix = f".{ext}" if ext else ""
+    budget = _MAX_NAME_BYTES - len(suffix.encode())
+    encoded = stem.encode()
+    if len(encoded) > budget:
+        stem = encoded[:budget].decode("utf-8", errors="ignore").rstrip(". ") or "attachment"
+    return unicodedata.normalize("NFC", stem + suffix)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    # Two attachments called "image.png" would overwrite each other under one key prefix.
+    if name.lower() not in taken:
+        taken.add(name.lower())
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    i = 2
+    while True:
+        candidate = f"{stem}-{i}.{ext}" if ext else f"{stem}-{i}"
+        if candidate.lower() not in taken:
+            taken.add(candidate.lower())
+            return candidate
+        i += 1
+
+
+def _param(part: Message, name: str, header: str) -> str | None:
+    """A (possibly RFC 2231 encoded, possibly continued) parameter, decoded; never raises."""
+    raw = _header_values(part, header)
+    if raw and _has_surrogates(raw[0]):
+        # Raw 8-bit parameter (commonly a UTF-8 file name): the stdlib would see it through a Header
+        # object that has already replaced those bytes, so read it from the raw value.
+        m = re.search(rf'(?:^|;)\s*{re.escape(name)}\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', raw[0], re.IGNORECASE)
+        if m:
+            return _decode_plain(m.group(1).strip().strip('"'), None)
+    try:
+        value = part.get_param(name, header=header)
+    except Exception:
+        return None
+    if value is None:
+        return None
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, text with bytes as latin-1 chars)
+        charset, _lang, text = value
+        try:
+            data = text.encode("latin-1", errors="surrogateescape")
+        except UnicodeEncodeError:
+            data = _raw_bytes(text)
+        return decode_bytes(data, charset or None)
+    if not isinstance(value, str):
+        return None
+    return value
+
+
+def _filename(part: Message, defects: list[str]) -> str:
+    raw = _param(part, "filename", "content-disposition") or _param(part, "name", "content-type") or ""
+    # Encoded words are not allowed in parameters, but Outlook and others put them there anyway.
+    name = decode_header_value(raw.strip().strip('"'), defects) if raw else ""
+    return _clean_line(name)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Bodies
+
+
+def _payload_bytes(part: Message, defects: list[str]) -> bytes:
+    known = len(getattr(part, "defects", []))
+    if str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
+        raw = part.get_payload()
+        if isinstance(raw, str) and raw.isascii():
+            # Straight from the str: the stdlib path first makes a bytes copy and a list of all lines,
+            # about three extra copies of a large attachment.
+            try:
+                return binascii.a2b_base64(raw)
+            except (binascii.Error, ValueError):
+                pass  # let the stdlib decode what it can and record the defects
+    try:
+        data = part.get_payload(decode=True)
+    except Exception as exc:  # uu errors and the like
+        defects.append(f"{part.get_content_type()}: undecodable payload ({exc.__class__.__name__})")
+        raw = part.get_payload()
+        return _raw_bytes(raw) if isinstance(raw, str) else b""
+    # Decoding reports bad base64 padding / characters as defects on the part; keep them.
+    defects.extend(f"{part.get_content_type()}: {d.__class__.__name__}" for d in part.defects[known:])
+    if isinstance(data, bytes):
+        return data
+    return b""
+
+
+def _part_text(part: Message, defects: list[str]) -> str:
+    data = _payload_bytes(part, defects)
+    charset = _param(part, "charset", "content-type")
+    text = decode_bytes(data, charset, defects, f"{part.get_content_type()}: ")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    if part.get_param("format") == "flowed" and not part.get_param("delsp"):
+        text = _unflow(text)
+    return text
+
+
+def _unflow(text: str) -> str:
+    """Join RFC 3676 format=flowed soft line breaks (a line ending with a space continues)."""
+    out: list[str] = []
+    buf = ""
+    for line in text.split("\n"):
+        if line.startswith(" "):  # space-stuffed
+            line = line[1:]
+        if line == "-- ":  # the signature separator is never a soft break
+            if buf:
+                out.append(buf)
+                buf = ""
+            out.append(line)
+            continue
+        if line.endswith(" ") and not line.startswith(">"):
+            buf += line
+        else:
+            out.append(buf + line)
+            buf = ""
+    if buf:
+        out.append(buf)
+    return "\n".join(out)
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from HTML: paragraphs, lists, emphasis and links kept (Markdown-flavoured)."""
+    conv = html2text.HTML2Text()
+    conv.body_width = 0  # no hard wrapping: the UI wraps
+    conv.ignore_images = True
+    conv.ignore_emphasis = False
+    conv.ignore_links = False
+    conv.inline_links = True
+    conv.protect_links = False
+    conv.unicode_snob = True
+    conv.single_line_break = False
+    conv.mark_code = False
+    try:
+        text = conv.handle(html)
+    except Exception:  # html2text is robust, but a crash must not lose the mail
+        log.warning("html2text failed; falling back to tag stripping", exc_info=True)
+        text = re.sub(r"<[^>]+>", " ", html)
+    # html2text renders &nbsp; as U+00A0 and leaves runs of blank lines from empty Outlook paragraphs.
+    text = text.replace("\u00a0", " ")
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip("\n")
+
+
+# CSS properties that cannot load anything (no url() values) and cannot overlay the UI.
+_SAFE_CSS = frozenset({
+    "color", "background-color", "font", "font-family", "font-size", "font-style", "font-weight",
+    "text-align", "text-decoration", "text-indent", "text-transform", "line-height", "letter-spacing",
+    "white-space", "vertical-align", "margin", "margin-left", "margin-right", "margin-top", "margin-bottom",
+    "padding", "padding-left", "padding-right", "padding-top", "padding-bottom", "border", "border-left",
+    "border-right", "border-top", "border-bottom", "border-color", "border-style", "border-width",
+    "border-collapse", "width", "max-width", "height", "list-style-type", "direction",
+})
+
+_HTML_TAGS = set(nh3.ALLOWED_TAGS) | {"font"}
+_HTML_ATTRIBUTES: dict[str, set[str]] = {
+    "*": {"style", "title", "dir", "lang", "align"},
+    "a": {"href", "name"},
+    "img": {"src", "alt", "width", "height"},
+    "font": {"color", "face", "size"},
+    "td": {"colspan", "rowspan", "valign", "width"},
+    "th": {"colspan", "rowspan", "valign", "width"},
+    "table": {"border", "cellpadding", "cellspacing", "width"},
+    "ol": {"start", "type"},
+    "li": {"value"},
+    "blockquote": {"cite", "type"},
+}
+_INLINE_IMAGE_SRC = re.compile(r"^\s*(cid:|data:image/(png|gif|jpe?g|webp|bmp);)", re.IGNORECASE)
+
+
+def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
+    if tag == "img" and attr == "src":
+        # Remote images are tracking beacons: only images carried in the mail itself may load.
+        return value if _INLINE_IMAGE_SRC.match(value) else None
+    if attr in ("href", "cite") and value.strip().lower().startswith("data:"):
+        return None
+    return value
+
+
+def sanitize_html(html: str) -> str:
+    """Sanitise mail HTML for display: no scripts/styles/handlers, no javascript:, no remote images."""
+    try:
+        return nh3.clean(
+            html,
+            tags=_HTML_TAGS,
+            clean_content_tags={"script", "style", "title", "head", "noscript", "template", "xml"},
+            attributes=_HTML_ATTRIBUTES,
+            attribute_filter=_attribute_filter,
+            url_schemes=set(nh3.ALLOWED_URL_SCHEMES) | {"cid", "data"},
+            filter_style_properties=set(_SAFE_CSS),
+            link_rel="noopener noreferrer nofollow",
+            strip_comments=True,
+        )
+    except Exception:  # nh3 should not fail; if it does, showing nothing is the safe choice
+        log.warning("nh3 failed to sanitise HTML", exc_info=True)
+        return ""
+
+
+# --------------------------------------------------------------------------------------------------------
+# The MIME walk
+
+
+_SIGNATURE_TYPES = frozenset({
+    "application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature",
+})
+_REPORT_TYPES = frozenset({
+    "message/delivery-status", "message/global-delivery-status", "message/disposition-notification",
+    "message/global-disposition-notification", "message/feedback-report",
+})
+_TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+
+
+@dataclass
+class _Body:
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+
+    def has_plain(self) -> bool:
+        return any(p.strip() for p in self.plain)
+
+    def has_html(self) -> bool:
+        return any(_html_has_text(h) for h in self.html)
+
+
+def _html_has_text(html: str) -> bool:
+    if re.search(r"<img\b", html, re.IGNORECASE):
+        return True
+    text = re.sub(r"(?is)<(script|style|head|title)\b.*?</\1\s*>|<[^>]*>|&nbsp;|&#160;", " ", html)
+    return bool(text.strip())
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.attachments: list[Attachment] = []
+        self.defects: list[str] = []
+        self.content_types: list[str] = []
+        self._taken: set[str] = set()
+
+    def walk(self, part: Message, depth: int = 0) -> _Body:
+        ctype = part.get_content_type()
+        self.content_types.append(ctype)
+        self.defects.extend(f"{ctype}: {d.__class__.__name__}" for d in getattr(part, "defects", []))
+        if depth > 50:  # a MIME bomb of nested multiparts: stop descending
+            self.defects.append("MIME nesting too deep; rest ignored")
+            return _Body()
+        if ctype == "message/rfc822" or (ctype.startswith("message/") and ctype in ("message/global",)):
+            self._add_embedded_message(part)
+            return _Body()
+        if ctype in _REPORT_TYPES or ctype == "text/rfc822-headers":
+            # Machine-readable report parts (DSN, MDN, ARF) are structure for automail, not files.
+            return _Body()
+        if part.is_multipart():
+            children = [p for p in (part.get_payload() or []) if isinstance(p, Message)]
+            if ctype == "multipart/alternative":
+                return self._alternative(children, depth)
+            body = _Body()
+            for child in children:
+                sub = self.walk(child, depth + 1)
+                body.plain.extend(sub.plain)
+                body.html.extend(sub.html)
+            return body
+        return self._leaf(part, ctype)
+
+    def _alternative(self, children: list[Message], depth: int) -> _Body:
+        # Parts are ordered by increasing preference; take the plain text and the HTML from the best
+        # alternative that has each, but collect attachments (inline images) from all of them.
+        results = [self.walk(child, depth + 1) for child in children]
+        body = _Body()
+        for sub in results:
+            if sub.has_plain():
+                body.plain = sub.plain
+            if sub.has_html():
+                body.html = sub.html
+        return body
+
+    def _leaf(self, part: Message, ctype: str) -> _Body:
+        if ctype in _SIGNATURE_TYPES:
+            return _Body()
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = _filename(part, self.defects)
+        if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
+            text = _part_text(part, self.defects)
+            return _Body(plain=[text]) if ctype == "text/plain" else _Body(html=[text])
+        data = _payload_bytes(part, self.defects)
+        if (ctype in _TNEF_TYPES or filename.lower() == "winmail.dat") and self._add_tnef(data):
+            return _Body()
+        cid = part.get("content-id")
+        content_id = None
+        if isinstance(cid, str) and cid.strip():
+            content_id = _clean_line(cid).strip("<>") or None
+        inline = disposition == "inline" or (disposition == "" and content_id is not None)
+        if not filename:
+            ext = mimetypes.guess_extension(ctype, strict=False) or ".bin"
+            filename = ("image" if ctype.startswith("image/") else "attachment") + ext
+        self._add(filename, ctype, data, content_id, (inline and content_id is not None) or
+                  (inline and ctype.startswith("image/")))
+        return _Body()
+
+    def _add(self, filename: str, ctype: str, data: bytes, content_id: str | None = None,
+             inline: bool = False) -> None:
+        self.attachments.append(Attachment(
+            filename=filename,
+            safe_name=_unique(safe_name(filename, ctype), self._taken),
+            content_type=ctype,
+            data=data,
+            content_id=content_id,
+            inline=inline,
+        ))
+
+    def _add_embedded_message(self, part: Message) -> None:
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if isinstance(inner, Message):
+            buf = BytesIO()
+            try:
+                BytesGenerator(buf, mangle_from_=False, policy=email_policy.compat32).flatten(inner)
+                data = buf.getvalue()
+            except Exception as exc:
+                self.defects.append(f"message/rfc822: cannot serialise ({exc.__class__.__name__})")
+                data = b""
+            subject = _clean_line(decode_header_value(inner.get("subject"), self.defects))
+        else:
+            data = _payload_bytes(part, self.defects)
+            subject = ""
+        filename = _filename(part, self.defects)
+        if not filename:
+            filename = (subject[:100] or "message") + ".eml"
+        elif not filename.lower().endswith((".eml", ".msg")):
+            filename += ".eml"
+        self._add(filename, "message/rfc822", data)
+
+    def _add_tnef(self, data: bytes) -> bool:
+        """Unpack an Outlook TNEF container into its real files; False leaves winmail.dat as it is."""
+        try:
+            from tnefparse import TNEF
+
+            tnef = TNEF(data, do_checksum=False)
+        except Exception as exc:
+            self.defects.append(f"winmail.dat: not unpacked ({exc.__class__.__name__})")
+            return False
+        files = []
+        for att in getattr(tnef, "attachments", []) or []:
+            try:
+                raw_name = att.long_filename() or att.name or ""
+            except Exception:
+                raw_name = getattr(att, "name", "") or ""
+            if isinstance(raw_name, bytes):
+                raw_name = decode_bytes(raw_name, None)
+            name = _clean_line(str(raw_name).rstrip("\x00"))
+            payload = getattr(att, "data", b"") or b""
+            if not isinstance(payload, bytes):
+                continue
+            files.append((name or "attachment.bin", payload))
+        if not files:
+            return False
+        for name, payload in files:
+            ctype = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+            self._add(name, ctype, payload)
+        return True
+
+
+# --------------------------------------------------------------------------------------------------------
+# Entry point
+
+
+_CHUNK = 1 << 16
+_FLUFL_MAX_BYTES = 2 * 1024 * 1024
+
+
+def _read_tree(fp: BinaryIO, defects: list[str]) -> tuple[Message, int]:
+    parser = BytesFeedParser(policy=email_policy.compat32)
+    size = 0
+    try:
+        while True:
+            chunk = fp.read(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            parser.feed(chunk)
+    except Exception as exc:  # a stream error: parse what arrived
+        defects.append(f"read error: {exc.__class__.__name__}: {exc}")
+    try:
+        return parser.close(), size
+    except Exception as exc:
+        defects.append(f"parse error: {exc.__class__.__name__}: {exc}")
+        return Message(), size
+
+
+def _date(raw: str | None, defects: list[str]) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = parsedate_to_datetime(_clean_line(raw))
+    except Exception:
+        defects.append(f"date: unparsable {raw[:60]!r}")
+        return None
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _bounced(msg: Message) -> list[str]:
+    # Never let flufl.bounce's heuristics break parsing.
+    try:
+        from flufl.bounce import scan_message
+
+        found = scan_message(msg)
+    except Exception:
+        log.debug("flufl.bounce failed", exc_info=True)
+        return []
+    out = []
+    for addr in found:
+        text = addr.decode("utf-8", "replace") if isinstance(addr, bytes) else str(addr)
+        out.append(text.strip("<> ").lower())
+    return sorted(set(out))
+
+
+def parse_message(fp: BinaryIO) -> ParsedMessage:
+    """Parse a raw RFC 5322 message from a binary stream (read incrementally, not copied whole).
+
+    Never raises on bad input; problems are listed in ``defects``.
+    """
+    defects: list[str] = []
+    msg, raw_size = _read_tree(fp, defects)
+
+    def header(name: str) -> str:
+        values = _header_values(msg, name)
+        return values[0] if values else ""
+
+    headers: dict[str, str] = {}
+    try:
+        for key, value in msg.raw_items():
+            k = str(key).strip().lower()
+            if k and k not in headers:
+                headers[k] = decode_header_value(value, None).strip()
+    except Exception:
+        defects.append("headers: unreadable")
+
+    subject = _clean_line(decode_header_value(header("subject"), defects))
+    senders = _addresses(_header_values(msg, "from")[:1], defects)
+    sender = senders[0] if senders else Address("", "")
+
+    walker = _Walker()
+    try:
+        body = walker.walk(msg)
+    except Exception as exc:  # defensive: a bug in the walk must not lose the headers
+        log.exception("MIME walk failed")
+        defects.append(f"body: {exc.__class__.__name__}: {exc}")
+        body = _Body()
+    defects.extend(walker.defects)
+
+    html_source = "\n".join(h for h in body.html if h.strip()) or None
+    if body.has_plain():
+        text = "\n\n".join(p.strip("\n") for p in body.plain if p.strip())
+        reply_text = quoting.cut_reply(text)
+    elif html_source is not None:
+        text = html_to_text(html_source)
+        reply_text = quoting.cut_reply(html_to_text(quoting.cut_html_quotes(html_source)))
+    else:
+        text = reply_text = ""
+
+    report_type = None
+    if msg.get_content_type() == "multipart/report":
+        report_type = (_param(msg, "report-type", "content-type") or "").strip().lower() or None
+
+    content_types = walker.content_types
+    # flufl.bounce's heuristics scan every text part; real bounces are small (MTAs truncate the returned
+    # original), and a large bounce still shows its report structure or daemon sender.
+    bounced = _bounced(msg) if raw_size <= _FLUFL_MAX_BYTES else []
+
+    ids = _ids(header("message-id"))
+    return ParsedMessage(
+        message_id=ids[0] if ids else None,
+        subject=subject,
+        sender=sender,
+        to=_addresses(_header_values(msg, "to"), defects),
+        cc=_addresses(_header_values(msg, "cc"), defects),
+        reply_to=_addresses(_header_values(msg, "reply-to"), defects),
+        date=_date(header("date"), defects),
+        in_reply_to=_ids(header("in-reply-to")),
+        references=_ids(" ".join(_header_values(msg, "references"))),
+        text=text,
+        html=sanitize_html(html_source) if html_source is not None else None,
+        reply_text=reply_text,
+        attachments=walker.attachments,
+        headers=headers,
+        defects=defects,
+        content_types=content_types,
+        report_type=report_type,
+        bounced_recipients=bounced,
+    )

@@ -1,0 +1,527 @@
+"""parse_message on small hand-made messages, one per hard case of real-world mail."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from mailintake.parsing import Address, ParsedMessage, parse_message, safe_name, sanitize_html
+
+
+def parse(raw: str | bytes) -> ParsedMessage:
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    return parse_message(io.BytesIO(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")))
+
+
+def mail(headers: str, body: str = "Hello\n") -> str:
+    return textwrap.dedent(headers).lstrip() + "\n" + textwrap.dedent(body)
+
+
+# ---------------------------------------------------------------- headers
+
+
+def test_encoded_word_subject_in_several_charsets_is_decoded_and_unfolded() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Subject: =?utf-8?B?R3LDvMOfZQ==?= and
+         =?iso-8859-2?Q?=B9o=B9i=E6?= =?windows-1251?B?7/Do4uXy?=
+    """))
+    # RFC 2047: white space between adjacent encoded words is not text.
+    assert m.subject == "Grüße and šošićпривет"
+
+
+def test_subject_with_multibyte_character_split_across_encoded_words_is_joined() -> None:
+    # "日本" in UTF-8 split in the middle of the second character's bytes.
+    raw = "日本".encode()
+    first, second = base64.b64encode(raw[:4]).decode(), base64.b64encode(raw[4:]).decode()
+    m = parse(mail(f"From: a@example.org\nSubject: =?UTF-8?B?{first}?= =?UTF-8?B?{second}?=\n"))
+    assert m.subject == "日本"
+
+
+def test_subject_in_unknown_or_broken_charset_never_raises() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Subject: =?x-unknown?Q?caf=C3=A9?= =?utf-8?B?!!!notbase64?= =?bogus-charset?Q?=E9t=E9?=
+    """))
+    assert m.subject.startswith("café")
+    assert "\ufffd" not in m.subject.split()[0]
+
+
+def test_mislabelled_latin1_subject_is_read_as_windows_1252() -> None:
+    m = parse(mail("From: a@example.org\nSubject: =?iso-8859-1?Q?=93quoted=94_=80?=\n"))
+    assert m.subject == "“quoted” €"
+
+
+def test_raw_8bit_utf8_subject_is_decoded() -> None:
+    m = parse(mail("From: a@example.org\nSubject: Caf\u00e9 cr\u00e8me\n").encode("utf-8"))
+    assert m.subject == "Café crème"
+
+
+def test_iso_2022_jp_subject_with_vendor_extension_characters() -> None:
+    m = parse(mail("From: a@example.org\nSubject: =?iso-2022-jp?B?GyRCLSEbKEIgGyRCNF0/dDt6JUYlOSVIGyhC?=\n"))
+    assert m.subject == "① 丸数字テスト"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('"Doe, John" <John.Doe@Example.org>', Address("john.doe@example.org", "Doe, John")),
+        ("jdoe@example.net (John Doe)", Address("jdoe@example.net", "John Doe")),
+        ("=?utf-8?B?w4TDpCDDlsO2?= <foo@example.org>", Address("foo@example.org", "Ää Öö")),
+        ('"=?utf-8?Q?Ren=C3=A9?=" <r@example.org>', Address("r@example.org", "René")),
+        ("plain@example.org", Address("plain@example.org", "")),
+    ],
+)
+def test_sender_display_name_in_every_form(header: str, expected: Address) -> None:
+    assert parse(mail(f"From: {header}\nSubject: x\n")).sender == expected
+
+
+def test_missing_from_gives_empty_address() -> None:
+    m = parse(mail("To: a@example.org\nSubject: no sender\n"))
+    assert m.sender == Address("", "")
+
+
+def test_recipient_lists_reply_to_ids_and_date() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        To: "B" <b@example.org>, c@example.org
+        Cc: =?utf-8?Q?D=C3=B6?= <d@example.org>
+        Reply-To: replies@example.org
+        Message-ID: <abc@example.org>
+        In-Reply-To: <parent@example.org>
+        References: <root@example.org>
+         <parent@example.org>
+        Date: Tue, 1 Oct 2024 10:00:00 +0200
+        Subject: x
+    """))
+    assert [a.email for a in m.to] == ["b@example.org", "c@example.org"]
+    assert m.cc == [Address("d@example.org", "Dö")]
+    assert m.reply_to == [Address("replies@example.org", "")]
+    assert m.message_id == "abc@example.org"
+    assert m.in_reply_to == ["parent@example.org"]
+    assert m.references == ["root@example.org", "parent@example.org"]
+    assert m.date == datetime(2024, 10, 1, 8, 0, tzinfo=UTC)
+
+
+def test_header_dict_has_lower_cased_names_and_first_decoded_value() -> None:
+    m = parse(mail("From: a@example.org\nX-Thing: =?utf-8?Q?=C3=A9?=\nX-Thing: second\nSubject: x\n"))
+    assert m.headers["x-thing"] == "é"
+
+
+def test_garbage_date_is_a_defect_not_an_error() -> None:
+    m = parse(mail("From: a@example.org\nDate: the day after tomorrow\nSubject: x\n"))
+    assert m.date is None
+    assert any("date" in d for d in m.defects)
+
+
+# ---------------------------------------------------------------- bodies
+
+
+def test_plain_text_is_preferred_over_html_when_not_empty() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Subject: x
+        MIME-Version: 1.0
+        Content-Type: multipart/alternative; boundary=b
+
+        --b
+        Content-Type: text/plain; charset=utf-8
+
+        plain words
+        --b
+        Content-Type: text/html; charset=utf-8
+
+        <p>html words</p>
+        --b--
+    """, ""))
+    assert m.text == "plain words"
+    assert m.html is not None and "html words" in m.html
+
+
+def test_html_only_mail_becomes_readable_text_with_paragraphs_lists_and_links() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Subject: x
+        Content-Type: text/html; charset=utf-8
+
+        <html><head><style>p {color: red}</style></head><body>
+        <p>First paragraph.</p><p>Second &amp; last.</p>
+        <ul><li>one</li><li>two</li></ul>
+        <a href="https://example.org/x">the link</a>
+        </body></html>
+    """, ""))
+    assert "First paragraph.\n\nSecond & last." in m.text
+    assert "* one\n" in m.text and "* two" in m.text
+    assert "[the link](https://example.org/x)" in m.text
+    assert "color" not in m.text
+
+
+def test_multiple_inline_text_parts_are_concatenated_and_text_attachments_are_not() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Subject: x
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/plain
+
+        first
+        --b
+        Content-Type: application/pdf; name=a.pdf
+        Content-Disposition: inline; filename=a.pdf
+
+        %PDF
+        --b
+        Content-Type: text/plain
+
+        second
+        --b
+        Content-Type: text/plain
+        Content-Disposition: attachment; filename=notes.txt
+
+        attached text
+        --b--
+    """, ""))
+    assert m.text == "first\n\nsecond"
+    assert [a.filename for a in m.attachments] == ["a.pdf", "notes.txt"]
+
+
+def test_ks_c_5601_body_is_decoded_as_cp949() -> None:
+    body = "고맙습니다. 똠방각하".encode("cp949")
+    raw = b"From: a@example.org\nSubject: x\nContent-Type: text/plain; charset=ks_c_5601-1987\n" \
+          b"Content-Transfer-Encoding: 8bit\n\n" + body
+    assert parse(raw).text == "고맙습니다. 똠방각하"
+
+
+def test_invalid_utf8_body_keeps_the_valid_text() -> None:
+    raw = b"From: a@example.org\nContent-Type: text/plain; charset=utf-8\n\n" \
+          + "Здравствуйте".encode() + b"\xaa and more"
+    m = parse(raw)
+    assert m.text == "Здравствуйте? and more"
+    assert any("invalid" in d for d in m.defects)
+
+
+def test_unknown_8bit_body_is_detected() -> None:
+    raw = b"From: a@example.org\nContent-Type: text/plain; charset=unknown-8bit\n\n" \
+          + "Größere Änderungen für Übermorgen".encode()
+    assert parse(raw).text == "Größere Änderungen für Übermorgen"
+
+
+def test_undeclared_latin1_body_falls_back_to_a_western_charset() -> None:
+    body = "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e".encode("latin-1")
+    raw = b"From: a@example.org\nContent-Type: text/plain\n\n" + body
+    assert parse(raw).text == "Café crème brûlée"
+
+
+def test_bad_base64_body_is_decoded_as_far_as_possible_and_noted() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Subject: x
+        Content-Type: text/plain; charset=utf-8
+        Content-Transfer-Encoding: base64
+
+        SGVsbG8gd29ybGQ*&^%
+    """, ""))
+    assert m.text.startswith("Hello world")
+    assert m.defects
+
+
+def test_malformed_mime_never_raises() -> None:
+    nasty = [
+        b"",
+        b"\x00\xff\xfe garbage",
+        b"Content-Type: multipart/mixed; boundary=\n\n--\n--",
+        b"From: <<<@@@>>>\nContent-Type: multipart/alternative\n\nno boundary at all",
+        b"Subject: =?utf-8?B?=?=\nContent-Type: text/plain; charset=\"\"\n"
+        b"Content-Transfer-Encoding: x-uue\n\n"
+        b"begin 644 x\n!!!\nend\n",
+        b"Content-Type: message/rfc822\n\nnot really a message",
+        b"Content-Type: text/plain; charset=base64\n\nhello",
+        b"Content-Type: text/plain; filename*0*=utf-8''%E2%82; filename*1*=%AC.txt\n\nx",
+    ]
+    for raw in nasty:
+        parse_message(io.BytesIO(raw))
+
+
+def test_format_flowed_soft_breaks_are_joined() -> None:
+    m = parse("From: a@example.org\nContent-Type: text/plain; charset=utf-8; format=flowed\n\n"
+              "This is a long line that was \nwrapped by the client.\nNew line.\n")
+    assert "This is a long line that was wrapped by the client.\nNew line." in m.text
+
+
+# ---------------------------------------------------------------- HTML sanitising
+
+
+def test_hostile_html_is_sanitised() -> None:
+    html = """
+        <script>alert(1)</script><style>body{display:none}</style>
+        <p onclick="steal()" style="color: red; position: fixed; background: url(https://t.example/x)">hi</p>
+        <a href="javascript:alert(1)">js</a> <a href="https://example.org">ok</a>
+        <img src="https://tracker.example/pixel.gif" alt="pixel">
+        <img src="cid:logo@x" alt="logo"><iframe src="https://evil.example"></iframe>
+        <form action="https://evil.example"><input name=x></form>
+    """
+    out = sanitize_html(html)
+    assert "alert" not in out and "display:none" not in out
+    assert "onclick" not in out and "position" not in out and "url(" not in out
+    assert "javascript:" not in out
+    assert "tracker.example" not in out
+    assert 'src="cid:logo@x"' in out
+    assert "iframe" not in out and "<form" not in out and "<input" not in out
+    assert 'href="https://example.org"' in out and "color:red" in out
+
+
+def test_html_part_is_exposed_sanitised() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: text/html
+
+        <p>Hi <img src=x onerror=alert(1)></p>
+    """, ""))
+    assert m.html is not None and "onerror" not in m.html and "Hi" in m.html
+
+
+# ---------------------------------------------------------------- attachments
+
+
+def test_rfc2231_file_name_with_continuations_and_charset() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/plain
+
+        body
+        --b
+        Content-Type: application/octet-stream
+        Content-Disposition: attachment;
+         filename*0*=utf-8''%C3%84rger%20mit;
+         filename*1*=%20Umlauten%20%E2%82%AC;
+         filename*2=".txt"
+
+        data
+        --b--
+    """, ""))
+    assert [a.filename for a in m.attachments] == ["Ärger mit Umlauten €.txt"]
+
+
+def test_encoded_word_file_name_and_name_only_in_content_type() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: application/pdf; name="=?utf-8?B?44OG44K544OILnBkZg==?="
+        Content-Disposition: attachment
+
+        x
+        --b
+        Content-Type: image/png; name="only-here.png"
+
+        y
+        --b--
+    """, ""))
+    assert [a.filename for a in m.attachments] == ["テスト.pdf", "only-here.png"]
+
+
+def test_inline_image_keeps_content_id() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/related; boundary=b
+
+        --b
+        Content-Type: text/html
+
+        <p>logo: <img src="cid:logo@example"></p>
+        --b
+        Content-Type: image/png
+        Content-ID: <logo@example>
+        Content-Transfer-Encoding: base64
+
+        iVBORw0KGgo=
+        --b--
+    """, ""))
+    (att,) = m.attachments
+    assert att.content_id == "logo@example" and att.inline
+    assert att.data == b"\x89PNG\r\n\x1a\n"
+    assert m.html is not None and 'src="cid:logo@example"' in m.html
+
+
+def test_attached_message_is_kept_as_eml() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/plain
+
+        see attached
+        --b
+        Content-Type: message/rfc822
+
+        From: other@example.org
+        Subject: Inner
+
+        inner body
+        --b--
+    """, ""))
+    (att,) = m.attachments
+    assert att.filename == "Inner.eml" and att.content_type == "message/rfc822"
+    assert b"Subject: Inner" in att.data and b"inner body" in att.data
+    assert m.text == "see attached"
+
+
+def test_empty_attachment_is_kept_with_size_zero() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/plain
+
+        x
+        --b
+        Content-Type: application/json; name=empty.json
+        Content-Disposition: attachment; filename=empty.json
+        Content-Transfer-Encoding: base64
+
+        --b--
+    """, ""))
+    assert [(a.filename, a.size) for a in m.attachments] == [("empty.json", 0)]
+
+
+def test_signature_parts_are_not_attachments() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary=b
+
+        --b
+        Content-Type: text/plain
+
+        signed text
+        --b
+        Content-Type: application/pkcs7-signature; name=smime.p7s
+        Content-Disposition: attachment; filename=smime.p7s
+
+        MIIB
+        --b--
+    """, ""))
+    assert m.attachments == [] and m.text == "signed text"
+
+
+def _tnef_with_file(name: bytes, data: bytes) -> bytes:
+    """A minimal TNEF stream holding one attachment (attAttachRendData, attAttachTitle, attAttachData)."""
+    import struct
+
+    def attr(level: int, ident: int, payload: bytes) -> bytes:
+        checksum = sum(payload) & 0xFFFF
+        return struct.pack("<BII", level, ident, len(payload)) + payload + struct.pack("<H", checksum)
+
+    out = struct.pack("<IH", 0x223E9F78, 0x0001)
+    out += attr(2, 0x00069002, b"\x01\x00" + b"\x00" * 12)  # attAttachRendData starts an attachment
+    out += attr(2, 0x00018010, name + b"\x00")  # attAttachTitle
+    out += attr(2, 0x0006800F, data)  # attAttachData
+    return out
+
+
+def test_winmail_dat_is_unpacked_into_its_files() -> None:
+    tnef = base64.b64encode(_tnef_with_file(b"report.txt", b"hello tnef")).decode()
+    m = parse(mail(f"""
+        From: a@example.org
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/plain
+
+        see attached
+        --b
+        Content-Type: application/ms-tnef; name=winmail.dat
+        Content-Disposition: attachment; filename=winmail.dat
+        Content-Transfer-Encoding: base64
+
+        {tnef}
+        --b--
+    """, ""))
+    assert [(a.filename, a.data) for a in m.attachments] == [("report.txt", b"hello tnef")]
+
+
+def test_undecodable_winmail_dat_is_kept_as_it_is() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: application/ms-tnef; name=winmail.dat
+
+        not tnef
+        --b--
+    """, ""))
+    assert [a.filename for a in m.attachments] == ["winmail.dat"]
+    assert any("winmail.dat" in d for d in m.defects)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\windows\\system.ini", "system.ini"),
+        ("con.txt\x00.exe", "_con.txt.exe"),
+        ("..", "attachment.bin"),
+        ("", "attachment.bin"),
+        ("report\u202egnp.exe", "reportgnp.exe"),
+        ("A\u0308rger.txt", "Ärger.txt"),
+        ('what?<is>:"this"|*.pdf', "what__is___this___.pdf"),
+        (".bashrc", "bashrc"),
+    ],
+)
+def test_safe_name_neutralises_hostile_file_names(name: str, expected: str) -> None:
+    assert safe_name(name, "application/octet-stream") == expected
+
+
+def test_safe_name_bounds_length_and_keeps_the_extension() -> None:
+    out = safe_name("ä" * 500 + ".docx")
+    assert out.endswith(".docx") and len(out.encode()) <= 150
+    assert "/" not in out and out.startswith("ää")
+
+
+def test_attachments_with_the_same_name_get_distinct_safe_names() -> None:
+    part = "--b\nContent-Type: image/png\nContent-Disposition: attachment; filename=image.png\n\nx\n"
+    m = parse("From: a@example.org\nContent-Type: multipart/mixed; boundary=b\n\n" + part * 2 + "--b--\n")
+    assert [a.safe_name for a in m.attachments] == ["image.png", "image-2.png"]
+
+
+# ---------------------------------------------------------------- memory
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+def test_25_mb_mail_parses_within_200_mb_peak_rss(tmp_path: Path) -> None:
+    path = tmp_path / "big.eml"
+    with path.open("wb") as fh:
+        fh.write(b"From: a@example.org\r\nSubject: big\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+                 b"--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b\r\nContent-Type: application/zip\r\n"
+                 b"Content-Disposition: attachment; filename=big.zip\r\n"
+                 b"Content-Transfer-Encoding: base64\r\n\r\n")
+        for _ in range(18):  # ~18 MiB of data, ~25 MB encoded; chunks a multiple of 3 bytes: no padding
+            fh.write(base64.encodebytes(os.urandom(3 * 349_184)).replace(b"\n", b"\r\n"))
+        fh.write(b"--b--\r\n")
+    # A fresh interpreter, so the peak is the parse's and not this test process's.
+    script = textwrap.dedent("""
+        import resource, sys
+        from mailintake.parsing import parse_message
+        with open(sys.argv[1], "rb") as fh:
+            m = parse_message(fh)
+        assert m.attachments[0].size == 18 * 3 * 349_184, m.attachments[0].size
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    """)
+    out = subprocess.run([sys.executable, "-c", script, str(path)],
+                         capture_output=True, text=True, check=True)
+    peak_kb = int(out.stdout.strip().splitlines()[-1])
+    assert peak_kb < 200 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
