@@ -366,6 +366,8 @@ class DuplicateMessage(Exception):
 
 
 _RETRYABLE = ("ConditionalCheckFailed", "TransactionConflict")
+# pynamodb sends a transaction's operations grouped, whatever the order they were added in: condition
+# checks, then deletes, then puts, then updates. Cancellation reasons come back in that order.
 
 
 def _failed(exc: TransactWriteError, index: int, codes: tuple[str, ...] = _RETRYABLE) -> bool:
@@ -398,9 +400,10 @@ def write_item(build: Callable[[int], ItemRecord], source: Source) -> LedgerReco
                 tx.save(item, condition=ItemRecord.pk.does_not_exist())
                 tx.save(ledger)
         except TransactWriteError as exc:
+            # puts: message id 0, item 1, ledger 2; update: counter 3
             if _failed(exc, 0, ("ConditionalCheckFailed",)):
                 raise DuplicateMessage(get_message_id(source.message_id)) from exc
-            if _failed(exc, 1) or _failed(exc, 2):
+            if _failed(exc, 1) or _failed(exc, 3):
                 _numbering.last = None  # another writer took it: read the counter again
                 continue
             raise
@@ -420,7 +423,8 @@ def write_comment(comment: CommentRecord, source: Source) -> LedgerRecord:
             tx.save(comment, condition=CommentRecord.pk.does_not_exist())
             tx.save(ledger)
     except TransactWriteError as exc:
-        if _failed(exc, 0, ("ConditionalCheckFailed",)):
+        # condition check: item 0; puts: message id 1, comment 2, ledger 3
+        if _failed(exc, 1, ("ConditionalCheckFailed",)):
             raise DuplicateMessage(get_message_id(source.message_id)) from exc
         raise
     return ledger
