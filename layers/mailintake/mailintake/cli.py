@@ -1,0 +1,365 @@
+"""`mailintake`: the admin's command line, against the local stack or a deployed one.
+
+Where the settings come from, first match wins per variable: the process environment; then, when run
+inside a checkout with the local stack up, `.local/stack.env`; otherwise the outputs of the deployed
+CloudFormation stack named by MAILINTAKE_STACK (default `mailintake`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+OUTPUT_ENV = {
+    "TableName": "MAILINTAKE_TABLE",
+    "BucketName": "MAILINTAKE_BUCKET",
+    "QueueUrl": "MAILINTAKE_QUEUE_URL",
+    "DlqUrl": "MAILINTAKE_DLQ_URL",
+    "FetchFunctionArn": "MAILINTAKE_FETCH_FUNCTION_ARN",
+    "ScheduleGroupName": "MAILINTAKE_SCHEDULE_GROUP",
+    "SchedulerRoleArn": "MAILINTAKE_SCHEDULER_ROLE_ARN",
+}
+
+
+def _local_env_file() -> Path | None:
+    for base in (Path(os.environ.get("MAILINTAKE_ROOT", "")), Path.cwd()):
+        candidate = base / ".local" / "stack.env"
+        if str(base) and candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def load_environment() -> str:
+    """Fill in os.environ for this process (the handlers the CLI runs read it too). Returns the mode."""
+    if os.environ.get("MAILINTAKE_TABLE"):
+        return "environment"
+    env_file = _local_env_file()
+    if env_file is not None:
+        for key, value in _read_env_file(env_file).items():
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        return "local"
+    import boto3
+
+    stack = os.environ.get("MAILINTAKE_STACK", "mailintake")
+    described = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    for output in described.get("Outputs", []):
+        if output["OutputKey"] in OUTPUT_ENV:
+            os.environ.setdefault(OUTPUT_ENV[output["OutputKey"]], output["OutputValue"])
+    return "deployed"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set):
+        return sorted(value)
+    return value
+
+
+def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=_plain))
+    else:
+        print("\n".join(lines) if lines else "(none)")
+
+
+MAILBOX_FIELDS = ("name", "protocol", "host", "port", "security", "username", "secret_name", "folder", "after",
+                  "move_to", "workspace", "enabled", "poll_minutes", "system")
+
+
+def _mailbox_dict(record: Any) -> dict[str, Any]:
+    data = {f: _plain(getattr(record, f)) for f in MAILBOX_FIELDS}
+    data["port"] = int(data["port"])
+    data["poll_minutes"] = int(data["poll_minutes"])
+    return data
+
+
+def _attachments(record: Any) -> list[dict[str, Any]]:
+    return [
+        {"filename": a.filename, "content_type": a.content_type, "size": int(a.size), "key": a.key,
+         "content_id": a.content_id, "inline": bool(a.inline)}
+        for a in record.attachments or []
+    ]
+
+
+def _item_dict(item: Any, comments: list[Any] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "number": int(item.number), "title": item.title, "description": item.description,
+        "author": item.author, "author_name": item.author_name, "workspace": item.workspace,
+        "created": _plain(item.created), "message_id": item.message_id, "mailbox": item.mailbox,
+        "source_key": item.source_key, "attachments": _attachments(item),
+    }
+    if comments is not None:
+        data["html"] = item.html
+        data["comments"] = [
+            {"author": c.author, "author_name": c.author_name, "created": _plain(c.created), "text": c.text,
+             "full_text": c.full_text, "message_id": c.message_id, "attachments": _attachments(c)}
+            for c in comments
+        ]
+    return data
+
+
+def _ledger_dict(rec: Any) -> dict[str, Any]:
+    return {
+        "key": rec.key, "mailbox": rec.mailbox, "message_id": rec.message_id, "sender": rec.sender,
+        "subject": rec.subject, "status": rec.status, "outcome": rec.outcome,
+        "item_number": int(rec.item_number) if rec.item_number is not None else None,
+        "step": rec.step, "error": rec.error, "created": _plain(rec.created),
+    }
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_mailbox_add(args: argparse.Namespace) -> int:
+    from mailintake.mailboxes import MailboxSpec, add_mailbox
+
+    ca_bundle = Path(args.ca_bundle).read_text() if args.ca_bundle else None
+    password = os.environ.get(args.password_env) if args.password_env else args.password
+    spec = MailboxSpec(
+        name=args.name, protocol=args.protocol, host=args.host, username=args.user, port=args.port,
+        security=args.security, secret_name=args.secret, folder=args.folder, after=args.after,
+        move_to=args.move_to, workspace=args.workspace, enabled=not args.disabled,
+        poll_minutes=args.poll_minutes, ca_bundle=ca_bundle, system=args.system,
+    )
+    record = add_mailbox(spec, _settings(), password)
+    _emit(args, _mailbox_dict(record), [f"mailbox {record.name} saved"])
+    return 0
+
+
+def cmd_mailbox_list(args: argparse.Namespace) -> int:
+    from mailintake.store import list_mailboxes
+
+    records = list_mailboxes()
+    _emit(args, [_mailbox_dict(r) for r in records], [
+        f"{r.name:20} {r.protocol:5} {r.security:8} {r.host}:{int(r.port)} {r.username} -> {r.workspace}"
+        f" after={r.after} every {int(r.poll_minutes)}m{'' if r.enabled else ' (disabled)'}"
+        for r in records
+    ])
+    return 0
+
+
+def cmd_mailbox_remove(args: argparse.Namespace) -> int:
+    from mailintake.mailboxes import remove_mailbox
+
+    remove_mailbox(args.name, _settings())
+    _emit(args, {"name": args.name, "removed": True}, [f"mailbox {args.name} removed"])
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.mode == "deployed":
+        import boto3
+
+        from mailintake.mailboxes import scheduled_fetch_events
+
+        lam = boto3.client("lambda")
+        fetches = []
+        for event in scheduled_fetch_events(settings):
+            response = lam.invoke(FunctionName=settings.fetch_function_arn, Payload=json.dumps(event).encode())
+            fetches.append(json.loads(response["Payload"].read() or b"null"))
+        _emit(args, {"fetches": fetches}, [json.dumps(f) for f in fetches])
+        return 0
+    from mailintake.localrun import run_cycle
+
+    report = run_cycle(settings)
+    data = {"fetches": report.fetches, "processed": report.processed, "failed": report.failed}
+    _emit(args, data, [
+        *(f"{f['mailbox']}: fetched {f['fetched']} ({f['status']})" for f in report.fetches),
+        f"processed {report.processed}, failed {report.failed}",
+    ])
+    return 0
+
+
+def cmd_items_list(args: argparse.Namespace) -> int:
+    from mailintake.store import list_items
+
+    items = list_items()
+    _emit(args, [_item_dict(i) for i in items], [
+        f"#{int(i.number):<5} {i.title[:60]:60} {i.author} [{i.workspace}]"
+        + (f" ({len(i.attachments)} attachments)" if i.attachments else "")
+        for i in items
+    ])
+    return 0
+
+
+def cmd_item_show(args: argparse.Namespace) -> int:
+    from mailintake.store import get_item, list_comments
+
+    item = get_item(args.number)
+    if item is None:
+        print(f"no item {args.number}", file=sys.stderr)
+        return 1
+    data = _item_dict(item, list_comments(args.number))
+    lines = [f"#{data['number']} {data['title']}", f"by {data['author']} in {data['workspace']} at {data['created']}",
+             "", data["description"].rstrip(), ""]
+    lines += [f"attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes) s3://{a['key']}"
+              for a in data["attachments"]]
+    for c in data["comments"]:
+        lines += ["", f"--- comment by {c['author']} at {c['created']}", c["text"].rstrip()]
+        lines += [f"attachment: {a['filename']} ({a['size']} bytes)" for a in c["attachments"]]
+    _emit(args, data, lines)
+    return 0
+
+
+def cmd_messages_list(args: argparse.Namespace) -> int:
+    from mailintake.store import list_ledger
+
+    records = [r for r in list_ledger() if not args.outcome or r.status == args.outcome]
+    _emit(args, [_ledger_dict(r) for r in records], [
+        f"{_plain(r.created)[:19]} {r.mailbox:12} {r.sender[:30]:30} {r.subject[:40]:40} {r.outcome}"
+        for r in records
+    ])
+    return 0
+
+
+def cmd_local_mailbox(args: argparse.Namespace) -> int:
+    from mailintake.localstack.accounts import local_mailbox
+
+    record = local_mailbox(_root(), _settings(), args.name, args.protocol, args.security, args.after,
+                           args.move_to, args.workspace, args.system)
+    _emit(args, _mailbox_dict(record), [f"local mailbox {record.name} ready ({args.protocol}, {args.security})"])
+    return 0
+
+
+def cmd_local_send(args: argparse.Namespace) -> int:
+    from aws_lambda_powertools.utilities import parameters
+
+    from mailintake.localstack import dovecot
+    from mailintake.mailboxes import get_mailbox
+
+    mailbox = get_mailbox(args.mailbox)
+    if mailbox is None:
+        print(f"no mailbox {args.mailbox}", file=sys.stderr)
+        return 1
+    password = str(parameters.get_secret(mailbox.secret_name))
+    for name in args.files:
+        dovecot.deliver(_root(), mailbox.username, password, Path(name).read_bytes())
+    _emit(args, {"mailbox": args.mailbox, "delivered": len(args.files)},
+          [f"delivered {len(args.files)} message(s) to {args.mailbox}"])
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from mailintake.localrun import invoke
+
+    event = json.loads(Path(args.event).read_text()) if args.event else {}
+    result = invoke(args.function, event)
+    print(json.dumps(result, indent=2, default=_plain))
+    return 0
+
+
+def _root() -> Path:
+    from mailintake.localrun import project_root
+
+    return project_root()
+
+
+def _settings() -> Any:
+    from mailintake.entrypoints import _bound_settings
+
+    return _bound_settings()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailintake", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    mailbox = sub.add_parser("mailbox", help="mailbox configuration").add_subparsers(dest="sub", required=True)
+    add = mailbox.add_parser("add", parents=[common], help="add or update a mailbox")
+    add.add_argument("name")
+    add.add_argument("--protocol", choices=("imap", "pop3"), required=True)
+    add.add_argument("--host", required=True)
+    add.add_argument("--port", type=int)
+    add.add_argument("--security", choices=("ssl", "starttls", "none"), default="ssl",
+                     help="'none' sends the password in clear text: only for a trusted network")
+    add.add_argument("--user", required=True)
+    pw = add.add_mutually_exclusive_group()
+    pw.add_argument("--password", help="stored in Secrets Manager (prefer --password-env)")
+    pw.add_argument("--password-env", help="name of an environment variable holding the password")
+    pw.add_argument("--secret", help="name of an existing Secrets Manager secret holding the password")
+    add.add_argument("--folder", default="INBOX")
+    add.add_argument("--after", help="imap: seen|move|delete (default seen); pop3: delete|keep (default delete)")
+    add.add_argument("--move-to")
+    add.add_argument("--workspace", default="default")
+    add.add_argument("--poll-minutes", type=int)
+    add.add_argument("--ca-bundle", help="PEM file of extra CAs to trust (private CA, self-signed server)")
+    add.add_argument("--disabled", action="store_true")
+    add.add_argument("--system", action="store_true", help="the system-wide mailbox")
+    add.set_defaults(func=cmd_mailbox_add)
+    lst = mailbox.add_parser("list", parents=[common])
+    lst.set_defaults(func=cmd_mailbox_list)
+    rm = mailbox.add_parser("remove", parents=[common])
+    rm.add_argument("name")
+    rm.set_defaults(func=cmd_mailbox_remove)
+
+    poll = sub.add_parser("poll", parents=[common], help="run one scheduled cycle, to the end")
+    poll.set_defaults(func=cmd_poll)
+
+    items = sub.add_parser("items").add_subparsers(dest="sub", required=True)
+    il = items.add_parser("list", parents=[common])
+    il.set_defaults(func=cmd_items_list)
+    item = sub.add_parser("item").add_subparsers(dest="sub", required=True)
+    show = item.add_parser("show", parents=[common])
+    show.add_argument("number", type=int)
+    show.set_defaults(func=cmd_item_show)
+
+    messages = sub.add_parser("messages", help="the ledger").add_subparsers(dest="sub", required=True)
+    ml = messages.add_parser("list", parents=[common])
+    ml.add_argument("--outcome", choices=("item", "comment", "rejected", "discarded", "failed"))
+    ml.set_defaults(func=cmd_messages_list)
+
+    local = sub.add_parser("local", help="the local stack only").add_subparsers(dest="sub", required=True)
+    lm = local.add_parser("mailbox", parents=[common], help="create a mail user on the local Dovecot + its mailbox")
+    lm.add_argument("name")
+    lm.add_argument("--protocol", choices=("imap", "pop3"), default="imap")
+    lm.add_argument("--security", choices=("ssl", "starttls", "none"), default="ssl")
+    lm.add_argument("--after")
+    lm.add_argument("--move-to")
+    lm.add_argument("--workspace", default="default")
+    lm.add_argument("--system", action="store_true")
+    lm.set_defaults(func=cmd_local_mailbox)
+    send = local.add_parser("send", parents=[common], help="deliver raw messages into a local mailbox")
+    send.add_argument("files", nargs="+")
+    send.add_argument("--mailbox", required=True)
+    send.set_defaults(func=cmd_local_send)
+
+    inv = sub.add_parser("invoke", help="call a handler locally with an event file (like sam local invoke)")
+    inv.add_argument("function", choices=("fetch", "process"))
+    inv.add_argument("--event", help="JSON event file, e.g. events/fetch.json")
+    inv.set_defaults(func=cmd_invoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.mode = load_environment()
+    if args.command == "local" and args.mode != "local":
+        print("`local` commands need the local stack: run `make up` first", file=sys.stderr)
+        return 2
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The docker-less local runner: the real handlers in functions/, called with the events Lambda sends.
+
+``sam local invoke`` needs a Docker engine; this gives the same thing without one. A scheduled cycle
+is: every enabled schedule in the group invokes the fetch handler with its own input, then the intake
+queue is drained in Lambda's SQS event shape until no visible message is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from mailintake.aws_clients import client
+from mailintake.mailboxes import scheduled_fetch_events
+from mailintake.settings import Settings
+
+FUNCTIONS = {"fetch": ("FetchFunction", 300, 512), "process": ("ProcessFunction", 120, 512)}
+
+
+def project_root() -> Path:
+    """The checkout holding template.yaml and functions/: $MAILINTAKE_ROOT, the cwd, or the package's own."""
+    candidates = [os.environ.get("MAILINTAKE_ROOT"), os.getcwd(), str(Path(__file__).resolve().parents[3])]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "functions").is_dir() and (Path(candidate) / "template.yaml").is_file():
+            return Path(candidate)
+    raise FileNotFoundError("cannot find the project root (template.yaml and functions/); set MAILINTAKE_ROOT")
+
+
+@dataclass
+class LocalContext:
+    """The LambdaContext fields handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+
+
+@lru_cache(maxsize=None)
+def load_function(name: str) -> ModuleType:
+    """Import functions/<name>/app.py as Lambda would, under a private module name."""
+    path = project_root() / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"mailintake_function_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # Keep stdout for the CLI's own output: handler logs go to stderr locally.
+    for handler in logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "mailintake")).handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+    return module
+
+
+def invoke(name: str, event: dict[str, Any], timeout_seconds: int | None = None) -> Any:
+    logical_id, timeout, memory = FUNCTIONS[name]
+    handler: Callable[[dict[str, Any], LocalContext], Any] = load_function(name).lambda_handler
+    context = LocalContext(f"mailintake-{logical_id}", memory, timeout_seconds or timeout)
+    with contextlib.redirect_stdout(sys.stderr):  # EMF metrics are printed
+        return handler(event, context)
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """Lambda's event source mapping shape for SQS records."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
+
+
+@dataclass
+class CycleReport:
+    fetches: list[dict[str, Any]] = field(default_factory=list)
+    processed: int = 0
+    failed: int = 0
+
+
+def drain_queue(settings: Settings, report: CycleReport, max_batches: int = 10_000) -> None:
+    sqs = client("sqs", settings.region)
+    queue_arn = sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    for _ in range(max_batches):
+        received = sqs.receive_message(
+            QueueUrl=settings.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not received:
+            return
+        result = invoke("process", sqs_event(received, queue_arn, settings.region))
+        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        done = [m for m in received if m["MessageId"] not in failed]
+        report.processed += len(done)
+        report.failed += len(failed)
+        if done:
+            # Lambda's event source mapping deletes what the function did not report as failed.
+            sqs.delete_message_batch(
+                QueueUrl=settings.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+            )
+
+
+def run_cycle(settings: Settings) -> CycleReport:
+    """One scheduled cycle, to the end: every enabled mailbox fetched, then the queue drained."""
+    report = CycleReport()
+    for event in scheduled_fetch_events(settings):
+        report.fetches.append(invoke("fetch", event))
+    drain_queue(settings, report)
+    return report

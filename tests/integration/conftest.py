@@ -1,0 +1,91 @@
+"""Fixtures over the real local stack: Dovecot on loopback and moto's server, started if not running."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[dict[str, str]]:
+    from mailintake.localstack import dovecot, motoserver, resources
+
+    motoserver.start(ROOT)
+    env = resources.provision(ROOT, dovecot.start(ROOT))
+    saved = dict(os.environ)
+    os.environ.update(env)
+    os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+    from mailintake.entrypoints import _bound_settings
+    from mailintake.settings import get_settings
+
+    get_settings.cache_clear()
+    _bound_settings.cache_clear()
+    _bound_settings()
+    yield env
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture()
+def settings(stack: dict[str, str]) -> Any:
+    """Settings of a clean stack: table, bucket, queues and schedules emptied before each test."""
+    from mailintake.entrypoints import _bound_settings
+    from mailintake.localstack import resources
+
+    resources.reset(ROOT)
+    return _bound_settings()
+
+
+@pytest.fixture()
+def mailbox(settings: Any) -> Callable[..., Any]:
+    """Make a mailbox on the local Dovecot with a unique name (so no test sees another's mail)."""
+    from mailintake.localstack.accounts import local_mailbox
+
+    def make(protocol: str = "imap", security: str = "ssl", **kwargs: Any) -> Any:
+        name = f"{protocol}-{security}-{uuid.uuid4().hex[:8]}"
+        return local_mailbox(ROOT, settings, name, protocol, security, **kwargs)
+
+    return make
+
+
+def password_of(record: Any) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    return str(parameters.get_secret(record.secret_name, force_fetch=True))
+
+
+@pytest.fixture()
+def deliver() -> Callable[[Any, bytes], None]:
+    from mailintake.localstack import dovecot
+
+    def send(record: Any, raw: bytes, folder: str = "INBOX") -> None:
+        dovecot.deliver(ROOT, record.username, password_of(record), raw, folder)
+
+    return send
+
+
+def make_mail(subject: str, body: str = "Hello.\n", sender: str = "Ada Lovelace <ada@example.org>",
+              message_id: str | None = None, attachments: list[tuple[str, str, bytes]] | None = None,
+              headers: dict[str, str] | None = None) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "support@tracker.example"
+    msg["Subject"] = subject
+    msg["Date"] = "Tue, 24 Nov 2026 09:12:00 +0000"
+    msg["Message-ID"] = f"<{message_id or uuid.uuid4().hex}@example.org>"
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    for filename, ctype, data in attachments or []:
+        maintype, subtype = ctype.split("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return bytes(msg)
