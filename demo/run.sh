@@ -6,13 +6,13 @@ cd "$(dirname "$0")/.."
 mi=.venv/bin/mailintake
 
 echo "== mailboxes"
-$mi local mailbox support --protocol imap --security ssl --after seen
+$mi local mailbox helpdesk --protocol imap --security ssl --after seen
 $mi local mailbox ops --protocol pop3 --security starttls --after delete --workspace operations
 $mi mailbox list
 
 echo; echo "== delivering sample mail"
 $mi local send demo/mail/1-plain.eml demo/mail/2-html.eml demo/mail/3-attachments.eml \
-    demo/mail/4-reply-marker.eml --mailbox support
+    demo/mail/4-reply-marker.eml --mailbox helpdesk
 $mi local send demo/mail/5-pop3-plain.eml demo/mail/6-pop3-reply-thread.eml --mailbox ops
 
 echo; echo "== one scheduled cycle (the schedules' events through the fetch and process handlers)"

@@ -21,7 +21,7 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = fetch_mailbox(event, context.get_remaining_time_in_millis, context.aws_request_id)
-    metrics.add_dimension(name="mailbox", value=report.mailbox)
+    metrics.add_metadata(key="mailbox", value=report.mailbox)
     metrics.add_metric(name="MessagesFetched", unit=MetricUnit.Count, value=report.fetched)
     logger.info("fetch finished", extra={"mailbox": report.mailbox, "fetched": report.fetched,
                                           "status": report.status})

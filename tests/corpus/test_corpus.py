@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mailintake.conformance import KNOWN_DISAGREEMENTS, Entry, check_entry, default_corpus_dir, load_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from mailintake.localstack import dovecot, motoserver, resources
 from mailintake.localstack.dovecot import DovecotInfo
 

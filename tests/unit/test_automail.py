@@ -6,6 +6,7 @@ import io
 import textwrap
 
 import pytest
+
 from mailintake.automail import classify
 from mailintake.parsing import ParsedMessage, parse_message
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from mailintake.parsing import Address, ParsedMessage, parse_message, safe_name, sanitize_html
 
 

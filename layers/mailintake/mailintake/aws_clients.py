@@ -5,7 +5,7 @@ Endpoints come from boto3's own configuration (``AWS_ENDPOINT_URL`` points them 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
@@ -15,6 +15,6 @@ from botocore.config import Config
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str, region: str) -> Any:
     return boto3.session.Session().client(service, region_name=region, config=_CONFIG)  # type: ignore[call-overload]

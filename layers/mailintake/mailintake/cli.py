@@ -44,7 +44,7 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def load_environment() -> str:
+def load_environment(verbose: bool = False) -> str:
     """Fill in os.environ for this process (the handlers the CLI runs read it too). Returns the mode."""
     if os.environ.get("MAILINTAKE_TABLE"):
         return "environment"
@@ -52,8 +52,12 @@ def load_environment() -> str:
     if env_file is not None:
         for key, value in _read_env_file(env_file).items():
             os.environ.setdefault(key, value)
-        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        # The handlers run in this process: no X-Ray daemon, no CloudWatch to read EMF metrics, and
+        # their INFO logs only with --verbose.
+        os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        if not verbose:
+            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
         return "local"
     import boto3
 
@@ -281,6 +285,7 @@ def _settings() -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailintake", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the handlers' INFO logs (local stack)")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -353,10 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.mode = load_environment()
+    args.mode = load_environment(args.verbose)
     if args.command == "local" and args.mode != "local":
         print("`local` commands need the local stack: run `make up` first", file=sys.stderr)
         return 2
+    _settings()  # binds the store to the stack's table before any command touches it
     result: int = args.func(args)
     return result
 

@@ -8,6 +8,7 @@ mails next time into the same keys; processing recognises them, so nothing is lo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import imaplib
 import json
@@ -19,12 +20,19 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
-from imap_tools import AND, U, BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessageFlags
+from imap_tools import AND, BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessageFlags, U
 
 from mailintake.aws_clients import client
 from mailintake.mailboxes import get_mailbox
 from mailintake.settings import Settings
-from mailintake.store import CursorRecord, MailboxRecord, acquire_lease, load_cursor, release_lease, save_cursor
+from mailintake.store import (
+    CursorRecord,
+    MailboxRecord,
+    acquire_lease,
+    load_cursor,
+    release_lease,
+    save_cursor,
+)
 
 logger = Logger(child=True)
 
@@ -103,7 +111,7 @@ class ImapSource:
     def pending(self) -> Iterator[Pending]:
         last = int(self.cursor.last_uid or 0)
         # "UID n:*" always matches the newest mail, even when its UID is below n: filter.
-        uids = sorted(int(u) for u in self.box.uids(AND(uid=U(last + 1, "*"))) if int(u) > last)
+        uids = sorted(int(u) for u in self.box.uids(AND(uid=U(str(last + 1), "*"))) if int(u) > last)
         for uid in uids:
             yield Pending(str(uid), f"{self.cursor.uidvalidity}-{uid:010d}")
 
@@ -131,10 +139,8 @@ class ImapSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
+        with contextlib.suppress(imaplib.IMAP4.error, OSError):
             self.box.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
 
 
 class Pop3Source:

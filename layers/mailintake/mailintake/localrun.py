@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -58,7 +58,7 @@ class LocalContext:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_function(name: str) -> ModuleType:
     """Import functions/<name>/app.py as Lambda would, under a private module name."""
     path = project_root() / "functions" / name / "app.py"
@@ -135,7 +135,8 @@ def drain_queue(settings: Settings, report: CycleReport, max_batches: int = 10_0
 def run_cycle(settings: Settings) -> CycleReport:
     """One scheduled cycle, to the end: every enabled mailbox fetched, then the queue drained."""
     report = CycleReport()
-    for event in scheduled_fetch_events(settings):
+    # Sorted by mailbox, so a local cycle runs in the same order every time.
+    for event in sorted(scheduled_fetch_events(settings), key=lambda e: str(e.get("mailbox"))):
         report.fetches.append(invoke("fetch", event))
     drain_queue(settings, report)
     return report

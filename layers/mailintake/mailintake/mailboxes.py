@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -119,14 +120,10 @@ def put_schedule(record: MailboxRecord, settings: Settings) -> None:
 
 def remove_mailbox(name: str, settings: Settings) -> None:
     scheduler = client("scheduler", settings.region)
-    try:
+    with contextlib.suppress(scheduler.exceptions.ResourceNotFoundException):
         scheduler.delete_schedule(Name=schedule_name(name), GroupName=settings.schedule_group)
-    except scheduler.exceptions.ResourceNotFoundException:
-        pass
-    try:
+    with contextlib.suppress(DoesNotExist):
         MailboxRecord.get(*MailboxRecord.key(name)).delete()
-    except DoesNotExist:
-        pass
 
 
 def get_mailbox(name: str) -> MailboxRecord | None:
