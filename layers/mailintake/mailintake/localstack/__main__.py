@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             down(root)
         elif args.command == "reset":
             resources.reset(root)
-            print("tables, buckets, queues and schedules emptied")
+            dovecot.clear_mail(root)
+            print("tables, buckets, queues, schedules and local mailboxes emptied")
         else:
             return status(root)
     except (dovecot.DovecotError, motoserver.MotoServerError, resources.LocalStackError) as exc:

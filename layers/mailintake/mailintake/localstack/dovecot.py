@@ -430,6 +430,14 @@ def _wait_for_login(root: Path | str, user: str, password: str, seconds: float =
                 conn.logout()
 
 
+def clear_mail(root: Path | str) -> None:
+    """Remove every local user's mail (the users stay), so a reset local stack starts with empty mailboxes."""
+    layout = _layout(root)
+    if layout.mail.is_dir():
+        for home in layout.mail.iterdir():
+            shutil.rmtree(home, ignore_errors=True)
+
+
 def _quote_mailbox(name: str) -> str:
     if not name.isascii():
         # Non-ASCII names would need IMAP's modified UTF-7; nothing local needs them.
