@@ -264,3 +264,29 @@ def test_crash_between_storing_and_marking_loses_and_doubles_nothing(
     assert outcomes() == Counter({"item": 3})
     with imap_of(box) as imap:
         assert imap.uids() == []
+
+
+def test_event_files_drive_the_handlers_as_sam_local_invoke_would(
+    settings: Any, deliver: Callable[..., None]
+) -> None:
+    """events/fetch.json and events/process.json are the shapes Lambda sends; the local runner takes them."""
+    from mailintake.localstack import dovecot
+    from mailintake.localstack.accounts import local_mailbox
+
+    dovecot.clear_mail(ROOT)  # the event names a fixed mailbox, which `make demo` uses too
+    fetch_event = json.loads((ROOT / "events" / "fetch.json").read_text())
+    box = local_mailbox(ROOT, settings, fetch_event["mailbox"], "imap", "ssl")
+    deliver(box, make_mail("Through the event files"))
+
+    report = invoke("fetch", fetch_event)
+    assert (report["mailbox"], report["fetched"], report["status"]) == (box.name, 1, "done")
+
+    sqs = client("sqs", settings.region)
+    (message,) = sqs.receive_message(QueueUrl=settings.queue_url, AttributeNames=["All"])["Messages"]
+    process_event = json.loads((ROOT / "events" / "process.json").read_text())
+    record = process_event["Records"][0]
+    assert set(json.loads(record["body"])) == set(json.loads(message["Body"]))
+    record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"], body=message["Body"])
+
+    assert invoke("process", process_event) == {"batchItemFailures": []}
+    assert [i.title for i in store.list_items()] == ["Through the event files"]
