@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
-IMAP_PORT = 10143
-IMAPS_PORT = 10993
-POP3_PORT = 10110
-POP3S_PORT = 10995
+# MAILINTAKE_LOCAL_PORT_OFFSET shifts all four, so a second checkout's stack can run beside this one.
+_PORT_OFFSET = int(os.environ.get("MAILINTAKE_LOCAL_PORT_OFFSET") or 0)
+IMAP_PORT = 10143 + _PORT_OFFSET
+IMAPS_PORT = 10993 + _PORT_OFFSET
+POP3_PORT = 10110 + _PORT_OFFSET
+POP3S_PORT = 10995 + _PORT_OFFSET
 PORTS = (IMAP_PORT, IMAPS_PORT, POP3_PORT, POP3S_PORT)
 
 START_TIMEOUT_SECONDS = 20.0
