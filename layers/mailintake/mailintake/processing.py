@@ -7,6 +7,7 @@ never makes a second item or comment.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 
@@ -119,11 +120,9 @@ class Processor:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         ledger = ledger_record(source, "failed", f"failed: {error}", error=error, attempts=attempt)
         logger.exception("processing failed", extra={"key": job.key, "mailbox": job.mailbox, "attempt": attempt})
-        try:
-            # Never overwrite a final outcome: the write may have landed before the error.
+        # Never overwrite a final outcome: the write may have landed before the error.
+        with contextlib.suppress(PutError):
             ledger.save(condition=LedgerRecord.pk.does_not_exist() | (LedgerRecord.status == "failed"))
-        except PutError:
-            pass
 
     def _store_attachments(self, source: Source, attachments: list[Attachment]) -> list[AttachmentMap]:
         # Keyed by the raw message, not the item number, so a retry overwrites rather than adds.
