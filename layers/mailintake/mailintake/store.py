@@ -222,7 +222,6 @@ def bind(settings: Settings) -> None:
     _TableMeta.region = settings.region
     for model in _MODELS:
         model._connection = None
-    ByKind._connection = None
 
 
 def _connection() -> Connection:
@@ -439,7 +438,7 @@ def comment_key(number: int, created: datetime, source_key: str) -> tuple[str, s
 
 
 def list_items() -> list[ItemRecord]:
-    return list(ItemRecord.by_kind.query("item"))
+    return [r for r in ItemRecord.by_kind.query("item") if isinstance(r, ItemRecord)]
 
 
 def list_comments(number: int) -> list[CommentRecord]:
@@ -447,8 +446,8 @@ def list_comments(number: int) -> list[CommentRecord]:
 
 
 def list_ledger() -> list[LedgerRecord]:
-    return list(LedgerRecord.by_kind.query("message"))
+    return [r for r in LedgerRecord.by_kind.query("message") if isinstance(r, LedgerRecord)]
 
 
 def list_mailboxes() -> list[MailboxRecord]:
-    return list(MailboxRecord.by_kind.query("mailbox"))
+    return [r for r in MailboxRecord.by_kind.query("mailbox") if isinstance(r, MailboxRecord)]
