@@ -95,10 +95,8 @@ def is_running(root: Path | str) -> bool:
 
 
 def _command() -> list[str]:
-    script = Path(sys.executable).parent / "moto_server"
-    if script.exists():
-        return [str(script), "-H", HOST, "-p", str(port())]
-    return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port())]
+    # moto's own server, with the transaction fix described in moto_launch.
+    return [sys.executable, "-m", "mailintake.localstack.moto_launch", "-H", HOST, "-p", str(port())]
 
 
 def _log_tail(root: Path | str, lines: int = 30) -> str:
