@@ -23,6 +23,7 @@ def stack() -> Iterator[dict[str, str]]:
     saved = dict(os.environ)
     os.environ.update(env)
     os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     from mailintake.entrypoints import _bound_settings
     from mailintake.settings import get_settings

@@ -7,11 +7,11 @@ queue is drained in Lambda's SQS event shape until no visible message is left.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -59,10 +59,13 @@ class LocalContext:
 
 
 @cache
-def load_function(name: str) -> ModuleType:
-    """Import functions/<name>/app.py as Lambda would, under a private module name."""
+def load_function(name: str, instance: int = 0) -> ModuleType:
+    """Import functions/<name>/app.py as Lambda would, under a private module name.
+
+    Each ``instance`` is a separate import, with its own module state, like a separate Lambda container.
+    """
     path = project_root() / "functions" / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"mailintake_function_{name}", path)
+    spec = importlib.util.spec_from_file_location(f"mailintake_function_{name}_{instance}", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
@@ -74,12 +77,12 @@ def load_function(name: str) -> ModuleType:
     return module
 
 
-def invoke(name: str, event: dict[str, Any], timeout_seconds: int | None = None) -> Any:
+def invoke(name: str, event: dict[str, Any], timeout_seconds: int | None = None, instance: int = 0) -> Any:
     logical_id, timeout, memory = FUNCTIONS[name]
-    handler: Callable[[dict[str, Any], LocalContext], Any] = load_function(name).lambda_handler
+    handler: Callable[[dict[str, Any], LocalContext], Any] = load_function(name, instance).lambda_handler
     context = LocalContext(f"mailintake-{logical_id}", memory, timeout_seconds or timeout)
-    with contextlib.redirect_stdout(sys.stderr):  # EMF metrics are printed
-        return handler(event, context)
+    # Callers running locally set POWERTOOLS_METRICS_DISABLED: EMF metrics would print to stdout.
+    return handler(event, context)
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -107,36 +110,85 @@ class CycleReport:
     fetches: list[dict[str, Any]] = field(default_factory=list)
     processed: int = 0
     failed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, processed: int, failed: int) -> None:
+        with self._lock:
+            self.processed += processed
+            self.failed += failed
 
 
-def drain_queue(settings: Settings, report: CycleReport, max_batches: int = 10_000) -> None:
+def _process_batch(settings: Settings, queue_arn: str, report: CycleReport, handler_instance: int) -> bool:
+    """Receive one batch and hand it to the process handler, as the event source mapping does."""
     sqs = client("sqs", settings.region)
-    queue_arn = sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    for _ in range(max_batches):
-        received = sqs.receive_message(
-            QueueUrl=settings.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not received:
-            return
-        result = invoke("process", sqs_event(received, queue_arn, settings.region))
-        failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-        done = [m for m in received if m["MessageId"] not in failed]
-        report.processed += len(done)
-        report.failed += len(failed)
-        if done:
-            # Lambda's event source mapping deletes what the function did not report as failed.
-            sqs.delete_message_batch(
-                QueueUrl=settings.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
-            )
+    received = sqs.receive_message(
+        QueueUrl=settings.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
+    ).get("Messages", [])
+    if not received:
+        return False
+    result = invoke("process", sqs_event(received, queue_arn, settings.region), instance=handler_instance)
+    failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+    done = [m for m in received if m["MessageId"] not in failed]
+    report.count(len(done), len(failed))
+    if done:
+        # The event source mapping deletes what the function did not report as failed; the failed ones
+        # come back after the visibility timeout, and after maxReceiveCount go to the dead-letter queue.
+        sqs.delete_message_batch(
+            QueueUrl=settings.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+        )
+    return True
 
 
-def run_cycle(settings: Settings) -> CycleReport:
-    """One scheduled cycle, to the end: every enabled mailbox fetched, then the queue drained."""
+def _queue_arn(settings: Settings) -> str:
+    attributes = client("sqs", settings.region).get_queue_attributes(
+        QueueUrl=settings.queue_url, AttributeNames=["QueueArn"])
+    return str(attributes["Attributes"]["QueueArn"])
+
+
+def drain_queue(settings: Settings, report: CycleReport, fetching_done: threading.Event | None = None,
+                handler_instance: int = 0) -> None:
+    """Process batches until the queue is empty (and, when given, the fetches are done)."""
+    queue_arn = _queue_arn(settings)
+    while True:
+        if _process_batch(settings, queue_arn, report, handler_instance):
+            continue
+        if fetching_done is None or fetching_done.is_set():
+            # One more look: a fetch may have handed over a batch just before it finished.
+            if not _process_batch(settings, queue_arn, report, handler_instance):
+                return
+        else:
+            time.sleep(0.02)
+
+
+def run_cycle(settings: Settings, workers: int = 1) -> CycleReport:
+    """One scheduled cycle, to the end: every enabled mailbox fetched, the queue drained.
+
+    As in AWS, processing runs while the fetches are still handing over mail: ``workers`` concurrent
+    consumers (each its own instance of the process handler, like separate Lambda containers; the FIFO
+    queue gives each message group to one consumer at a time).
+    """
     report = CycleReport()
-    # Sorted by mailbox, so a local cycle runs in the same order every time.
-    for event in sorted(scheduled_fetch_events(settings), key=lambda e: str(e.get("mailbox"))):
-        report.fetches.append(invoke("fetch", event))
-    drain_queue(settings, report)
+    fetching_done = threading.Event()
+    errors: list[BaseException] = []
+
+    def consume(instance: int) -> None:
+        try:
+            drain_queue(settings, report, fetching_done, instance)
+        except BaseException as exc:  # surfaced in the calling thread below
+            errors.append(exc)
+
+    consumers = [threading.Thread(target=consume, args=(i,), daemon=True) for i in range(workers)]
+    for consumer in consumers:
+        consumer.start()
+    try:
+        # Sorted by mailbox, so a local cycle runs in the same order every time.
+        for event in sorted(scheduled_fetch_events(settings), key=lambda e: str(e.get("mailbox"))):
+            report.fetches.append(invoke("fetch", event))
+    finally:
+        fetching_done.set()
+        for consumer in consumers:
+            consumer.join()
+    if errors:
+        raise errors[0]
     return report
