@@ -1,0 +1,63 @@
+"""Shared set-up for the benchmarks: the local stack's environment, request counting, sample mail."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SECONDS: Counter[str] = Counter()  # time spent in each AWS operation, by count_requests()
+
+
+def local_settings() -> Any:
+    """Point this process at the local stack (`make up` first), as the CLI does, and bind the store."""
+    from mailintake.cli import load_environment
+    from mailintake.entrypoints import _bound_settings
+
+    os.chdir(ROOT)
+    if load_environment() != "local":
+        raise SystemExit("the local stack is not up: run `make up`")
+    return _bound_settings()
+
+
+@contextmanager
+def count_requests() -> Iterator[Counter[str]]:
+    """Count every AWS API call made in this process (boto3 and pynamodb both go through botocore)."""
+    from botocore.client import BaseClient
+
+    counts: Counter[str] = Counter()
+    original = BaseClient._make_api_call
+
+    def counting(self: BaseClient, operation_name: str, api_params: Any) -> Any:
+        name = f"{self.meta.service_model.service_name}:{operation_name}"
+        counts[name] += 1
+        started = time.perf_counter()
+        try:
+            return original(self, operation_name, api_params)
+        finally:
+            SECONDS[name] += time.perf_counter() - started
+
+    BaseClient._make_api_call = counting  # type: ignore[method-assign]
+    try:
+        yield counts
+    finally:
+        BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+
+def plain_mail(n: int, size: int = 1500) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"Sender {n % 37} <sender{n % 37}@example.org>"
+    msg["To"] = "support@tracker.example"
+    msg["Subject"] = f"Benchmark mail {n}: printer on floor {n % 9} jams"
+    msg["Date"] = "Tue, 24 Nov 2026 09:12:00 +0000"
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@example.org>"
+    line = "The printer jams on every duplex job; single-sided jobs work fine. "
+    msg.set_content((line * (size // len(line) + 1))[:size] + "\n")
+    return bytes(msg).replace(b"\n", b"\r\n")

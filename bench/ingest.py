@@ -1,0 +1,69 @@
+"""Ingest a mailbox of N plain mails (default 1,000) on the local stack, end to end, and print the rate
+and the AWS requests made per mail.
+
+    python bench/ingest.py [N] [--protocol imap|pop3]
+
+The clock covers one `mailintake poll` worth of work: the fetch handler reading the mailbox (IMAP over TLS
+to the local Dovecot, raw mail to S3, batches to SQS, marking seen) and the process handler draining the
+queue (S3 read, parse, one DynamoDB transaction per item). Delivering the mail into Dovecot is not timed.
+The reference is a monolithic Python helpdesk writing tickets to SQLite, which manages about 78 mails/s on
+this machine class; the budget is 1.5 times that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import time
+
+from common import ROOT, SECONDS, count_requests, local_settings, plain_mail
+
+REFERENCE_RATE = 78.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("count", type=int, nargs="?", default=1000)
+    parser.add_argument("--protocol", choices=("imap", "pop3"), default="imap")
+    parser.add_argument("--workers", type=int, default=1, help="concurrent process-handler consumers")
+    args = parser.parse_args()
+
+    settings = local_settings()
+    from aws_lambda_powertools.utilities import parameters
+
+    from mailintake import store
+    from mailintake.localrun import run_cycle
+    from mailintake.localstack import dovecot, resources
+    from mailintake.localstack.accounts import local_mailbox
+
+    resources.reset(ROOT)
+    dovecot.clear_mail(ROOT)
+    box = local_mailbox(ROOT, settings, f"bench-{args.protocol}", args.protocol, "ssl")
+    password = str(parameters.get_secret(box.secret_name))
+    info = dovecot.info(ROOT)
+    conn = imaplib.IMAP4(info.host, info.imap_port)
+    conn.login(box.username, password)
+    for n in range(args.count):
+        conn.append("INBOX", None, None, plain_mail(n))
+    conn.logout()
+
+    with count_requests() as counts:
+        started = time.perf_counter()
+        report = run_cycle(settings, workers=args.workers)
+        elapsed = time.perf_counter() - started
+
+    items = len(store.list_items())
+    rate = args.count / elapsed
+    billed = sum(counts.values())
+    print(f"mailbox: {args.count} plain mails over {args.protocol.upper()}+TLS, fetched "
+          f"{sum(f['fetched'] for f in report.fetches)}, items made {items}, failed {report.failed}")
+    print(f"ingest: {elapsed:.2f} s, {rate:.1f} mails/s "
+          f"({rate / REFERENCE_RATE:.2f}x the SQLite helpdesk's {REFERENCE_RATE:.0f}/s; budget 1.5x)")
+    print(f"AWS requests: {billed} in all, {billed / args.count:.2f} per mail (budget 5)")
+    for operation, number in counts.most_common():
+        print(f"  {operation:40} {number:6}  {number / args.count:.3f}/mail  "
+              f"{SECONDS[operation] / number * 1000:6.1f} ms each")
+
+
+if __name__ == "__main__":
+    main()
