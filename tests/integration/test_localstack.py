@@ -298,3 +298,26 @@ def test_loader_reads_short_tags() -> None:
     resolver = resources.Resolver(template)
     assert resolver.resolve(data["c"]) == "mailintake-x"
     assert resolver.resolve(data["d"]) == "v,z"
+
+
+def test_cancelled_transaction_changes_nothing(session: boto3.session.Session, stack_env: dict[str, str]) -> None:
+    """The launcher's cheaper transaction rollback keeps moto's all-or-nothing behaviour."""
+    ddb = session.client("dynamodb", endpoint_url=motoserver.endpoint_url())
+    table = stack_env["MAILINTAKE_TABLE"]
+    tag = uuid.uuid4().hex
+    existing = {"pk": {"S": f"T#{tag}#old"}, "sk": {"S": "X"}, "value": {"N": "1"}}
+    ddb.put_item(TableName=table, Item=existing)
+
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": table, "Item": {"pk": {"S": f"T#{tag}#new"}, "sk": {"S": "X"}}}},
+            {"Update": {"TableName": table, "Key": {"pk": existing["pk"], "sk": existing["sk"]},
+                        "UpdateExpression": "SET #v = :two", "ExpressionAttributeNames": {"#v": "value"},
+                        "ExpressionAttributeValues": {":two": {"N": "2"}}}},
+            {"Put": {"TableName": table, "Item": {"pk": {"S": f"T#{tag}#guard"}, "sk": {"S": "X"}},
+                     "ConditionExpression": "attribute_exists(pk)"}},
+        ])
+
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": f"T#{tag}#new"}, "sk": {"S": "X"}})
+    after = ddb.get_item(TableName=table, Key={"pk": existing["pk"], "sk": existing["sk"]})["Item"]
+    assert after == existing
