@@ -334,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--outcome", choices=("item", "comment", "rejected", "discarded", "failed"))
     ml.set_defaults(func=cmd_messages_list)
 
+    from mailintake import cli_admin
+
+    cli_admin.register(sub, common)
+
     local = sub.add_parser("local", help="the local stack only").add_subparsers(dest="sub", required=True)
     lm = local.add_parser("mailbox", parents=[common], help="create a mail user on the local Dovecot + its mailbox")
     lm.add_argument("name")

@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities import parameters
 from imap_tools import AND, BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessageFlags, U
 
 from mailintake.aws_clients import client
+from mailintake.config_check import ConfigurationError, checked_run
 from mailintake.mailboxes import get_mailbox
 from mailintake.settings import Settings
 from mailintake.store import (
@@ -63,7 +64,7 @@ class QueuedMessage:
 class FetchReport:
     mailbox: str
     fetched: int = 0
-    status: str = "done"  # done | more (stopped before the deadline) | locked | disabled | unknown
+    status: str = "done"  # done | more (stopped before the deadline) | locked | disabled | unknown | config-error
     keys: list[str] = field(default_factory=list)
 
 
@@ -245,7 +246,10 @@ class Fetcher:
             report.status = "locked"
             return report
         try:
-            self._drain(mailbox, report)
+            with checked_run(self.settings, mailbox):
+                self._drain(mailbox, report)
+        except ConfigurationError:
+            report.status = "config-error"  # logged and reported by the check; other mailboxes go on
         finally:
             release_lease(name, self.run_id)
         return report

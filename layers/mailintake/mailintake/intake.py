@@ -1,53 +1,267 @@
-"""The intake rules: what a parsed message becomes (item, comment, rejected, discarded) and why."""
+"""The intake rules: what a parsed message becomes (item, comment, rejected, discarded, failed) and why.
+
+The checks run in a fixed order and the first that decides names itself in ``Decision.step``:
+
+``known-senders`` -> ``permitted`` -> ``subject`` -> ``automail`` -> ``filter`` (reject lists; then the
+body is cut and attachments dropped) -> ``guard`` -> ``thread`` / ``new`` -> ``activity`` -> author and
+CC -> ``permission``.
+
+Rejections in known-senders, permitted, subject, guard and permission deserve a reply to the sender;
+discards (automail, filter lists, duplicates) never get one.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mailintake import automail
+from mailintake import automail, directory, scripts
 from mailintake.markers import find_markers
-from mailintake.parsing import ParsedMessage
+from mailintake.parsing import Attachment, ParsedMessage
 from mailintake.settings import Settings
-from mailintake.store import get_item, get_message_id
+from mailintake.store import IntakeItemRecord, MailboxRecord, UserRecord, get_intake_item, get_message_id
+from mailintake.system_settings import Config
 
 # Reply/forward prefixes in the languages mail clients use; a subject that is only these is empty.
 _PREFIXES = re.compile(r"^\s*((re|aw|sv|vs|antw|wg|fw|fwd|tr|rif|r|odp|ynt)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
+REPLY_STEPS = frozenset({"known-senders", "permitted", "subject", "guard", "permission"})
+
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # item | comment | rejected | discarded
+    action: str  # item | comment | rejected | discarded | failed
     reason: str = ""
     step: str = ""
     workspace: str = "default"
     item_number: int | None = None
+    author: str = ""
+    author_name: str = ""
+    new_users: tuple[tuple[str, str], ...] = ()  # (address, display name) to create
+    readers: frozenset[str] = frozenset()
+    editors: frozenset[str] = frozenset()
+    item_type: str | None = None
+    priority: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+    text: str | None = None  # the body after filter.cutBody, when it cut something
+    reply_text: str | None = None
+    attachments: tuple[Attachment, ...] | None = None  # kept after filter.dropAttachments, when it dropped
+    notes: tuple[str, ...] = ()  # filter-list matches that changed the message
+
+    @property
+    def wants_reply(self) -> bool:
+        return self.action == "rejected" and self.step in REPLY_STEPS
+
+
+@dataclass
+class Context:
+    """Where a message came from and the configuration snapshot it is judged by."""
+
+    mailbox: MailboxRecord | None
+    mailbox_name: str
+    config: Config
+    size: int = 0
+
+    @property
+    def scope(self) -> str | None:
+        """The mailbox whose overrides apply: workspace mailboxes only."""
+        if self.mailbox is None or self.mailbox.system:
+            return None
+        return self.mailbox_name
+
+    @property
+    def workspace(self) -> str:
+        if self.mailbox is None or self.mailbox.system:
+            return self.config.default_workspace()
+        return str(self.mailbox.workspace)
+
+
+@dataclass
+class _State:
+    notes: list[str] = field(default_factory=list)
+    text: str | None = None
+    reply_text: str | None = None
+    attachments: list[Attachment] | None = None
 
 
 def subject_is_empty(subject: str) -> bool:
     return not _PREFIXES.sub("", subject).strip()
 
 
-def thread_target(parsed: ParsedMessage, marker_format: str) -> int | None:
+def thread_target(parsed: ParsedMessage, marker_format: str) -> IntakeItemRecord | None:
     """The existing item a message belongs to: a marker in its subject, else its In-Reply-To/References."""
     for number in find_markers(parsed.subject, marker_format):
-        if get_item(number) is not None:
-            return number
+        item = get_intake_item(number)
+        if item is not None:
+            return item
     # Newest reference first: In-Reply-To, then References from the end.
     for message_id in [*parsed.in_reply_to, *reversed(parsed.references)]:
         known = get_message_id(message_id)
         if known is not None and known.item_number is not None:
-            return int(known.item_number)
+            return get_intake_item(int(known.item_number))
     return None
 
 
-def decide(parsed: ParsedMessage, settings: Settings, workspace: str) -> Decision:
+def _filters(parsed: ParsedMessage, config: Config, state: _State) -> str | None:
+    """Apply the filter lists; the discard reason when a reject list matched."""
+    checks = (("filter.rejectSubject", parsed.subject), ("filter.rejectSender", parsed.sender.email),
+              ("filter.rejectSenderName", parsed.sender.name), ("filter.rejectBody", parsed.text))
+    for key, value in checks:
+        for line in config.lines(key):
+            if value and line.pattern.search(value):
+                return f"{line.describe()} matched"
+    cut_lines = config.lines("filter.cutBody")
+    if cut_lines:
+        text, reply_text = parsed.text, parsed.reply_text
+        for line in cut_lines:
+            text, count = line.pattern.subn("", text)
+            reply_text = line.pattern.sub("", reply_text)
+            if count:
+                state.notes.append(f"cut {count} part(s) by {line.describe()}")
+        if text != parsed.text:
+            state.text, state.reply_text = text, reply_text
+    drop_lines = config.lines("filter.dropAttachments")
+    if drop_lines and parsed.attachments:
+        kept = []
+        for attachment in parsed.attachments:
+            line = next((x for x in drop_lines if x.pattern.search(attachment.filename or "")), None)
+            if line is None:
+                kept.append(attachment)
+            else:
+                state.notes.append(f"dropped attachment {attachment.filename!r} by {line.describe()}")
+        if len(kept) != len(parsed.attachments):
+            state.attachments = kept
+    return None
+
+
+def message_view(parsed: ParsedMessage, ctx: Context) -> scripts.MessageView:
+    return scripts.MessageView(
+        mailbox=ctx.mailbox_name, system_mailbox=bool(ctx.mailbox is not None and ctx.mailbox.system),
+        workspace=ctx.workspace, sender=parsed.sender.email, sender_name=parsed.sender.name,
+        to=tuple(a.email for a in parsed.to), cc=tuple(a.email for a in parsed.cc), subject=parsed.subject,
+        text=parsed.text, html=parsed.html, headers=dict(parsed.headers),
+        attachments=tuple(scripts.AttachmentInfo(a.filename, a.content_type, a.size) for a in parsed.attachments),
+        size=ctx.size, params=ctx.config.script_params(),
+    )
+
+
+def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
+    config = ctx.config
+    workspace = ctx.workspace
+    sender = directory.normalise(parsed.sender.email)
+    guest_mode = config.get("intake.unknownSenders") == "guest"
+    cc_roles = config.flag("item.emailReceived.addCcAsEditor") or config.flag("item.emailReceived.addCcAsReader")
+    wanted = [sender, *(a.email for a in parsed.cc if cc_roles)]
+    if guest_mode:
+        wanted.append(directory.GUEST)
+    # One BatchGetItem for every person the decision may need.
+    users = directory.lookup(wanted)
+
+    def rejected(reason: str, step: str) -> Decision:
+        return Decision("rejected", reason, step, workspace)
+
+    # 2. Known senders only.
+    if config.flag("intake.knownSendersOnly", ctx.scope) and sender not in users:
+        return rejected(f"sender {sender or '(none)'} is not a known user", "known-senders")
+    # 3. Permitted-address pattern, on every mailbox.
+    permitted = config.permitted()
+    if permitted is not None and not permitted.permits(sender):
+        return rejected(f"sender not permitted (pattern {permitted.source})", "permitted")
+    # 4. Empty subject.
     if subject_is_empty(parsed.subject):
-        return Decision("rejected", "empty subject", "subject", workspace)
+        return rejected("empty subject", "subject")
+    # 5. Bounces and automatic replies.
     verdict = automail.classify(parsed)
     if verdict is not None:
         return Decision("discarded", f"{verdict.kind}: {verdict.reason}", "automail", workspace)
+    # Filter lists.
+    state = _State()
+    matched = _filters(parsed, config, state)
+    if matched is not None:
+        return Decision("discarded", f"filter {matched}", "filter", workspace)
+
+    # 6. Guard script.
+    timeout = float(config.number("scripts.timeoutSeconds", ctx.scope))
+    view: scripts.MessageView | None = None
+    guard = config.get("scripts.guard", ctx.scope)
+    if guard:
+        view = message_view(parsed, ctx)
+        try:
+            reason = scripts.guard_verdict(scripts.call(guard, timeout, view))
+        except scripts.ScriptFailure as exc:
+            return Decision("failed", str(exc), "guard", workspace)
+        if reason is not None:
+            return rejected(f"guard script: {reason}", "guard")
+
     target = thread_target(parsed, settings.marker_format)
+    plan = scripts.Plan(workspace=workspace)
     if target is not None:
-        return Decision("comment", step="thread", workspace=workspace, item_number=target)
-    return Decision("item", step="new", workspace=workspace)
+        plan.action, plan.item_number = "comment", int(target.number)
+
+    # 7. Activity script.
+    activity = config.get("scripts.activity", ctx.scope)
+    if activity:
+        view = view or message_view(parsed, ctx)
+        try:
+            scripts.call(activity, timeout, view, plan)
+        except scripts.ScriptFailure as exc:
+            return Decision("failed", str(exc), "activity", workspace)
+        if plan.action == "comment" and plan.item_number is not None and (
+                target is None or int(target.number) != plan.item_number):
+            target = get_intake_item(int(plan.item_number))
+            if target is None:
+                return Decision("failed", f"activity script: no item {plan.item_number} to comment on",
+                                "activity", workspace)
+        if plan.action != "comment":
+            target = None
+        if target is None and not config.workspace_exists(plan.workspace):
+            return Decision("failed", f"activity script: no workspace {plan.workspace!r}", "activity", workspace)
+    workspace = plan.workspace if target is None else str(target.workspace)
+
+    # 8. Author.
+    new_users: list[tuple[str, str]] = []
+    author_user: UserRecord | None = users.get(sender)
+    author, author_name = sender, parsed.sender.name
+    if author_user is not None:
+        author_name = author_user.name or author_name
+    elif guest_mode:
+        author_user, author, author_name = users.get(directory.GUEST), directory.GUEST, "Guest"
+    elif sender:
+        new_users.append((sender, parsed.sender.name))
+
+    # 10. Permission (before CC: a refused mail creates nobody).
+    if target is not None:
+        if not directory.may_see(author_user, author, target, config):
+            return rejected(f"{author} may not see item {int(target.number)}", "permission")
+    elif not directory.may_create(author_user, workspace, config):
+        return rejected(f"{author} may not create items in workspace {workspace}", "permission")
+
+    # 9. CC as editors/readers of a new item.
+    readers, editors = set(plan.readers), set(plan.editors)
+    if target is None and cc_roles:
+        own = config.own_addresses()
+        for cc in parsed.cc:
+            address = directory.normalise(cc.email)
+            if not address or address == sender or address in own:
+                continue
+            if address not in users:
+                if guest_mode:
+                    continue
+                new_users.append((address, cc.name))
+            if config.flag("item.emailReceived.addCcAsEditor"):
+                editors.add(address)
+            if config.flag("item.emailReceived.addCcAsReader"):
+                readers.add(address)
+
+    return Decision(
+        "comment" if target is not None else "item",
+        step="thread" if target is not None else "new",
+        workspace=workspace,
+        item_number=int(target.number) if target is not None else None,
+        author=author, author_name=author_name, new_users=tuple(dict.fromkeys(new_users)),
+        readers=frozenset(readers), editors=frozenset(editors), item_type=plan.item_type,
+        priority=plan.priority, fields=tuple(sorted((str(k), str(v)) for k, v in plan.fields.items())),
+        text=state.text, reply_text=state.reply_text,
+        attachments=tuple(state.attachments) if state.attachments is not None else None,
+        notes=tuple(state.notes),
+    )

@@ -14,16 +14,19 @@ from dataclasses import dataclass
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import PutError
 
+from mailintake import directory, outgoing, system_settings
 from mailintake.aws_clients import client
 from mailintake.fetching import QueuedMessage
-from mailintake.intake import Decision, decide
-from mailintake.mailboxes import get_mailbox
+from mailintake.intake import Context, Decision, decide
+from mailintake.markers import make_marker
 from mailintake.parsing import Attachment, ParsedMessage, parse_message
 from mailintake.settings import Settings
 from mailintake.store import (
     AttachmentMap,
     CommentRecord,
     DuplicateMessage,
+    IntakeItemRecord,
+    IntakeLedgerRecord,
     ItemRecord,
     LedgerRecord,
     Source,
@@ -88,16 +91,20 @@ class Processor:
             sender=parsed.sender.email,
             subject=parsed.subject,
         )
-        mailbox = get_mailbox(job.mailbox)
-        workspace = mailbox.workspace if mailbox is not None else "default"
-        decision = decide(parsed, self.settings, workspace)
-        if decision.action in ("rejected", "discarded"):
-            return self._record(source, decision.action, f"{decision.action}: {decision.reason}", step=decision.step)
+        config = system_settings.current(self.settings)
+        mailbox = system_settings.mailbox_record(self.settings, job.mailbox)
+        decision = decide(parsed, self.settings, Context(mailbox, job.mailbox, config, size))
+        if decision.action in ("rejected", "discarded", "failed"):
+            return self._refuse(parsed, source, decision, config)
+        for address, name in decision.new_users:
+            directory.create_from_mail(address, name)
         try:
             if decision.action == "comment" and decision.item_number is not None:
-                ledger = self._comment(parsed, source, decision.item_number)
+                ledger = self._comment(parsed, source, decision)
             else:
                 ledger = self._item(parsed, source, decision)
+                if ledger.item_number is not None:
+                    self._acknowledge(parsed, job, int(ledger.item_number), config)
         except DuplicateMessage as dup:
             original = dup.original
             if original is not None and original.source_key == job.key:
@@ -109,6 +116,35 @@ class Processor:
             return self._record(source, "discarded", f"discarded: duplicate of {where}", step="duplicate",
                                 item_number=number)
         return Outcome.of(ledger)
+
+    def _refuse(self, parsed: ParsedMessage, source: Source, decision: Decision,
+                config: system_settings.Config) -> Outcome:
+        """Record a rejection, discard or script failure, after replying to the sender where one is due."""
+        outcome = f"{decision.action}: {decision.reason}"
+        reply = None
+        if decision.wants_reply:
+            reply = outgoing.reply_to_rejection(parsed, decision.step, decision.reason, source.mailbox, config,
+                                                self.settings)
+        if decision.action == "failed":
+            # A script's own error: retrying would fail the same way, so the message ends here, not in SQS.
+            logger.error("script failed", extra={"key": source.key, "mailbox": source.mailbox,
+                                                 "step": decision.step, "error": decision.reason})
+        fields = ledger_record(source, decision.action, outcome, step=decision.step).attribute_values
+        ledger = IntakeLedgerRecord(**fields, reply=reply, notes=list(decision.notes) or None,
+                                    error=decision.reason if decision.action == "failed" else None)
+        ledger.save()
+        return Outcome.of(ledger)
+
+    def _acknowledge(self, parsed: ParsedMessage, job: QueuedMessage, number: int,
+                     config: system_settings.Config) -> None:
+        marker = make_marker(number, self.settings.marker_format)
+        try:
+            note = outgoing.acknowledge(parsed, marker, number, config, self.settings)
+        except Exception:
+            # The item is written; a lost acknowledgement is not worth redelivering the message for.
+            logger.exception("acknowledgement failed", extra={"key": job.key, "item": number})
+            return
+        logger.info("acknowledgement", extra={"key": job.key, "item": number, "reply": note})
 
     def _record(self, source: Source, status: str, outcome: str, **fields: object) -> Outcome:
         ledger = ledger_record(source, status, outcome, **fields)
@@ -137,28 +173,40 @@ class Processor:
         return stored
 
     def _item(self, parsed: ParsedMessage, source: Source, decision: Decision) -> LedgerRecord:
-        attachments = self._store_attachments(source, parsed.attachments)
+        kept = list(decision.attachments) if decision.attachments is not None else parsed.attachments
+        attachments = self._store_attachments(source, kept)
         created = utcnow()
+        text = decision.text if decision.text is not None else parsed.text
+        if decision.notes:
+            logger.info("filters changed the message", extra={"key": source.key, "notes": list(decision.notes)})
 
         def build(number: int) -> ItemRecord:
             key = ItemRecord.key(number)
-            return ItemRecord(
+            return IntakeItemRecord(
                 *key, kind="item", sort=key[0], number=number, title=parsed.subject,
-                description=parsed.text, html=parsed.html, author=parsed.sender.email,
-                author_name=parsed.sender.name, workspace=decision.workspace, created=created,
+                description=text, html=parsed.html if decision.text is None else None,
+                author=decision.author or parsed.sender.email,
+                author_name=decision.author_name, workspace=decision.workspace, created=created,
                 message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
-                attachments=attachments,
+                attachments=attachments, readers=set(decision.readers) or None,
+                editors=set(decision.editors) or None, item_type=decision.item_type, priority=decision.priority,
+                fields=dict(decision.fields) or None,
             )
 
         return write_item(build, source)
 
-    def _comment(self, parsed: ParsedMessage, source: Source, number: int) -> LedgerRecord:
-        attachments = self._store_attachments(source, parsed.attachments)
+    def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision) -> LedgerRecord:
+        number = int(decision.item_number or 0)
+        kept = list(decision.attachments) if decision.attachments is not None else parsed.attachments
+        attachments = self._store_attachments(source, kept)
         created = utcnow()
+        text = decision.text if decision.text is not None else parsed.text
+        reply_text = decision.reply_text if decision.reply_text is not None else parsed.reply_text
         comment = CommentRecord(
             *comment_key(number, created, source.key), kind="comment", sort=created.isoformat(),
-            item_number=number, text=parsed.reply_text or parsed.text, full_text=parsed.text,
-            html=parsed.html, author=parsed.sender.email, author_name=parsed.sender.name, created=created,
+            item_number=number, text=reply_text or text, full_text=text,
+            html=parsed.html if decision.text is None else None, author=decision.author or parsed.sender.email,
+            author_name=decision.author_name, created=created,
             message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
             attachments=attachments,
         )

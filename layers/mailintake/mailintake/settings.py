@@ -31,6 +31,9 @@ class Settings:
     max_message_bytes: int = 25 * 1024 * 1024
     # Seconds a fetch run keeps for itself before the Lambda deadline, to finish cleanly.
     deadline_margin_seconds: int = 20
+    # Seconds system settings, filter lists, workspaces and mailbox records are cached per container:
+    # they change rarely, and reading them per message would double the requests a mail costs.
+    config_cache_seconds: int = 60
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> Settings:

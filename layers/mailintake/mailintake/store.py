@@ -216,16 +216,32 @@ _MODELS: tuple[type[Model], ...] = (
 )
 
 
+_shared: Connection | None = None
+
+
 def bind(settings: Settings) -> None:
-    """Point every model at the configured table (pynamodb reads Meta lazily, on first use)."""
+    """Point every model at the configured table, all through one connection.
+
+    pynamodb gives each model class, and each transaction, a connection of its own, and each makes its
+    own botocore client; making one costs ~100 ms of service-model loading. One shared connection makes
+    that a one-off per container.
+    """
+    global _shared
     _TableMeta.table_name = settings.table
     _TableMeta.region = settings.region
+    _shared = Connection(region=settings.region)
     for model in _MODELS:
         model._connection = None
+        table = model._get_connection()  # builds the table's key/index description; no request
+        if model is Record:  # every model describes the same table: one description serves all
+            _shared.add_meta_table(table.connection.get_meta_table(settings.table))
+        table.connection = _shared
 
 
 def _connection() -> Connection:
-    return Connection(region=_TableMeta.region)
+    if _shared is None:
+        raise RuntimeError("store.bind(settings) was not called")
+    return _shared
 
 
 class _Numbering:
@@ -451,3 +467,123 @@ def list_ledger() -> list[LedgerRecord]:
 
 def list_mailboxes() -> list[MailboxRecord]:
     return [r for r in MailboxRecord.by_kind.query("mailbox") if isinstance(r, MailboxRecord)]
+
+
+# --- intake rules: directory, settings, alerts, reply counters (added for the intake rules) ---------
+
+
+class UserRecord(Record):
+    """A person who may write in: keyed by lower-cased address; roles map workspace (or ``*``) -> role."""
+
+    class Meta(_TableMeta):
+        pass
+
+    email = UnicodeAttribute()
+    name = UnicodeAttribute(default="")
+    roles = MapAttribute[str, Any](default=dict)
+    created_by = UnicodeAttribute(default="admin")  # admin | email (made from a sender)
+    created = UTCDateTimeAttribute(default_for_new=utcnow)
+
+    @staticmethod
+    def key(email: str) -> tuple[str, str]:
+        return f"USER#{email.strip().lower()}", "USER"
+
+
+class WorkspaceRecord(Record):
+    class Meta(_TableMeta):
+        pass
+
+    name = UnicodeAttribute()
+    title = UnicodeAttribute(default="")
+    default_role = UnicodeAttribute(null=True)  # role of users without their own role here
+    created = UTCDateTimeAttribute(default_for_new=utcnow)
+
+    @staticmethod
+    def key(name: str) -> tuple[str, str]:
+        return f"WORKSPACE#{name}", "WORKSPACE"
+
+
+class SettingsRecord(Record):
+    """One scope's settings: ``system``, or ``mailbox:<name>`` for a workspace mailbox's overrides."""
+
+    class Meta(_TableMeta):
+        pass
+
+    scope = UnicodeAttribute()
+    values = MapAttribute[str, Any](default=dict)
+    updated = UTCDateTimeAttribute(default_for_new=utcnow)
+
+    @staticmethod
+    def key(scope: str) -> tuple[str, str]:
+        return f"SETTINGS#{scope}", "SETTINGS"
+
+
+class AlertRecord(Record):
+    """A configuration problem of a mailbox already reported, so it is not reported again every poll."""
+
+    class Meta(_TableMeta):
+        pass
+
+    mailbox = UnicodeAttribute()
+    problem = UnicodeAttribute()
+    detail = UnicodeAttribute(default="")
+    since = UTCDateTimeAttribute(default_for_new=utcnow)
+
+    @staticmethod
+    def key(mailbox: str) -> tuple[str, str]:
+        return f"ALERT#{mailbox}", "ALERT"
+
+
+class ReplyCounterRecord(Record):
+    """Replies sent to one address in one hour; expires by the table's TTL."""
+
+    class Meta(_TableMeta):
+        pass
+
+    replies = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+    @staticmethod
+    def key(address: str, hour: str) -> tuple[str, str]:
+        return f"REPLYCOUNT#{address.strip().lower()}#{hour}", "REPLYCOUNT"
+
+
+class IntakeItemRecord(ItemRecord):
+    """An item with what the intake rules add: people, type, priority and free fields."""
+
+    class Meta(_TableMeta):
+        pass
+
+    readers = UnicodeSetAttribute(null=True)
+    editors = UnicodeSetAttribute(null=True)
+    item_type = UnicodeAttribute(null=True)
+    priority = UnicodeAttribute(null=True)
+    fields = MapAttribute[str, Any](null=True)
+
+
+class IntakeLedgerRecord(LedgerRecord):
+    """A ledger record with the reply the sender got (or why none) and the filter-list matches."""
+
+    class Meta(_TableMeta):
+        pass
+
+    reply = UnicodeAttribute(null=True)
+    notes = ListAttribute(of=UnicodeAttribute, null=True)
+
+
+_MODELS = (*_MODELS, UserRecord, WorkspaceRecord, SettingsRecord, AlertRecord, ReplyCounterRecord,
+           IntakeItemRecord, IntakeLedgerRecord)
+
+
+def plain_map(value: Any) -> dict[str, Any]:
+    """A raw MapAttribute as read back (a MapAttribute), or as set (a dict), as a plain dict."""
+    if isinstance(value, MapAttribute):
+        return dict(value.as_dict())
+    return dict(value or {})
+
+
+def get_intake_item(number: int) -> IntakeItemRecord | None:
+    try:
+        return IntakeItemRecord.get(*ItemRecord.key(number))
+    except DoesNotExist:
+        return None

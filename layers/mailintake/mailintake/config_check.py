@@ -1,0 +1,140 @@
+"""The configuration check around each mailbox run: find what keeps a mailbox from working, say it once.
+
+Before connecting, the settings the run depends on are checked (the permitted-address pattern, the
+mailbox's workspace); while the run connects, logs in and opens its folder, the errors that mean a
+configuration problem (unreachable server, failed login, missing folder, missing secret) are recognised.
+A problem is logged (structured, with the mailbox) every run, but mailed to ``admin.address`` only when
+it is new or changed, and once more when it clears; an AlertRecord per mailbox remembers what was sent.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
+from imap_tools.errors import MailboxFolderSelectError, MailboxFolderStatusError, MailboxLoginError
+from pynamodb.exceptions import DoesNotExist
+
+from mailintake import outgoing, system_settings
+from mailintake.settings import Settings
+from mailintake.store import AlertRecord, MailboxRecord
+from mailintake.system_settings import SettingError
+
+logger = Logger(child=True)
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str  # unreachable | tls | login | folder | secret | pattern | workspace
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+class ConfigurationError(Exception):
+    """The run stopped on a configuration problem (already logged and, where possible, reported)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.line())
+        self.problem = problem
+
+
+def static_problem(mailbox: MailboxRecord, config: system_settings.Config) -> Problem | None:
+    try:
+        config.permitted()
+    except SettingError as exc:
+        return Problem("pattern", str(exc))
+    if not mailbox.system and not config.workspace_exists(str(mailbox.workspace)):
+        return Problem("workspace", f"mailbox {mailbox.name} files into workspace {mailbox.workspace!r},"
+                                    " which does not exist")
+    return None
+
+
+def classify(exc: BaseException, mailbox: MailboxRecord) -> Problem | None:
+    """The configuration problem an exception of the run means, or None for anything else."""
+    where = f"{mailbox.host}:{int(mailbox.port)}"
+    if isinstance(exc, GetParameterError) or (
+            isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException"):
+        return Problem("secret", f"secret {mailbox.secret_name!r} cannot be read: {exc}")
+    if isinstance(exc, MailboxLoginError) or (
+            isinstance(exc, poplib.error_proto) and mailbox.protocol == "pop3"):
+        return Problem("login", f"login as {mailbox.username!r} on {where} failed: {exc}")
+    if isinstance(exc, MailboxFolderSelectError | MailboxFolderStatusError):
+        return Problem("folder", f"folder {mailbox.folder!r} cannot be opened: {exc}")
+    if isinstance(exc, imaplib.IMAP4.error) and "login" in str(exc).lower():
+        return Problem("login", f"login as {mailbox.username!r} on {where} failed: {exc}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return Problem("tls", f"the certificate of {where} does not verify: {exc}")
+    if isinstance(exc, socket.gaierror | ConnectionError | TimeoutError | ssl.SSLError | socket.timeout):
+        return Problem("unreachable", f"{where} cannot be reached: {type(exc).__name__}: {exc}")
+    return None
+
+
+@contextmanager
+def checked_run(settings: Settings, mailbox: MailboxRecord) -> Iterator[None]:
+    """Wrap one run of ``mailbox``; raises ConfigurationError (reported) instead of configuration errors."""
+    config = system_settings.current(settings)
+    problem = static_problem(mailbox, config)
+    if problem is None:
+        try:
+            yield
+        except Exception as exc:
+            problem = classify(exc, mailbox)
+            if problem is None:
+                raise
+            _report(settings, config, mailbox, problem)
+            if problem.code == "tls":
+                raise  # may be an interception: the invocation fails loudly, not just the mailbox
+            raise ConfigurationError(problem) from exc
+        _clear(settings, config, mailbox)
+        return
+    _report(settings, config, mailbox, problem)
+    raise ConfigurationError(problem)
+
+
+def _report(settings: Settings, config: system_settings.Config, mailbox: MailboxRecord, problem: Problem) -> None:
+    logger.error("mailbox configuration problem",
+                 extra={"mailbox": mailbox.name, "problem": problem.code, "detail": problem.detail})
+    try:
+        known = AlertRecord.get(*AlertRecord.key(mailbox.name), consistent_read=True)
+        if known.problem == problem.code:
+            return  # reported already, and nothing changed
+    except DoesNotExist:
+        pass
+    AlertRecord(*AlertRecord.key(mailbox.name), mailbox=mailbox.name, problem=problem.code,
+                detail=problem.detail[:2000]).save()
+    _mail_admin(settings, config, f"mailintake: mailbox {mailbox.name} has a problem ({problem.code})",
+                f"Mailbox {mailbox.name} cannot be read:\n\n  {problem.detail}\n\nNo further mail is sent about"
+                " this while it persists; one more when it is resolved.\n")
+
+
+def _clear(settings: Settings, config: system_settings.Config, mailbox: MailboxRecord) -> None:
+    try:
+        known = AlertRecord.get(*AlertRecord.key(mailbox.name), consistent_read=True)
+    except DoesNotExist:
+        return
+    known.delete()
+    logger.info("mailbox configuration problem resolved", extra={"mailbox": mailbox.name, "problem": known.problem})
+    _mail_admin(settings, config, f"mailintake: mailbox {mailbox.name} works again",
+                f"Mailbox {mailbox.name} was read successfully; the earlier problem is resolved:\n\n"
+                f"  {known.detail}\n")
+
+
+def _mail_admin(settings: Settings, config: system_settings.Config, subject: str, body: str) -> None:
+    address = config.get("admin.address")
+    if not address:
+        return
+    mail = outgoing.Outgoing(to=address, subject=subject, body=body, auto_submitted="auto-generated")
+    try:
+        outgoing.send(mail, config, settings)
+    except outgoing.SendError as exc:
+        logger.warning("admin alert not sent", extra={"to": address, "error": str(exc)})

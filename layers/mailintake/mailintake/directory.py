@@ -1,0 +1,126 @@
+"""Users, workspaces and roles: who may create items where, and who may see (and so comment on) them.
+
+A user's role in a workspace is, first match wins: the user's own role for that workspace, the user's
+role for ``*`` (every workspace), the workspace's default role, the system's ``intake.defaultRole``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pynamodb.exceptions import DoesNotExist, PutError
+
+from mailintake.store import ItemRecord, UserRecord, WorkspaceRecord, plain_map
+from mailintake.system_settings import ROLES, Config, SettingError
+
+GUEST = "guest"
+CAN_SEE = frozenset({"reader", "reporter", "editor", "manager"})
+CAN_CREATE = frozenset({"reporter", "editor", "manager"})
+
+
+def normalise(address: str) -> str:
+    return address.strip().lower()
+
+
+def lookup(addresses: Iterable[str]) -> dict[str, UserRecord]:
+    """The users among ``addresses``, in one BatchGetItem (up to 100 addresses)."""
+    keys = sorted({normalise(a) for a in addresses if a and a.strip()})
+    if not keys:
+        return {}
+    return {u.email: u for u in UserRecord.batch_get([UserRecord.key(k) for k in keys])}
+
+
+def role_in(user: UserRecord | None, workspace: str, config: Config) -> str:
+    roles = plain_map(user.roles) if user is not None else {}
+    if workspace in roles:
+        return str(roles[workspace])
+    if "*" in roles:
+        return str(roles["*"])
+    record = config.workspaces.get(workspace)
+    if record is not None and record.default_role:
+        return str(record.default_role)
+    return config.get("intake.defaultRole")
+
+
+def may_create(user: UserRecord | None, workspace: str, config: Config) -> bool:
+    return role_in(user, workspace, config) in CAN_CREATE
+
+
+def may_see(user: UserRecord | None, address: str, item: ItemRecord, config: Config) -> bool:
+    address = normalise(address)
+    people = {normalise(item.author)}
+    for attribute in ("readers", "editors"):
+        people |= {normalise(a) for a in (getattr(item, attribute, None) or ())}
+    return address in people or role_in(user, item.workspace, config) in CAN_SEE
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise SettingError(f"role must be one of {', '.join(ROLES)}")
+    return role
+
+
+def parse_roles(specs: Iterable[str]) -> dict[str, str]:
+    """``workspace=role`` pairs (``*=reader`` for every workspace)."""
+    roles = {}
+    for spec in specs:
+        workspace, sep, role = spec.partition("=")
+        if not sep or not workspace.strip():
+            raise SettingError(f"role {spec!r}: write workspace=role, e.g. support=reporter or *=reader")
+        roles[workspace.strip()] = check_role(role.strip())
+    return roles
+
+
+def put_user(email: str, name: str = "", roles: dict[str, str] | None = None,
+             created_by: str = "admin") -> UserRecord:
+    address = normalise(email)
+    if address != GUEST and "@" not in address:
+        raise SettingError(f"{email!r} is not an email address (or `guest`)")
+    key = UserRecord.key(address)
+    user = UserRecord(*key, kind="user", sort=address, email=address, name=name, roles=roles or {},
+                      created_by=created_by)
+    user.save()
+    return user
+
+
+def create_from_mail(email: str, name: str) -> UserRecord:
+    """A user made from a sender or CC; never overwrites one that exists (a concurrent mail made it)."""
+    address = normalise(email)
+    key = UserRecord.key(address)
+    user = UserRecord(*key, kind="user", sort=address, email=address, name=name, roles={}, created_by="email")
+    try:
+        user.save(condition=UserRecord.pk.does_not_exist())
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+    return user
+
+
+def remove_user(email: str) -> bool:
+    try:
+        UserRecord.get(*UserRecord.key(email)).delete()
+    except DoesNotExist:
+        return False
+    return True
+
+
+def list_users() -> list[UserRecord]:
+    return list(UserRecord.by_kind.query("user"))
+
+
+def put_workspace(name: str, title: str = "", default_role: str | None = None) -> WorkspaceRecord:
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise SettingError("a workspace name is letters, digits, '-', '_' or '.'")
+    if default_role is not None:
+        check_role(default_role)
+    key = WorkspaceRecord.key(name)
+    record = WorkspaceRecord(*key, kind="workspace", sort=name, name=name, title=title, default_role=default_role)
+    record.save()
+    from mailintake.system_settings import invalidate
+
+    invalidate()
+    return record
+
+
+def list_workspaces() -> list[WorkspaceRecord]:
+    return list(WorkspaceRecord.by_kind.query("workspace"))

@@ -1,0 +1,211 @@
+"""Mail the system sends: replies to rejected mail, item acknowledgements, configuration alerts.
+
+Every mail carries ``Auto-Submitted`` (RFC 3834) so other systems do not answer it, and replies go out
+at most ``reply.maxPerSenderPerHour`` times per address and hour, counted in the table, so two automatic
+systems can never keep a loop going. Sending goes through SES (``send_raw_email``) or SMTP.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities import parameters
+from pynamodb.exceptions import UpdateError
+
+from mailintake import automail
+from mailintake.aws_clients import client
+from mailintake.parsing import ParsedMessage
+from mailintake.settings import Settings
+from mailintake.store import ReplyCounterRecord
+from mailintake.system_settings import Config
+
+logger = Logger(child=True)
+
+SMTP_TIMEOUT = 20
+SECRET_PREFIX = "mailintake/smtp/"
+
+
+class SendError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    to: str
+    subject: str
+    body: str
+    auto_submitted: str = "auto-replied"  # auto-generated for mail that answers nothing
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+
+
+def compose(mail: Outgoing, sender: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = mail.to
+    msg["Subject"] = mail.subject
+    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    msg["Auto-Submitted"] = mail.auto_submitted
+    # Exchange and others honour this to keep their own auto-replies from answering ours.
+    msg["X-Auto-Response-Suppress"] = "All"
+    if mail.in_reply_to:
+        msg["In-Reply-To"] = f"<{mail.in_reply_to}>"
+        msg["References"] = " ".join(f"<{r}>" for r in (*mail.references, mail.in_reply_to))
+    msg.set_content(mail.body)
+    return msg
+
+
+def send(mail: Outgoing, config: Config, settings: Settings) -> str:
+    """Send now, by the configured transport; returns a line for the ledger. Raises SendError."""
+    sender = config.get("reply.from")
+    if not sender:
+        raise SendError("no reply.from configured")
+    message = compose(mail, sender)
+    transport = config.get("reply.transport")
+    try:
+        if transport == "smtp":
+            _send_smtp(message, config)
+        else:
+            ses = client("ses", settings.region)
+            ses.send_raw_email(Source=sender, Destinations=[mail.to], RawMessage={"Data": message.as_bytes()})
+    except SendError:
+        raise
+    except Exception as exc:
+        raise SendError(f"{transport}: {type(exc).__name__}: {exc}") from exc
+    return f"sent via {transport} to {mail.to}"
+
+
+def _send_smtp(message: EmailMessage, config: Config) -> None:
+    host = config.get("reply.smtpHost")
+    if not host:
+        raise SendError("reply.transport is smtp but reply.smtpHost is empty")
+    port = config.number("reply.smtpPort")
+    security = config.get("reply.smtpSecurity")
+    context = ssl.create_default_context()
+    smtp: smtplib.SMTP
+    if security == "ssl":
+        smtp = smtplib.SMTP_SSL(host, port, timeout=SMTP_TIMEOUT, context=context)
+    else:
+        smtp = smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT)
+    with smtp:
+        if security == "starttls":
+            smtp.starttls(context=context)
+        secret_name = config.get("reply.smtpSecret")
+        if secret_name:
+            if not secret_name.startswith(SECRET_PREFIX):
+                secret_name = SECRET_PREFIX + secret_name
+            credentials = json.loads(str(parameters.get_secret(secret_name, max_age=300)))
+            smtp.login(credentials["username"], credentials["password"])
+        smtp.send_message(message)
+
+
+def why_not_reply(parsed: ParsedMessage, config: Config) -> str | None:
+    """The reason no reply may go to this message's sender, or None."""
+    address = (parsed.reply_to[0].email if parsed.reply_to else "") or parsed.sender.email
+    if not config.flag("reply.enabled"):
+        return "replies are off (reply.enabled=false)"
+    if not address or "@" not in address:
+        return "no sender address"
+    if "auto-submitted" in parsed.headers and parsed.headers["auto-submitted"].strip().lower() != "no":
+        return "the message is Auto-Submitted"
+    verdict = automail.classify(parsed)
+    if verdict is not None:
+        return f"the message is a {verdict.kind}"
+    own = config.own_addresses()
+    if address.lower() in own or parsed.sender.email.lower() in own:
+        return "the sender is one of the system's own addresses"
+    if not config.get("reply.from"):
+        return "no reply.from configured"
+    return None
+
+
+def reply_address(parsed: ParsedMessage) -> str:
+    return (parsed.reply_to[0].email if parsed.reply_to else "") or parsed.sender.email
+
+
+def take_reply_slot(address: str, limit: int, now: datetime | None = None) -> bool:
+    """Count one reply to ``address`` in this hour; False when the hour's limit is reached."""
+    now = now or datetime.now(UTC)
+    hour = now.strftime("%Y%m%d%H")
+    counter = ReplyCounterRecord(*ReplyCounterRecord.key(address, hour))
+    expires = int(time.time()) + 2 * 3600
+    try:
+        counter.update(
+            actions=[ReplyCounterRecord.replies.add(1), ReplyCounterRecord.expires_at.set(expires)],
+            condition=ReplyCounterRecord.pk.does_not_exist() | (ReplyCounterRecord.replies < limit),
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+REJECTION_TEXT = """Hello,
+
+your message "{subject}" to {mailbox} was not accepted: {reason}.
+
+Nothing was created from it. {advice}
+
+This is an automatic reply; answers to it are not read.
+"""
+
+ADVICE = {
+    "known-senders": "Only registered users may write to this address; ask an administrator to add you.",
+    "permitted": "This address accepts mail only from certain senders.",
+    "subject": "Please send it again with a subject that says what it is about.",
+    "guard": "",
+    "permission": "Ask an administrator for access to the workspace.",
+}
+
+
+def rejection_reply(parsed: ParsedMessage, step: str, reason: str, mailbox: str) -> Outgoing:
+    subject = parsed.subject.strip() or "(no subject)"
+    body = REJECTION_TEXT.format(subject=subject, mailbox=mailbox, reason=reason, advice=ADVICE.get(step, ""))
+    reply_subject = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+    return Outgoing(
+        to=reply_address(parsed), subject=reply_subject,
+        body=body, in_reply_to=parsed.message_id or None, references=tuple(parsed.references),
+    )
+
+
+def reply_to_rejection(parsed: ParsedMessage, step: str, reason: str, mailbox: str, config: Config,
+                       settings: Settings) -> str:
+    """Send the rejection reply when allowed; the ledger's line on what happened."""
+    refusal = why_not_reply(parsed, config)
+    if refusal is not None:
+        return f"no reply: {refusal}"
+    return _send_limited(rejection_reply(parsed, step, reason, mailbox), config, settings)
+
+
+def acknowledge(parsed: ParsedMessage, marker: str, number: int, config: Config, settings: Settings) -> str:
+    if not config.flag("reply.acknowledgeItems"):
+        return "no acknowledgement: reply.acknowledgeItems=false"
+    refusal = why_not_reply(parsed, config)
+    if refusal is not None:
+        return f"no acknowledgement: {refusal}"
+    body = (f"Hello,\n\nyour message was filed as item {number}. Replies to this mail (keep {marker} in the"
+            " subject) are added to it as comments.\n")
+    mail = Outgoing(to=reply_address(parsed), subject=f"{marker} {parsed.subject.strip()}", body=body,
+                    in_reply_to=parsed.message_id or None, references=tuple(parsed.references))
+    return _send_limited(mail, config, settings)
+
+
+def _send_limited(mail: Outgoing, config: Config, settings: Settings) -> str:
+    limit = config.number("reply.maxPerSenderPerHour")
+    if not take_reply_slot(mail.to, limit):
+        return f"no reply: {mail.to} already got {limit} replies this hour"
+    try:
+        return send(mail, config, settings)
+    except SendError as exc:
+        logger.warning("reply not sent", extra={"to": mail.to, "error": str(exc)})
+        return f"reply failed: {exc}"[:500]

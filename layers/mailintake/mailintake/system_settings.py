@@ -1,0 +1,330 @@
+"""System settings: the intake rules' knobs, filter lists and script configuration, kept in the table.
+
+Values are strings, kept in one record per scope: ``system``, and ``mailbox:<name>`` for the few keys a
+workspace mailbox may override. They are read once per container and cached for
+``Settings.config_cache_seconds``, together with the workspaces and mailboxes, because reading them per
+message would cost more requests than the message itself. An admin's change is therefore seen within that
+time, not at once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pynamodb.exceptions import DoesNotExist
+
+from mailintake.settings import Settings
+from mailintake.store import MailboxRecord, SettingsRecord, WorkspaceRecord, list_mailboxes, plain_map, utcnow
+
+SYSTEM = "system"
+ROLES = ("none", "reader", "reporter", "editor", "manager")
+
+
+class SettingError(ValueError):
+    """A setting name or value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Definition:
+    key: str
+    kind: str  # bool | int | text | lines | choice | address | script
+    default: str
+    doc: str
+    choices: tuple[str, ...] = ()
+    per_mailbox: bool = False
+
+
+_DEFAULT_REJECT_SUBJECT = r"""# Out-of-office and vacation notices that lack the Auto-Submitted header.
+^(re:\s*)?(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|abwesenheitsnotiz|vacation reply)\b
+# Loops: delivery failures quoted back at us, mail that says it was generated automatically.
+^((re|fwd?|aw|wg):\s*)*(undeliverable|undelivered mail|delivery status notification|returned mail)\b
+\bauto-?generated (message|e-?mail)\b
+"""
+
+_DEFAULT_DROP_ATTACHMENTS = r"""# vCards that mail clients attach to every message.
+\.vcf$
+"""
+
+DEFINITIONS: tuple[Definition, ...] = (
+    Definition("intake.defaultWorkspace", "text", "default",
+               "Workspace the system mailbox files new items in."),
+    Definition("intake.knownSendersOnly", "bool", "false",
+               "Reject mail from senders that are not users.", per_mailbox=True),
+    Definition("intake.permittedAddresses", "text", "",
+               "Senders allowed at all, on every mailbox: globs (`*@example.org`) separated by commas, spaces"
+               " or lines, or one regular expression after `regex:`. Empty: everyone."),
+    Definition("intake.unknownSenders", "choice", "create",
+               "What a sender (or CC) that is not a user becomes: `create` a user from the address and"
+               " display name, or `guest` (the author is the `guest` user; CCs are skipped).",
+               choices=("create", "guest")),
+    Definition("intake.defaultRole", "choice", "reporter",
+               "Role of a user in a workspace where neither the user nor the workspace names one.",
+               choices=ROLES),
+    Definition("intake.ownAddresses", "lines", "",
+               "The system's own addresses (besides reply.from and mailbox user names that are addresses):"
+               " never replied to, never added from CC."),
+    Definition("item.emailReceived.addCcAsEditor", "bool", "false", "CC addresses become editors of a new item."),
+    Definition("item.emailReceived.addCcAsReader", "bool", "false", "CC addresses become readers of a new item."),
+    Definition("filter.rejectSubject", "lines", _DEFAULT_REJECT_SUBJECT,
+               "Discard mail whose subject matches one of these expressions."),
+    Definition("filter.rejectSender", "lines", "", "Discard mail whose sender address matches."),
+    Definition("filter.rejectSenderName", "lines", "", "Discard mail whose sender display name matches."),
+    Definition("filter.rejectBody", "lines", "", "Discard mail whose body text matches."),
+    Definition("filter.cutBody", "lines", "",
+               "Cut the matching parts out of the body (disclaimers, signature blocks); use `(?s)` to span lines."),
+    Definition("filter.dropAttachments", "lines", _DEFAULT_DROP_ATTACHMENTS,
+               "Drop attachments whose file name matches (logos, vCards)."),
+    Definition("scripts.guard", "script", "", "Guard script, `module:function`; empty: none.", per_mailbox=True),
+    Definition("scripts.activity", "script", "", "Activity script, `module:function`; empty: none.",
+               per_mailbox=True),
+    Definition("scripts.timeoutSeconds", "int", "5", "Time budget of each script call, in seconds.",
+               per_mailbox=True),
+    Definition("reply.enabled", "bool", "true", "Tell senders of rejected mail why, by reply."),
+    Definition("reply.from", "address", "",
+               "Sender address of replies and alerts (for SES a verified identity). Empty: nothing is sent."),
+    Definition("reply.transport", "choice", "ses", "How replies are sent.", choices=("ses", "smtp")),
+    Definition("reply.maxPerSenderPerHour", "int", "3", "At most this many replies to one address per hour."),
+    Definition("reply.acknowledgeItems", "bool", "false",
+               "Acknowledge a new item to its author, with the item's marker in the subject."),
+    Definition("reply.smtpHost", "text", "", "SMTP server for reply.transport=smtp."),
+    Definition("reply.smtpPort", "int", "587", "SMTP port."),
+    Definition("reply.smtpSecurity", "choice", "starttls", "SMTP connection security.",
+               choices=("starttls", "ssl", "none")),
+    Definition("reply.smtpSecret", "text", "",
+               "Secrets Manager secret (name under mailintake/smtp/) holding {\"username\": .., \"password\": ..}"
+               " for SMTP; empty: no login."),
+    Definition("admin.address", "address", "",
+               "Where configuration problems of mailboxes are reported (once per problem, and when it clears)."),
+)
+BY_KEY = {d.key: d for d in DEFINITIONS}
+# Free parameters for scripts (`script.<anything>`), handed to them as `message.params`.
+SCRIPT_PARAM_PREFIX = "script."
+
+
+@dataclass(frozen=True)
+class FilterLine:
+    list_name: str
+    line: int  # 1-based line in the setting's value
+    pattern: re.Pattern[str]
+
+    def describe(self) -> str:
+        return f"{self.list_name} line {self.line} ({self.pattern.pattern})"
+
+
+def parse_lines(list_name: str, value: str, strict: bool = True) -> list[FilterLine]:
+    """Case-insensitive expressions, one per line; blank lines and `#` comments skipped. Not strict, a
+    line that does not compile is skipped (the CLI refuses to store one in the first place)."""
+    result = []
+    for number, raw in enumerate(value.splitlines(), start=1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            result.append(FilterLine(list_name, number, re.compile(text, re.IGNORECASE | re.MULTILINE)))
+        except re.error as exc:
+            if strict:
+                raise SettingError(f"{list_name} line {number}: invalid expression {text!r}: {exc}") from exc
+    return result
+
+
+@dataclass(frozen=True)
+class PermittedAddresses:
+    """The permitted-address pattern: a regular expression (``regex:...``) or a list of globs."""
+
+    source: str
+    regex: re.Pattern[str] | None = None
+    globs: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, value: str) -> PermittedAddresses | None:
+        text = value.strip()
+        if not text:
+            return None
+        if text.lower().startswith("regex:"):
+            expression = text[len("regex:"):].strip()
+            try:
+                return cls(text, regex=re.compile(expression, re.IGNORECASE))
+            except re.error as exc:
+                raise SettingError(f"intake.permittedAddresses: invalid expression {expression!r}: {exc}") from exc
+        globs = tuple(g.lower() for g in re.split(r"[\s,;]+", text) if g and not g.startswith("#"))
+        return cls(text, globs=globs)
+
+    def permits(self, address: str) -> bool:
+        address = address.strip().lower()
+        if self.regex is not None:
+            return self.regex.fullmatch(address) is not None
+        return any(fnmatch.fnmatchcase(address, g) for g in self.globs)
+
+
+def validate(key: str, value: str, mailbox: str | None = None) -> str:
+    """The value to store for ``key``, or SettingError."""
+    if key.startswith(SCRIPT_PARAM_PREFIX):
+        return value
+    definition = BY_KEY.get(key)
+    if definition is None:
+        raise SettingError(f"unknown setting {key!r} (see `mailintake settings get`)")
+    if mailbox is not None and not definition.per_mailbox:
+        raise SettingError(f"{key} is a system setting; it cannot be set per mailbox")
+    if definition.kind == "bool":
+        lowered = value.strip().lower()
+        if lowered not in ("true", "false"):
+            raise SettingError(f"{key} is true or false")
+        return lowered
+    if definition.kind == "int":
+        try:
+            if int(value) < 0:
+                raise ValueError
+        except ValueError as exc:
+            raise SettingError(f"{key} is a whole number, 0 or more") from exc
+        return str(int(value))
+    if definition.kind == "choice" and value not in definition.choices:
+        raise SettingError(f"{key} is one of {', '.join(definition.choices)}")
+    if definition.kind == "lines":
+        parse_lines(key, value)
+    if definition.kind == "script" and value and not re.fullmatch(r"[\w.]+:\w+", value):
+        raise SettingError(f"{key} is module:function, e.g. mailintake_scripts.size_guard:guard")
+    if definition.kind == "address" and value and "@" not in value:
+        raise SettingError(f"{key} is an email address")
+    if key == "intake.permittedAddresses":
+        PermittedAddresses.parse(value)
+    return value
+
+
+def scope_of(mailbox: str | None) -> str:
+    return SYSTEM if mailbox is None else f"mailbox:{mailbox}"
+
+
+def read_scope(scope: str) -> dict[str, str]:
+    try:
+        record = SettingsRecord.get(*SettingsRecord.key(scope), consistent_read=True)
+    except DoesNotExist:
+        return {}
+    return {str(k): str(v) for k, v in plain_map(record.values).items()}
+
+
+def write_values(changes: dict[str, str | None], mailbox: str | None = None) -> dict[str, str]:
+    """Set (or, with None, remove) values in one scope after validating them; returns the scope's values."""
+    scope = scope_of(mailbox)
+    values = read_scope(scope)
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = validate(key, value, mailbox)
+    key = SettingsRecord.key(scope)
+    SettingsRecord(*key, kind="settings", sort=scope, scope=scope, values=values, updated=utcnow()).save()
+    invalidate()
+    return values
+
+
+@dataclass
+class Config:
+    """A snapshot of the system settings, mailbox overrides, workspaces and mailboxes."""
+
+    system: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # mailbox name -> values
+    workspaces: dict[str, WorkspaceRecord] = field(default_factory=dict)
+    mailboxes: dict[str, MailboxRecord] = field(default_factory=dict)
+    _lines: dict[str, list[FilterLine]] = field(default_factory=dict)
+
+    def get(self, key: str, mailbox: str | None = None) -> str:
+        if mailbox is not None and key in self.overrides.get(mailbox, {}):
+            return self.overrides[mailbox][key]
+        if key in self.system:
+            return self.system[key]
+        definition = BY_KEY.get(key)
+        return definition.default if definition else ""
+
+    def flag(self, key: str, mailbox: str | None = None) -> bool:
+        return self.get(key, mailbox).strip().lower() == "true"
+
+    def number(self, key: str, mailbox: str | None = None) -> int:
+        try:
+            return int(self.get(key, mailbox))
+        except ValueError:
+            return int(BY_KEY[key].default)
+
+    def lines(self, key: str) -> list[FilterLine]:
+        """A filter list, compiled once per snapshot."""
+        if key not in self._lines:
+            self._lines[key] = parse_lines(key, self.get(key), strict=False)
+        return self._lines[key]
+
+    def permitted(self) -> PermittedAddresses | None:
+        return PermittedAddresses.parse(self.get("intake.permittedAddresses"))
+
+    def default_workspace(self) -> str:
+        return self.get("intake.defaultWorkspace") or "default"
+
+    def workspace_exists(self, name: str) -> bool:
+        return name in self.workspaces or name == self.default_workspace()
+
+    def script_params(self) -> dict[str, str]:
+        return {k: v for k, v in self.system.items() if k.startswith(SCRIPT_PARAM_PREFIX)}
+
+    def own_addresses(self) -> set[str]:
+        own = {a.strip().lower() for a in self.get("intake.ownAddresses").splitlines()
+               if a.strip() and not a.strip().startswith("#")}
+        if self.get("reply.from"):
+            own.add(self.get("reply.from").strip().lower())
+        own |= {m.username.lower() for m in self.mailboxes.values() if "@" in m.username}
+        return own
+
+
+def load(settings: Settings) -> Config:
+    """Read everything a snapshot holds: three queries on the by-kind index."""
+    del settings  # the models are bound to the table already
+    config = Config()
+    for record in SettingsRecord.by_kind.query("settings"):
+        values = {str(k): str(v) for k, v in plain_map(record.values).items()}
+        if record.scope == SYSTEM:
+            config.system = values
+        elif record.scope.startswith("mailbox:"):
+            config.overrides[record.scope.split(":", 1)[1]] = values
+    config.workspaces = {w.name: w for w in WorkspaceRecord.by_kind.query("workspace")}
+    config.mailboxes = {m.name: m for m in list_mailboxes()}
+    return config
+
+
+_lock = threading.Lock()
+_cached: tuple[float, Config] | None = None
+
+
+def current(settings: Settings) -> Config:
+    """The cached snapshot, read again when older than ``settings.config_cache_seconds``."""
+    global _cached
+    with _lock:
+        now = time.monotonic()
+        if _cached is None or now - _cached[0] >= settings.config_cache_seconds:
+            _cached = (now, load(settings))
+        return _cached[1]
+
+
+def invalidate() -> None:
+    """Forget the snapshot (after a change made in this process, and between tests)."""
+    global _cached
+    with _lock:
+        _cached = None
+
+
+def mailbox_record(settings: Settings, name: str) -> MailboxRecord | None:
+    """A mailbox from the snapshot; one added since the snapshot was taken is read directly."""
+    config = current(settings)
+    if name in config.mailboxes:
+        return config.mailboxes[name]
+    from mailintake.mailboxes import get_mailbox
+
+    record = get_mailbox(name)
+    if record is not None:
+        config.mailboxes[name] = record
+    return record
+
+
+def describe(values: Iterable[str] | None = None) -> list[Definition]:
+    keys = set(values) if values is not None else None
+    return [d for d in DEFINITIONS if keys is None or d.key in keys]

@@ -1,0 +1,115 @@
+"""Intake-rule pieces that need no stack: settings validation, patterns, filter lists, scripts, replies."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from mailintake import scripts
+from mailintake.outgoing import Outgoing, compose
+from mailintake.system_settings import PermittedAddresses, SettingError, parse_lines, validate
+from mailintake_scripts import routing, size_guard
+
+
+def test_permitted_addresses_take_globs_or_one_regex() -> None:
+    globs = PermittedAddresses.parse("*@example.org, *@*.partner.example\nboss@other.example")
+    assert globs is not None
+    assert globs.permits("Ada@Example.org") and globs.permits("x@eu.partner.example")
+    assert globs.permits("boss@other.example") and not globs.permits("eve@evil.example")
+    regex = PermittedAddresses.parse(r"regex:.*@(example\.org|partner\.example)")
+    assert regex is not None and regex.permits("a@partner.example") and not regex.permits("a@example.org.evil")
+    assert PermittedAddresses.parse("  ") is None
+    with pytest.raises(SettingError):
+        PermittedAddresses.parse("regex:(")
+
+
+def test_filter_lines_skip_comments_and_keep_their_line_numbers() -> None:
+    lines = parse_lines("filter.rejectSubject", "# comment\n\n^out of office\nloop")
+    assert [(x.line, x.pattern.pattern) for x in lines] == [(3, "^out of office"), (4, "loop")]
+    assert lines[0].pattern.search("OUT OF OFFICE: back Monday")
+    with pytest.raises(SettingError, match="line 2"):
+        parse_lines("filter.rejectBody", "ok\n[broken")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("intake.knownSendersOnly", "yes"), ("reply.maxPerSenderPerHour", "-1"), ("reply.transport", "pigeon"),
+    ("scripts.guard", "no function"), ("reply.from", "nobody"), ("no.such.key", "1"),
+])
+def test_bad_values_are_refused(key: str, value: str) -> None:
+    with pytest.raises(SettingError):
+        validate(key, value)
+
+
+def test_only_some_settings_may_be_overridden_per_mailbox() -> None:
+    assert validate("intake.knownSendersOnly", "TRUE", mailbox="support") == "true"
+    with pytest.raises(SettingError):
+        validate("intake.permittedAddresses", "*@x.org", mailbox="support")
+
+
+def _view(**kw: Any) -> scripts.MessageView:
+    values: dict[str, Any] = dict(mailbox="m", system_mailbox=False, workspace="default", sender="a@example.org",
+                                  sender_name="A", to=("support@tracker.example",), cc=(), subject="Hello",
+                                  text="", html=None, headers={}, attachments=(), size=100, params={})
+    values.update(kw)
+    return scripts.MessageView(**values)
+
+
+def test_size_guard_example() -> None:
+    assert size_guard.guard(_view()) is None
+    exe = scripts.AttachmentInfo("Invoice.PDF.exe", "application/octet-stream", 10)
+    assert "executable" in str(size_guard.guard(_view(attachments=(exe,))))
+    assert size_guard.guard(_view(size=2000, params={"script.maxMessageBytes": "1000"})) is not None
+
+
+def test_routing_example() -> None:
+    plan = scripts.Plan(workspace="default")
+    routes = "# rules\nto:^billing@ -> billing type=question\nsubject:outage -> ops priority=high"
+    routing.route(_view(subject="Outage now", params={"script.routes": routes}), plan)
+    assert (plan.workspace, plan.priority) == ("ops", "high")
+    plan = scripts.Plan(workspace="default")
+    routing.route(_view(subject="ASAP please", to=("billing@tracker.example",), params={"script.routes": routes}),
+                  plan)
+    assert (plan.workspace, plan.item_type, plan.priority) == ("billing", "question", "high")
+
+
+def _slow(*args: Any) -> None:
+    time.sleep(5)
+
+
+def test_scripts_time_out_in_the_main_thread_and_in_others() -> None:
+    started = time.monotonic()
+    with pytest.raises(scripts.ScriptFailure, match="time budget"):
+        scripts.call(f"{__name__}:_slow", 0.2)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            scripts.call(f"{__name__}:_slow", 0.2)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert isinstance(errors[0], scripts.ScriptFailure)
+    assert time.monotonic() - started < 3
+
+
+def test_script_errors_and_verdicts() -> None:
+    with pytest.raises(scripts.ScriptFailure, match="cannot import"):
+        scripts.call("no_such_module_here:f", 1)
+    assert scripts.guard_verdict(None) is None and scripts.guard_verdict(True) is None
+    assert scripts.guard_verdict("too big") == "too big"
+    assert scripts.guard_verdict(scripts.Reject("no")) == "no"
+    assert scripts.guard_verdict(False) == "rejected by the guard script"
+
+
+def test_replies_say_they_are_automatic_and_thread() -> None:
+    msg = compose(Outgoing("a@example.org", "Re: Hello", "Body", in_reply_to="x@y", references=("w@y",)),
+                  "intake@tracker.example")
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["In-Reply-To"] == "<x@y>"
+    assert msg["References"] == "<w@y> <x@y>"
