@@ -19,12 +19,12 @@ SECONDS: Counter[str] = Counter()  # time spent in each AWS operation, by count_
 def local_settings() -> Any:
     """Point this process at the local stack (`make up` first), as the CLI does, and bind the store."""
     from mailintake.cli import load_environment
-    from mailintake.entrypoints import _bound_settings
+    from mailintake.runtime import bound_settings
 
     os.chdir(ROOT)
     if load_environment() != "local":
         raise SystemExit("the local stack is not up: run `make up`")
-    return _bound_settings()
+    return bound_settings()
 
 
 @contextmanager

@@ -11,18 +11,20 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailintake.entrypoints import process_queued
+from mailintake.processing import process_queued
+from mailintake.runtime import bound_settings
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+settings = bound_settings()
 # FIFO: after a failure the rest of the batch is returned unprocessed, keeping each mailbox's order.
 processor = SqsFifoPartialProcessor()
 
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> str:
-    outcome = process_queued(record.body, int(record.attributes.approximate_receive_count or 1))
+    outcome = process_queued(record.body, int(record.attributes.approximate_receive_count or 1), settings)
     metrics.add_metric(name=f"Outcome_{outcome.status}", unit=MetricUnit.Count, value=1)
     logger.info("message processed", extra={"outcome": outcome.outcome, "status": outcome.status})
     return outcome.outcome

@@ -25,12 +25,12 @@ def stack() -> Iterator[dict[str, str]]:
     os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-    from mailintake.entrypoints import _bound_settings
+    from mailintake.runtime import bound_settings
     from mailintake.settings import get_settings
 
     get_settings.cache_clear()
-    _bound_settings.cache_clear()
-    _bound_settings()
+    bound_settings.cache_clear()
+    bound_settings()
     yield env
     os.environ.clear()
     os.environ.update(saved)
@@ -39,11 +39,11 @@ def stack() -> Iterator[dict[str, str]]:
 @pytest.fixture()
 def settings(stack: dict[str, str]) -> Any:
     """Settings of a clean stack: table, bucket, queues and schedules emptied before each test."""
-    from mailintake.entrypoints import _bound_settings
     from mailintake.localstack import resources
+    from mailintake.runtime import bound_settings
 
     resources.reset(ROOT)
-    return _bound_settings()
+    return bound_settings()
 
 
 @pytest.fixture()

@@ -278,9 +278,9 @@ def _root() -> Path:
 
 
 def _settings() -> Any:
-    from mailintake.entrypoints import _bound_settings
+    from mailintake.runtime import bound_settings
 
-    return _bound_settings()
+    return bound_settings()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import imaplib
-import json
 import poplib
 import ssl
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -24,6 +23,7 @@ from imap_tools import AND, BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencr
 
 from mailintake.aws_clients import client
 from mailintake.config_check import ConfigurationError, checked_run
+from mailintake.handover import QueuedMessage, conversation_group
 from mailintake.mailboxes import get_mailbox
 from mailintake.settings import Settings
 from mailintake.store import (
@@ -39,25 +39,6 @@ logger = Logger(child=True)
 
 BATCH = 10  # SQS SendMessageBatch maximum
 SOCKET_TIMEOUT = 30
-
-
-@dataclass(frozen=True)
-class QueuedMessage:
-    """The intake queue's message body: where the raw mail is and where it came from."""
-
-    bucket: str
-    key: str
-    mailbox: str
-    sha256: str
-    size: int
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, body: str) -> QueuedMessage:
-        data = json.loads(body)
-        return cls(**{k: data[k] for k in ("bucket", "key", "mailbox", "sha256", "size")})
 
 
 @dataclass
@@ -259,12 +240,14 @@ class Fetcher:
         cursor = load_cursor(mailbox.name)
         margin_ms = self.settings.deadline_margin_seconds * 1000
         with open_source(mailbox, str(password), cursor) as source:
-            batch: list[tuple[Pending, QueuedMessage]] = []
+            batch: list[tuple[Pending, QueuedMessage, str]] = []
             for item in source.pending():
                 if self.remaining_ms() < margin_ms:
                     report.status = "more"
                     break
-                batch.append((item, self._store(mailbox.name, item, source.download(item))))
+                raw = source.download(item)
+                batch.append((item, self._store(mailbox.name, item, raw), conversation_group(raw)))
+                del raw  # the inlined copy (small mails only) is all that stays in memory
                 if len(batch) == BATCH:
                     self._hand_over(source, batch, report)
                     batch = []
@@ -272,30 +255,42 @@ class Fetcher:
                 self._hand_over(source, batch, report)
 
     def _store(self, mailbox: str, item: Pending, raw: bytes) -> QueuedMessage:
-        key = raw_key(mailbox, item.key_suffix)
-        digest = hashlib.sha256(raw).hexdigest()
+        queued = QueuedMessage.of(self.settings.bucket, raw_key(mailbox, item.key_suffix), mailbox, raw)
         self.s3.put_object(
-            Bucket=self.settings.bucket, Key=key, Body=raw, ContentType="message/rfc822",
-            Metadata={"mailbox": mailbox, "sha256": digest},
+            Bucket=self.settings.bucket, Key=queued.key, Body=raw, ContentType="message/rfc822",
+            Metadata={"mailbox": mailbox, "sha256": queued.sha256},
         )
-        return QueuedMessage(self.settings.bucket, key, mailbox, digest, len(raw))
+        return queued
 
-    def _hand_over(self, source: MailSource, batch: list[tuple[Pending, QueuedMessage]],
+    def _hand_over(self, source: MailSource, batch: list[tuple[Pending, QueuedMessage, str]],
                    report: FetchReport) -> None:
         entries: list[dict[str, Any]] = [
             {
                 "Id": str(i),
                 "MessageBody": queued.to_json(),
-                "MessageGroupId": queued.mailbox,  # per-mailbox order
+                "MessageGroupId": group,  # one conversation: an original before its replies
                 "MessageDeduplicationId": hashlib.sha256(queued.key.encode()).hexdigest(),
             }
-            for i, (_item, queued) in enumerate(batch)
+            for i, (_item, queued, group) in enumerate(batch)
         ]
         response = self.sqs.send_message_batch(QueueUrl=self.settings.queue_url, Entries=entries)
         if response.get("Failed"):
             # Nothing is settled: the whole batch is read again next run (same keys, deduplicated).
             raise RuntimeError(f"queueing failed for {len(response['Failed'])} of {len(entries)} messages")
-        source.settle([item for item, _ in batch])
+        source.settle([item for item, _, _ in batch])
         save_cursor(source.cursor)
         report.fetched += len(batch)
-        report.keys.extend(q.key for _, q in batch)
+        report.keys.extend(q.key for _, q, _ in batch)
+
+
+class BadEvent(ValueError):
+    pass
+
+
+def fetch_scheduled(event: Mapping[str, Any], settings: Settings, remaining_ms: Callable[[], int],
+                    run_id: str) -> FetchReport:
+    """A schedule's event, ``{"mailbox": NAME}``: read that mailbox once."""
+    name = event.get("mailbox")
+    if not isinstance(name, str) or not name:
+        raise BadEvent('the fetch event must be {"mailbox": NAME}')
+    return Fetcher(settings, remaining_ms, run_id).run(name)

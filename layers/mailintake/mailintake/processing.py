@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
@@ -16,7 +17,7 @@ from pynamodb.exceptions import PutError
 
 from mailintake import directory, outgoing, system_settings
 from mailintake.aws_clients import client
-from mailintake.fetching import QueuedMessage
+from mailintake.handover import QueuedMessage
 from mailintake.intake import Context, Decision, decide
 from mailintake.markers import make_marker
 from mailintake.parsing import Attachment, ParsedMessage, parse_message
@@ -74,16 +75,19 @@ class Processor:
             raise
 
     def _process(self, job: QueuedMessage) -> Outcome:
-        obj = self.s3.get_object(Bucket=job.bucket, Key=job.key)
-        size = int(obj["ContentLength"])
+        size = job.size
         if size > self.settings.max_message_bytes:
-            obj["Body"].close()
             source = Source(job.key, job.mailbox, f"sha256:{job.sha256}", "", "")
             limit = self.settings.max_message_bytes
             return self._record(source, "rejected", f"rejected: message too large ({size} bytes > {limit})",
                                 step="size")
-        with obj["Body"] as body:
-            parsed = parse_message(body)
+        inline = job.inline_bytes()
+        if inline is not None:
+            parsed = parse_message(io.BytesIO(inline))
+        else:
+            # Streamed: the parser reads the body in chunks, so a large mail is never held twice.
+            with self.s3.get_object(Bucket=job.bucket, Key=job.key)["Body"] as body:
+                parsed = parse_message(body)
         source = Source(
             key=job.key,
             mailbox=job.mailbox,
@@ -211,3 +215,8 @@ class Processor:
             attachments=attachments,
         )
         return write_comment(comment, source)
+
+
+def process_queued(body: str, attempt: int, settings: Settings) -> Outcome:
+    """One intake-queue message body: process the raw mail it points at (or carries)."""
+    return Processor(settings).process(QueuedMessage.from_json(body), attempt)
