@@ -78,8 +78,9 @@ def answers() -> bool:
     """Whether something answers HTTP on the moto port."""
     conn = http.client.HTTPConnection(HOST, port(), timeout=1)
     try:
-        # Any HTTP response will do; this path is moto's own dashboard API, cheap to serve.
-        conn.request("GET", "/moto-api/data.json")
+        # Any HTTP response will do: moto's dashboard page is static. (Its data.json dumps every backend's
+        # state and can take seconds once the stack holds a few thousand records.)
+        conn.request("GET", "/moto-api/")
         conn.getresponse().read()
         return True
     except OSError:
