@@ -50,7 +50,7 @@ def ses_sent(to: str) -> list[Message]:
 def ledger_by_subject() -> dict[str, Any]:
     from mailintake import store
 
-    return {r.subject: store.IntakeLedgerRecord.get(r.pk, r.sk) for r in store.list_ledger()}
+    return {r.subject: store.LedgerRecord.get(r.pk, r.sk) for r in store.list_ledger()}
 
 
 def explode(message: Any, *rest: Any) -> None:

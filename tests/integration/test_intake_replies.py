@@ -65,7 +65,7 @@ def test_smtp_replies_are_limited_and_never_go_to_machines_or_ourselves(
 
     ledger: dict[str, list[Any]] = defaultdict(list)
     for record in store.list_ledger():
-        ledger[record.sender].append(store.IntakeLedgerRecord.get(record.pk, record.sk))
+        ledger[record.sender].append(store.LedgerRecord.get(record.pk, record.sk))
     pat = sorted(r.reply or "" for r in ledger[person])
     assert pat == [f"no reply: {person} already got 2 replies this hour",
                    f"sent via smtp to {person}", f"sent via smtp to {person}"]

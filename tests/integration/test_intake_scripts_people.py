@@ -55,7 +55,7 @@ def test_guard_and_activity_scripts_decide_route_and_fail_alone(
     assert "raised RuntimeError: cannot judge 'Guard raises'" in ledger["Guard raises"].error
     assert ledger["Guard loops"].status == "failed"
     assert "ran past its time budget of 1 s" in ledger["Guard loops"].outcome
-    items = {i.title: store.get_intake_item(int(i.number)) for i in store.list_items()}
+    items = {i.title: store.get_item(int(i.number)) for i in store.list_items()}
     assert set(items) == {"Outage in DC2", "Urgent: printer"}
     outage, urgent = items["Outage in DC2"], items["Urgent: printer"]
     assert outage is not None and urgent is not None
@@ -96,7 +96,7 @@ def test_authors_cc_and_permissions(
     assert ledger["Re: Ada's request"].status == "comment"
     assert ledger["Re: Ada's request (frank)"].outcome == f"rejected: {frank} may not see item 1"
     (item,) = store.list_items()
-    full = store.get_intake_item(int(item.number))
+    full = store.get_item(int(item.number))
     assert full is not None and full.author == ada
     assert full.editors == {cc_known, cc_new} and full.readers == {cc_known, cc_new}
     created = directory.lookup([cc_new, frank])

@@ -19,7 +19,7 @@ from mailintake import automail, directory, scripts
 from mailintake.markers import find_markers
 from mailintake.parsing import Attachment, ParsedMessage
 from mailintake.settings import Settings
-from mailintake.store import IntakeItemRecord, MailboxRecord, UserRecord, get_intake_item, get_message_id
+from mailintake.store import ItemRecord, MailboxRecord, UserRecord, get_item, get_message_id
 from mailintake.system_settings import Config
 
 # Reply/forward prefixes in the languages mail clients use; a subject that is only these is empty.
@@ -88,17 +88,17 @@ def subject_is_empty(subject: str) -> bool:
     return not _PREFIXES.sub("", subject).strip()
 
 
-def thread_target(parsed: ParsedMessage, marker_format: str) -> IntakeItemRecord | None:
+def thread_target(parsed: ParsedMessage, marker_format: str) -> ItemRecord | None:
     """The existing item a message belongs to: a marker in its subject, else its In-Reply-To/References."""
     for number in find_markers(parsed.subject, marker_format):
-        item = get_intake_item(number)
+        item = get_item(number)
         if item is not None:
             return item
     # Newest reference first: In-Reply-To, then References from the end.
     for message_id in [*parsed.in_reply_to, *reversed(parsed.references)]:
         known = get_message_id(message_id)
         if known is not None and known.item_number is not None:
-            return get_intake_item(int(known.item_number))
+            return get_item(int(known.item_number))
     return None
 
 
@@ -208,7 +208,7 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
             return Decision("failed", str(exc), "activity", workspace)
         if plan.action == "comment" and plan.item_number is not None and (
                 target is None or int(target.number) != plan.item_number):
-            target = get_intake_item(int(plan.item_number))
+            target = get_item(int(plan.item_number))
             if target is None:
                 return Decision("failed", f"activity script: no item {plan.item_number} to comment on",
                                 "activity", workspace)

@@ -26,8 +26,6 @@ from mailintake.store import (
     AttachmentMap,
     CommentRecord,
     DuplicateMessage,
-    IntakeItemRecord,
-    IntakeLedgerRecord,
     ItemRecord,
     LedgerRecord,
     Source,
@@ -94,6 +92,8 @@ class Processor:
             message_id=parsed.message_id or f"sha256:{job.sha256}",
             sender=parsed.sender.email,
             subject=parsed.subject,
+            fingerprint=Source.fingerprint_of(parsed.sender.email, parsed.headers.get("date", ""), parsed.subject,
+                                              parsed.text, [(a.filename, a.size) for a in parsed.attachments]),
         )
         config = system_settings.current(self.settings)
         mailbox = system_settings.mailbox_record(self.settings, job.mailbox)
@@ -133,9 +133,9 @@ class Processor:
             # A script's own error: retrying would fail the same way, so the message ends here, not in SQS.
             logger.error("script failed", extra={"key": source.key, "mailbox": source.mailbox,
                                                  "step": decision.step, "error": decision.reason})
-        fields = ledger_record(source, decision.action, outcome, step=decision.step).attribute_values
-        ledger = IntakeLedgerRecord(**fields, reply=reply, notes=list(decision.notes) or None,
-                                    error=decision.reason if decision.action == "failed" else None)
+        ledger = ledger_record(source, decision.action, outcome, step=decision.step, reply=reply,
+                               notes=list(decision.notes) or None,
+                               error=decision.reason if decision.action == "failed" else None)
         ledger.save()
         return Outcome.of(ledger)
 
@@ -181,12 +181,10 @@ class Processor:
         attachments = self._store_attachments(source, kept)
         created = utcnow()
         text = decision.text if decision.text is not None else parsed.text
-        if decision.notes:
-            logger.info("filters changed the message", extra={"key": source.key, "notes": list(decision.notes)})
 
         def build(number: int) -> ItemRecord:
             key = ItemRecord.key(number)
-            return IntakeItemRecord(
+            return ItemRecord(
                 *key, kind="item", sort=key[0], number=number, title=parsed.subject,
                 description=text, html=parsed.html if decision.text is None else None,
                 author=decision.author or parsed.sender.email,
@@ -197,7 +195,7 @@ class Processor:
                 fields=dict(decision.fields) or None,
             )
 
-        return write_item(build, source)
+        return write_item(build, source, list(decision.notes) or None)
 
     def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision) -> LedgerRecord:
         number = int(decision.item_number or 0)
@@ -214,7 +212,7 @@ class Processor:
             message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
             attachments=attachments,
         )
-        return write_comment(comment, source)
+        return write_comment(comment, source, list(decision.notes) or None)
 
 
 def process_queued(body: str, attempt: int, settings: Settings) -> Outcome:

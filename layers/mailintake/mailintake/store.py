@@ -113,6 +113,12 @@ class ItemRecord(Record):
     source_key = UnicodeAttribute()
     mailbox = UnicodeAttribute()
     attachments = ListAttribute(of=AttachmentMap, default=list)
+    # What the intake rules add: people, type, priority and free fields.
+    readers = UnicodeSetAttribute(null=True)
+    editors = UnicodeSetAttribute(null=True)
+    item_type = UnicodeAttribute(null=True)
+    priority = UnicodeAttribute(null=True)
+    fields = MapAttribute[str, Any](null=True)
 
     @staticmethod
     def key(number: int) -> tuple[str, str]:
@@ -154,6 +160,8 @@ class LedgerRecord(Record):
     error = UnicodeAttribute(null=True)
     attempts = NumberAttribute(default=1)
     created = UTCDateTimeAttribute()
+    reply = UnicodeAttribute(null=True)  # the reply the sender got, or why none
+    notes = ListAttribute(of=UnicodeAttribute, null=True)  # filter-list changes to an accepted mail
 
     @staticmethod
     def key_for(source_key: str) -> tuple[str, str]:
@@ -161,7 +169,14 @@ class LedgerRecord(Record):
 
 
 class MessageIdRecord(Record):
-    """Message-ID -> the item it made or was threaded into; guards against doubles, drives threading."""
+    """A stored mail's identity -> the item it made or was threaded into; guards against doubles and
+    drives threading.
+
+    Keyed by Message-ID and a fingerprint of From, Date, Subject, the decoded text and the attachments: a
+    copy of one mail (a retry, a second poll, the same mail delivered to two mailboxes) has all of them
+    equal; different mails that reuse a Message-ID (broken mailers, hand-edited copies) do not. Threading
+    looks up the Message-ID alone.
+    """
 
     class Meta(_TableMeta):
         pass
@@ -171,8 +186,8 @@ class MessageIdRecord(Record):
     source_key = UnicodeAttribute()
 
     @staticmethod
-    def key_for(message_id: str) -> tuple[str, str]:
-        return f"MSGID#{message_id}", "MSGID"
+    def key_for(message_id: str, fingerprint: str) -> tuple[str, str]:
+        return f"MSGID#{message_id}", f"MSGID#{fingerprint}"
 
 
 class CounterRecord(Record):
@@ -331,6 +346,14 @@ class Source:
     message_id: str  # the Message-ID, or a content hash when the mail has none
     sender: str
     subject: str
+    fingerprint: str = ""  # of From, Date, Subject, text, attachments: tells copies of one mail from reused Message-IDs
+
+    @staticmethod
+    def fingerprint_of(sender: str, date: str, subject: str, text: str, attachments: list[tuple[str, int]]) -> str:
+        # Decoded text and attachment sizes, so a copy that reached us re-encoded by another route matches.
+        body = "\n".join(line.rstrip() for line in text.splitlines()).strip()
+        parts = (sender.lower(), date.strip(), subject, body, *(f"{name}:{size}" for name, size in attachments))
+        return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def ledger_record(source: Source, status: str, outcome: str, **fields: Any) -> LedgerRecord:
@@ -359,8 +382,17 @@ def get_ledger(source_key: str) -> LedgerRecord | None:
 
 
 def get_message_id(message_id: str) -> MessageIdRecord | None:
+    """The first mail stored under this Message-ID (for threading: In-Reply-To and References)."""
+    for record in MessageIdRecord.query(f"MSGID#{message_id}", MessageIdRecord.sk.startswith("MSGID#"), limit=1):
+        return record
+    return None
+
+
+def get_stored_copy(source: Source) -> MessageIdRecord | None:
+    """The record of an earlier copy of this very mail."""
     try:
-        return MessageIdRecord.get(*MessageIdRecord.key_for(message_id), consistent_read=True)
+        return MessageIdRecord.get(*MessageIdRecord.key_for(source.message_id, source.fingerprint),
+                                   consistent_read=True)
     except DoesNotExist:
         return None
 
@@ -392,14 +424,14 @@ def _failed(exc: TransactWriteError, index: int, codes: tuple[str, ...] = _RETRY
 
 def _message_id_record(source: Source, number: int) -> MessageIdRecord:
     return MessageIdRecord(
-        *MessageIdRecord.key_for(source.message_id),
+        *MessageIdRecord.key_for(source.message_id, source.fingerprint),
         message_id=source.message_id,
         item_number=number,
         source_key=source.key,
     )
 
 
-def write_item(build: Callable[[int], ItemRecord], source: Source) -> LedgerRecord:
+def write_item(build: Callable[[int], ItemRecord], source: Source, notes: list[str] | None = None) -> LedgerRecord:
     """Write a new item, its number, its message-id and ledger records in one transaction.
 
     ``build`` makes the item for a given number. Raises DuplicateMessage when the Message-ID is known.
@@ -407,7 +439,7 @@ def write_item(build: Callable[[int], ItemRecord], source: Source) -> LedgerReco
     for _ in range(50):
         number = _numbering.next()
         item = build(number)
-        ledger = ledger_record(source, "item", f"item {number} created", item_number=number)
+        ledger = ledger_record(source, "item", f"item {number} created", item_number=number, notes=notes)
         try:
             with TransactWrite(connection=_connection()) as tx:
                 tx.save(_message_id_record(source, number), condition=MessageIdRecord.pk.does_not_exist())
@@ -417,7 +449,7 @@ def write_item(build: Callable[[int], ItemRecord], source: Source) -> LedgerReco
         except TransactWriteError as exc:
             # puts: message id 0, item 1, ledger 2; update: counter 3
             if _failed(exc, 0, ("ConditionalCheckFailed",)):
-                raise DuplicateMessage(get_message_id(source.message_id)) from exc
+                raise DuplicateMessage(get_stored_copy(source)) from exc
             if _failed(exc, 1) or _failed(exc, 3):
                 _numbering.last = None  # another writer took it: read the counter again
                 continue
@@ -427,10 +459,10 @@ def write_item(build: Callable[[int], ItemRecord], source: Source) -> LedgerReco
     raise RuntimeError("could not take an item number: too much contention")
 
 
-def write_comment(comment: CommentRecord, source: Source) -> LedgerRecord:
+def write_comment(comment: CommentRecord, source: Source, notes: list[str] | None = None) -> LedgerRecord:
     """Write a comment with its message-id and ledger records, atomically. Raises DuplicateMessage."""
     number = int(comment.item_number)
-    ledger = ledger_record(source, "comment", f"comment on item {number}", item_number=number)
+    ledger = ledger_record(source, "comment", f"comment on item {number}", item_number=number, notes=notes)
     try:
         with TransactWrite(connection=_connection()) as tx:
             tx.save(_message_id_record(source, number), condition=MessageIdRecord.pk.does_not_exist())
@@ -440,7 +472,7 @@ def write_comment(comment: CommentRecord, source: Source) -> LedgerRecord:
     except TransactWriteError as exc:
         # condition check: item 0; puts: message id 1, comment 2, ledger 3
         if _failed(exc, 1, ("ConditionalCheckFailed",)):
-            raise DuplicateMessage(get_message_id(source.message_id)) from exc
+            raise DuplicateMessage(get_stored_copy(source)) from exc
         raise
     return ledger
 
@@ -548,31 +580,7 @@ class ReplyCounterRecord(Record):
         return f"REPLYCOUNT#{address.strip().lower()}#{hour}", "REPLYCOUNT"
 
 
-class IntakeItemRecord(ItemRecord):
-    """An item with what the intake rules add: people, type, priority and free fields."""
-
-    class Meta(_TableMeta):
-        pass
-
-    readers = UnicodeSetAttribute(null=True)
-    editors = UnicodeSetAttribute(null=True)
-    item_type = UnicodeAttribute(null=True)
-    priority = UnicodeAttribute(null=True)
-    fields = MapAttribute[str, Any](null=True)
-
-
-class IntakeLedgerRecord(LedgerRecord):
-    """A ledger record with the reply the sender got (or why none) and the filter-list matches."""
-
-    class Meta(_TableMeta):
-        pass
-
-    reply = UnicodeAttribute(null=True)
-    notes = ListAttribute(of=UnicodeAttribute, null=True)
-
-
-_MODELS = (*_MODELS, UserRecord, WorkspaceRecord, SettingsRecord, AlertRecord, ReplyCounterRecord,
-           IntakeItemRecord, IntakeLedgerRecord)
+_MODELS = (*_MODELS, UserRecord, WorkspaceRecord, SettingsRecord, AlertRecord, ReplyCounterRecord)
 
 
 def plain_map(value: Any) -> dict[str, Any]:
@@ -580,10 +588,3 @@ def plain_map(value: Any) -> dict[str, Any]:
     if isinstance(value, MapAttribute):
         return dict(value.as_dict())
     return dict(value or {})
-
-
-def get_intake_item(number: int) -> IntakeItemRecord | None:
-    try:
-        return IntakeItemRecord.get(*ItemRecord.key(number))
-    except DoesNotExist:
-        return None
