@@ -290,3 +290,20 @@ def test_event_files_drive_the_handlers_as_sam_local_invoke_would(
 
     assert invoke("process", process_event) == {"batchItemFailures": []}
     assert [i.title for i in store.list_items()] == ["Through the event files"]
+
+
+def test_reused_message_id_with_other_content_is_a_new_item_but_a_rerouted_copy_is_not(
+    settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None]
+) -> None:
+    box = mailbox("imap", "ssl")
+    original = make_mail("Printer jams", "It jams on duplex.\n", message_id="reused")
+    rerouted = b"Received: from relay.example.net by mx.tracker.example\r\nDelivered-To: ops@tracker.example\r\n" + (
+        original.replace(b"Content-Transfer-Encoding: 7bit", b"Content-Transfer-Encoding: quoted-printable"))
+    other = make_mail("Printer jams", "A different mail that reuses the Message-ID.\n", message_id="reused")
+    for raw in (original, rerouted, other):
+        deliver(box, raw)
+    run_cycle(settings)
+
+    assert [i.description.strip() for i in store.list_items()] == [
+        "It jams on duplex.", "A different mail that reuses the Message-ID."]
+    assert outcomes() == Counter({"item": 2, "discarded": 1})
