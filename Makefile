@@ -55,8 +55,11 @@ unit: install
 test: lint build up
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: up
-	$(PY) bench/run_all.py
+bench: up build
+	$(PY) bench/cold_import.py
+	$(PY) bench/memory.py
+	$(PY) bench/ingest.py 1000
+	$(PY) bench/corpus_report.py
 
 clean: down
 	rm -rf .aws-sam .local
