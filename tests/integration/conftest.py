@@ -39,10 +39,14 @@ def stack() -> Iterator[dict[str, str]]:
 @pytest.fixture()
 def settings(stack: dict[str, str]) -> Any:
     """Settings of a clean stack: table, bucket, queues and schedules emptied before each test."""
+    from mailintake import directory, system_settings
     from mailintake.localstack import resources
     from mailintake.runtime import bound_settings
 
     resources.reset(ROOT)
+    # The table was emptied behind this process's caches.
+    directory.forget()
+    system_settings.invalidate()
     return bound_settings()
 
 

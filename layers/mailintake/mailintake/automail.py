@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from mailintake.parsing import ParsedMessage
+if TYPE_CHECKING:  # parsing asks `corroborated` before it runs flufl.bounce, so no import cycle
+    from mailintake.parsing import ParsedMessage
 
 Kind = Literal["bounce", "auto-reply"]
 
@@ -93,6 +94,17 @@ def _null_return_path(msg: ParsedMessage) -> bool:
     return rp is not None and rp.strip() in ("<>", "")
 
 
+def corroborated(msg: ParsedMessage) -> bool:
+    """A signal, independent of flufl.bounce's heuristics, that the mail may come from a mail system.
+
+    The parser runs flufl.bounce (which scans every text part with many patterns) only when this holds,
+    since its findings count for nothing without it.
+    """
+    auto_submitted = msg.headers.get("auto-submitted", "").split(";", 1)[0].strip().lower()
+    return bool(_is_system(msg) or _BOUNCE_SUBJECT.match(msg.subject) or _null_return_path(msg)
+                or auto_submitted not in ("", "no"))
+
+
 def classify(msg: ParsedMessage) -> AutomailVerdict | None:
     """Say whether ``msg`` is a bounce/report or an auto-reply; None for mail a person wrote."""
     h = msg.headers
@@ -115,9 +127,7 @@ def classify(msg: ParsedMessage) -> AutomailVerdict | None:
         return AutomailVerdict("bounce", f"sent by the mail system ({msg.sender.email or msg.sender.name})")
 
     # 3. flufl.bounce found failed recipients; its heuristics need a second, independent signal.
-    corroborated = (_is_system(msg) or bounce_subject or _null_return_path(msg)
-                    or auto_submitted not in ("", "no"))
-    if msg.bounced_recipients and corroborated:
+    if msg.bounced_recipients and corroborated(msg):
         return AutomailVerdict("bounce", "delivery failure report (flufl.bounce found failed recipients)")
 
     # 4. Client-generated unsubscribe requests (RFC 2369 mailto: List-Unsubscribe) are reports too.

@@ -6,6 +6,8 @@ role for ``*`` (every workspace), the workspace's default role, the system's ``i
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 
 from pynamodb.exceptions import DoesNotExist, PutError
@@ -22,12 +24,47 @@ def normalise(address: str) -> str:
     return address.strip().lower()
 
 
-def lookup(addresses: Iterable[str]) -> dict[str, UserRecord]:
-    """The users among ``addresses``, in one BatchGetItem (up to 100 addresses)."""
+# address -> (monotonic time read, the user or None). Senders write again and again, so like the
+# settings the directory is read at most once per ``max_age`` per container; changes made here update it.
+_cache: dict[str, tuple[float, UserRecord | None]] = {}
+_cache_lock = threading.Lock()
+_CACHE_LIMIT = 10_000
+
+
+def forget() -> None:
+    """Drop every cached user (after the table was changed behind this process's back)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _remember(address: str, user: UserRecord | None) -> None:
+    with _cache_lock:
+        if len(_cache) >= _CACHE_LIMIT:
+            _cache.clear()
+        _cache[address] = (time.monotonic(), user)
+
+
+def lookup(addresses: Iterable[str], max_age: float = 0.0) -> dict[str, UserRecord]:
+    """The users among ``addresses``: from the cache when read within ``max_age`` seconds, the rest in
+    one BatchGetItem (up to 100 addresses)."""
     keys = sorted({normalise(a) for a in addresses if a and a.strip()})
-    if not keys:
-        return {}
-    return {u.email: u for u in UserRecord.batch_get([UserRecord.key(k) for k in keys])}
+    found: dict[str, UserRecord] = {}
+    missing = []
+    now = time.monotonic()
+    with _cache_lock:
+        for key in keys:
+            hit = _cache.get(key)
+            if hit is not None and now - hit[0] < max_age:
+                if hit[1] is not None:
+                    found[key] = hit[1]
+            else:
+                missing.append(key)
+    if missing:
+        fetched = {u.email: u for u in UserRecord.batch_get([UserRecord.key(k) for k in missing])}
+        for key in missing:
+            _remember(key, fetched.get(key))
+        found.update(fetched)
+    return found
 
 
 def role_in(user: UserRecord | None, workspace: str, config: Config) -> str:
@@ -80,6 +117,7 @@ def put_user(email: str, name: str = "", roles: dict[str, str] | None = None,
     user = UserRecord(*key, kind="user", sort=address, email=address, name=name, roles=roles or {},
                       created_by=created_by)
     user.save()
+    _remember(address, user)
     return user
 
 
@@ -93,10 +131,19 @@ def create_from_mail(email: str, name: str) -> UserRecord:
     except PutError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
+        forget_one(address)  # another writer made it first: read theirs next time
+        return user
+    _remember(address, user)
     return user
 
 
+def forget_one(address: str) -> None:
+    with _cache_lock:
+        _cache.pop(normalise(address), None)
+
+
 def remove_user(email: str) -> bool:
+    forget_one(email)
     try:
         UserRecord.get(*UserRecord.key(email)).delete()
     except DoesNotExist:

@@ -154,8 +154,8 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     wanted = [sender, *(a.email for a in parsed.cc if cc_roles)]
     if guest_mode:
         wanted.append(directory.GUEST)
-    # One BatchGetItem for every person the decision may need.
-    users = directory.lookup(wanted)
+    # One BatchGetItem for every person the decision may need and this container has not read lately.
+    users = directory.lookup(wanted, settings.config_cache_seconds)
 
     def rejected(reason: str, step: str) -> Decision:
         return Decision("rejected", reason, step, workspace)

@@ -32,7 +32,7 @@ from typing import BinaryIO
 import html2text
 import nh3
 
-from mailintake import quoting
+from mailintake import automail, quoting
 
 log = logging.getLogger(__name__)
 # flufl.bounce logs every heuristic detector that trips over an unusual message as an error with a
@@ -899,12 +899,8 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         report_type = (_param(msg, "report-type", "content-type") or "").strip().lower() or None
 
     content_types = walker.content_types
-    # flufl.bounce's heuristics scan every text part; real bounces are small (MTAs truncate the returned
-    # original), and a large bounce still shows its report structure or daemon sender.
-    bounced = _bounced(msg) if raw_size <= _FLUFL_MAX_BYTES else []
-
     ids = _ids(header("message-id"))
-    return ParsedMessage(
+    parsed = ParsedMessage(
         message_id=ids[0] if ids else None,
         subject=subject,
         sender=sender,
@@ -922,5 +918,9 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         defects=defects,
         content_types=content_types,
         report_type=report_type,
-        bounced_recipients=bounced,
     )
+    # flufl.bounce's heuristics scan every text part: only where they could count (see automail), and
+    # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).
+    if raw_size <= _FLUFL_MAX_BYTES and automail.corroborated(parsed):
+        parsed.bounced_recipients = _bounced(msg)
+    return parsed
