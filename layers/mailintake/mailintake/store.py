@@ -264,8 +264,8 @@ class _Numbering:
 
     The counter update is conditional on the value this container last saw, so in the usual case taking
     a number costs no request of its own; when another writer got there first the condition fails and
-    the counter is read again. A number is never given twice and, as the take is atomic with the item,
-    never skipped.
+    the failed condition hands back the counter's current value, so a retry costs no read either. A
+    number is never given twice and, as the take is atomic with the item, never skipped.
     """
 
     def __init__(self) -> None:
@@ -284,7 +284,14 @@ class _Numbering:
         expected = CounterRecord.value == number - 1
         if number == 1:
             expected = CounterRecord.pk.does_not_exist() | expected
-        tx.update(counter, actions=[CounterRecord.value.set(number)], condition=expected)
+        tx.update(counter, actions=[CounterRecord.value.set(number)], condition=expected, return_values="ALL_OLD")
+
+    def learn(self, exc: TransactWriteError, index: int) -> None:
+        """After the counter's condition failed: its current value, from the cancellation, else unknown."""
+        reasons = exc.cancellation_reasons or []
+        raw = reasons[index].raw_item if index < len(reasons) and reasons[index] is not None else None
+        value = (raw or {}).get("value", {}).get("N")
+        self.last = int(value) if value is not None else None
 
 
 _numbering = _Numbering()
@@ -451,7 +458,7 @@ def write_item(build: Callable[[int], ItemRecord], source: Source, notes: list[s
             if _failed(exc, 0, ("ConditionalCheckFailed",)):
                 raise DuplicateMessage(get_stored_copy(source)) from exc
             if _failed(exc, 1) or _failed(exc, 3):
-                _numbering.last = None  # another writer took it: read the counter again
+                _numbering.learn(exc, 3)  # another writer took the number: start from theirs
                 continue
             raise
         _numbering.last = number
