@@ -104,11 +104,16 @@ def _attachments(record: Any) -> list[dict[str, Any]]:
 
 
 def _item_dict(item: Any, comments: list[Any] | None = None) -> dict[str, Any]:
+    from mailintake.store import plain_map
+
     data: dict[str, Any] = {
         "number": int(item.number), "title": item.title, "description": item.description,
         "author": item.author, "author_name": item.author_name, "workspace": item.workspace,
         "created": _plain(item.created), "message_id": item.message_id, "mailbox": item.mailbox,
         "source_key": item.source_key, "attachments": _attachments(item),
+        "item_type": item.item_type, "priority": item.priority,
+        "readers": sorted(item.readers or ()), "editors": sorted(item.editors or ()),
+        "fields": plain_map(item.fields),
     }
     if comments is not None:
         data["html"] = item.html
@@ -213,8 +218,11 @@ def cmd_item_show(args: argparse.Namespace) -> int:
         print(f"no item {args.number}", file=sys.stderr)
         return 1
     data = _item_dict(item, list_comments(args.number))
-    lines = [f"#{data['number']} {data['title']}", f"by {data['author']} in {data['workspace']} at {data['created']}",
-             "", data["description"].rstrip(), ""]
+    lines = [f"#{data['number']} {data['title']}", f"by {data['author']} in {data['workspace']} at {data['created']}"]
+    lines += [f"{label}: {value}" for label, value in (
+        ("type", data["item_type"]), ("priority", data["priority"]), ("readers", ", ".join(data["readers"])),
+        ("editors", ", ".join(data["editors"])), ("fields", data["fields"])) if value]
+    lines += ["", data["description"].rstrip(), ""]
     lines += [f"attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes) s3://{a['key']}"
               for a in data["attachments"]]
     for c in data["comments"]:

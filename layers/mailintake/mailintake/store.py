@@ -289,8 +289,8 @@ class _Numbering:
     def learn(self, exc: TransactWriteError, index: int) -> None:
         """After the counter's condition failed: its current value, from the cancellation, else unknown."""
         reasons = exc.cancellation_reasons or []
-        raw = reasons[index].raw_item if index < len(reasons) and reasons[index] is not None else None
-        value = (raw or {}).get("value", {}).get("N")
+        reason = reasons[index] if index < len(reasons) else None
+        value = ((reason.raw_item if reason is not None else None) or {}).get("value", {}).get("N")
         self.last = int(value) if value is not None else None
 
 
