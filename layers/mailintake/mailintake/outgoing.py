@@ -8,6 +8,7 @@ systems can never keep a loop going. Sending goes through SES (``send_raw_email`
 from __future__ import annotations
 
 import json
+import re
 import smtplib
 import ssl
 import time
@@ -47,19 +48,39 @@ class Outgoing:
     references: tuple[str, ...] = ()
 
 
+# Python's header registry decodes RFC 2047 encoded words in the values it is given, and (before 3.12.5)
+# writes out the CR/LF they may decode to: a subject or Message-ID copied from a hostile mail
+# ("=?utf-8?Q?=0D=0ABcc:_x@attacker.example?=") would become a header of its own, and smtplib sends to
+# every Bcc/Cc header. So copied text is kept inert, and ids and addresses that are not plain are not used.
+_PLAIN_ID = re.compile(r"[!-;=?-~]+")  # printable ASCII without white space, "<" or ">"
+_PLAIN_ADDRESS = re.compile(r'[^\s<>(),;:"\[\]\\@]+@[^\s<>(),;:"\[\]\\@]+')
+
+
+def _inert(text: str) -> str:
+    return text.replace("=?", "= ?")
+
+
+def _plain_id(value: str | None) -> bool:
+    return bool(value) and bool(_PLAIN_ID.fullmatch(value or "")) and "=?" not in (value or "")
+
+
 def compose(mail: Outgoing, sender: str) -> EmailMessage:
+    """The reply as a message. Raises ValueError for a recipient that is not one plain address."""
+    if not _PLAIN_ADDRESS.fullmatch(mail.to) or "=?" in mail.to:
+        raise ValueError(f"not a plain address: {mail.to[:200]!r}")
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = mail.to
-    msg["Subject"] = mail.subject
+    msg["Subject"] = _inert(mail.subject)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     msg["Auto-Submitted"] = mail.auto_submitted
     # Exchange and others honour this to keep their own auto-replies from answering ours.
     msg["X-Auto-Response-Suppress"] = "All"
-    if mail.in_reply_to:
+    if mail.in_reply_to and _plain_id(mail.in_reply_to):
         msg["In-Reply-To"] = f"<{mail.in_reply_to}>"
-        msg["References"] = " ".join(f"<{r}>" for r in (*mail.references, mail.in_reply_to))
+        references = [r for r in mail.references if _plain_id(r)]
+        msg["References"] = " ".join(f"<{r}>" for r in (*references, mail.in_reply_to))
     msg.set_content(mail.body)
     return msg
 
@@ -69,11 +90,13 @@ def send(mail: Outgoing, config: Config, settings: Settings) -> str:
     sender = config.get("reply.from")
     if not sender:
         raise SendError("no reply.from configured")
-    message = compose(mail, sender)
     transport = config.get("reply.transport")
     try:
+        # Inside the try: the header registry refuses some addresses a hostile From yields (an encoded
+        # word that decodes to CR/LF); that must end as a failed reply, not as a failed message.
+        message = compose(mail, sender)
         if transport == "smtp":
-            _send_smtp(message, config)
+            _send_smtp(message, config, mail.to)
         else:
             ses = client("ses", settings.region)
             ses.send_raw_email(Source=sender, Destinations=[mail.to], RawMessage={"Data": message.as_bytes()})
@@ -84,7 +107,7 @@ def send(mail: Outgoing, config: Config, settings: Settings) -> str:
     return f"sent via {transport} to {mail.to}"
 
 
-def _send_smtp(message: EmailMessage, config: Config) -> None:
+def _send_smtp(message: EmailMessage, config: Config, recipient: str) -> None:
     host = config.get("reply.smtpHost")
     if not host:
         raise SendError("reply.transport is smtp but reply.smtpHost is empty")
@@ -105,7 +128,8 @@ def _send_smtp(message: EmailMessage, config: Config) -> None:
                 secret_name = SECRET_PREFIX + secret_name
             credentials = json.loads(str(parameters.get_secret(secret_name, max_age=300)))
             smtp.login(credentials["username"], credentials["password"])
-        smtp.send_message(message)
+        # The one recipient named, never what the headers add up to.
+        smtp.send_message(message, to_addrs=[recipient])
 
 
 def why_not_reply(parsed: ParsedMessage, config: Config) -> str | None:
