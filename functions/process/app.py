@@ -18,8 +18,9 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 settings = bound_settings()
-# FIFO: after a failure the rest of the batch is returned unprocessed, keeping each mailbox's order.
-processor = SqsFifoPartialProcessor()
+# FIFO: after a failure the rest of that message group (one conversation) is returned unprocessed, keeping
+# its order; other conversations in the batch go on, so one poisoned mail cannot take them to the DLQ.
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
 @tracer.capture_method

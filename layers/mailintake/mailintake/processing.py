@@ -54,6 +54,19 @@ class Outcome:
         return cls(ledger.status, ledger.outcome, number)
 
 
+def attachment_prefix(source_key: str) -> str:
+    """Where a raw message's attachments go.
+
+    Keyed by the raw message, not the item number, so a retry overwrites rather than adds.
+    """
+    return "attachments/" + hashlib.sha256(source_key.encode()).hexdigest()[:24]
+
+
+def attachment_key(source_key: str, index: int, safe_name: str) -> str:
+    """The S3 key of one attachment: ``safe_name`` (from parsing.safe_name) is its last segment."""
+    return f"{attachment_prefix(source_key)}/{index:03d}/{safe_name}"
+
+
 class Processor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -157,7 +170,11 @@ class Processor:
 
     def _record_failure(self, job: QueuedMessage, exc: Exception, attempt: int) -> None:
         source = Source(job.key, job.mailbox, f"sha256:{job.sha256}", "", "")
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        error = f"{type(exc).__name__}: {exc}"
+        cause = getattr(exc, "cause_response_code", None)
+        if cause:  # pynamodb's own message is generic ("Failed to write transaction items"): add why
+            error += f" ({cause}: {getattr(exc, 'cause_response_message', '')})"
+        error = error[:2000]
         ledger = ledger_record(source, "failed", f"failed: {error}", error=error, attempts=attempt)
         logger.exception("processing failed", extra={"key": job.key, "mailbox": job.mailbox, "attempt": attempt})
         # Never overwrite a final outcome: the write may have landed before the error.
@@ -165,11 +182,9 @@ class Processor:
             ledger.save(condition=LedgerRecord.pk.does_not_exist() | (LedgerRecord.status == "failed"))
 
     def _store_attachments(self, source: Source, attachments: list[Attachment]) -> list[AttachmentMap]:
-        # Keyed by the raw message, not the item number, so a retry overwrites rather than adds.
-        prefix = "attachments/" + hashlib.sha256(source.key.encode()).hexdigest()[:24]
         stored = []
         for index, att in enumerate(attachments):
-            key = f"{prefix}/{index:03d}/{att.safe_name}"
+            key = attachment_key(source.key, index, att.safe_name)
             self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data,
                                ContentType=att.content_type or "application/octet-stream")
             stored.append(AttachmentMap(filename=att.filename, content_type=att.content_type, size=att.size,

@@ -1,0 +1,163 @@
+"""Helpers for the fault and replay tests: raw mails staged in S3 and queued as the fetch function does,
+the queue drained as Lambda's event source mapping does (with the knobs a fault test needs), and the
+invariant every such test ends with."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.awsrequest import AWSResponse
+
+from mailintake import store
+from mailintake.aws_clients import client
+from mailintake.handover import QueuedMessage, conversation_group
+from mailintake.localrun import _queue_arn, invoke, sqs_event
+from mailintake.settings import Settings
+
+
+def stage(settings: Settings, raw: bytes, mailbox: str = "faults", inline: bool = True) -> QueuedMessage:
+    """Store a raw mail as the fetch function does; the queue message that points at it."""
+    key = f"raw/{mailbox}/{uuid.uuid4().hex}.eml"
+    client("s3", settings.region).put_object(Bucket=settings.bucket, Key=key, Body=raw)
+    job = QueuedMessage.of(settings.bucket, key, mailbox, raw)
+    return job if inline else dataclasses.replace(job, raw=None)
+
+
+def enqueue(settings: Settings, job: QueuedMessage, group: str | None = None) -> None:
+    client("sqs", settings.region).send_message(
+        QueueUrl=settings.queue_url, MessageBody=job.to_json(),
+        MessageGroupId=group or hashlib.sha256(job.key.encode()).hexdigest()[:64],
+        MessageDeduplicationId=hashlib.sha256(job.key.encode()).hexdigest(),
+    )
+
+
+def record(job: QueuedMessage, receive_count: int = 1, raw: bytes | None = None) -> dict[str, Any]:
+    """An SQS message as receive_message returns it (the same message id on every delivery)."""
+    message_id = hashlib.sha256(job.key.encode()).hexdigest()[:32]
+    return {"MessageId": message_id, "ReceiptHandle": f"{message_id}-{receive_count}", "Body": job.to_json(),
+            "Attributes": {"ApproximateReceiveCount": str(receive_count),
+                           "MessageGroupId": conversation_group(raw) if raw else message_id}}
+
+
+def process(settings: Settings, records: list[dict[str, Any]], instance: int = 0) -> set[str]:
+    """One batch through the process handler; the ids it reported as failed."""
+    try:
+        result = invoke("process", sqs_event(records, _queue_arn(settings), settings.region), instance=instance)
+    except BatchProcessingError:
+        # Powertools raises when every record failed: Lambda then returns the whole batch to the queue.
+        return {r["MessageId"] for r in records}
+    return {f["itemIdentifier"] for f in result["batchItemFailures"]}
+
+
+@dataclasses.dataclass
+class DrainReport:
+    batches: int = 0
+    failures: Counter[str] = dataclasses.field(default_factory=Counter)  # message id -> failed deliveries
+
+
+def drain(settings: Settings, max_batches: int = 40) -> DrainReport:
+    """Receive and process until the queue is empty, as the event source mapping does.
+
+    Failed messages are made visible again at once (instead of after the 720 s visibility timeout), so
+    maxReceiveCount is reached within the test; the queue's redrive policy then moves them to the DLQ.
+    """
+    sqs = client("sqs", settings.region)
+    report = DrainReport()
+    for _ in range(max_batches):
+        received = sqs.receive_message(QueueUrl=settings.queue_url, MaxNumberOfMessages=10,
+                                       AttributeNames=["All"], WaitTimeSeconds=0).get("Messages", [])
+        if not received:
+            return report
+        report.batches += 1
+        failed = process(settings, received)
+        for message in received:
+            if message["MessageId"] in failed:
+                report.failures[message["MessageId"]] += 1
+                sqs.change_message_visibility(QueueUrl=settings.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                                              VisibilityTimeout=0)
+            else:
+                sqs.delete_message(QueueUrl=settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    raise AssertionError(f"queue not drained after {max_batches} batches")
+
+
+def queue_bodies(settings: Settings, url: str) -> list[dict[str, Any]]:
+    """Every message now visible in a queue (left visible again afterwards)."""
+    sqs = client("sqs", settings.region)
+    found: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
+                                    WaitTimeSeconds=0, VisibilityTimeout=30).get("Messages", [])
+        if not batch:
+            break
+        found.extend(batch)
+    for message in found:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    return found
+
+
+def assert_one_outcome_each(expected: dict[str, str]) -> None:
+    """The invariant: every delivered raw mail (by S3 key) has exactly one ledger outcome, the expected
+    one; no raw mail made two items or two comments; no item or comment exists without its ledger record."""
+    ledger = store.list_ledger()
+    assert Counter(r.key for r in ledger) == Counter(set(expected)), "a mail lacks an outcome or has two"
+    assert {r.key: r.status for r in ledger} == expected
+    items = store.list_items()
+    by_source = Counter(i.source_key for i in items)
+    assert all(n == 1 for n in by_source.values()), f"a mail made two items: {by_source}"
+    comments = [c for i in items for c in store.list_comments(int(i.number))]
+    by_comment_source = Counter(c.source_key for c in comments)
+    assert all(n == 1 for n in by_comment_source.values()), f"a mail made two comments: {by_comment_source}"
+    made = {k for k, status in expected.items() if status in ("item", "comment")}
+    assert set(by_source) | set(by_comment_source) == made
+
+
+# --- client-side fault injection ----------------------------------------------------------------------
+
+
+class _Raw:
+    """Just enough of a urllib3 response for botocore to read an injected error."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+THROTTLED = {
+    "dynamodb": (400, {"x-amzn-RequestId": "injected", "Content-Type": "application/x-amz-json-1.0"},
+                 b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded"}'),
+    "s3": (503, {"x-amz-request-id": "injected", "Content-Type": "application/xml"},
+           b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"),
+}
+
+
+@contextmanager
+def throttled(botocore_client: Any, service: str, operation: str, times: int) -> Iterator[Callable[[], int]]:
+    """Answer the next ``times`` calls of ``operation`` with the service's throttling error, on the wire.
+
+    The error is injected below botocore's retry handler (at ``before-send``), so the client's own retry
+    with backoff is what is under test. Yields a function giving the number of calls answered so far.
+    """
+    status, headers, body = THROTTLED[service]
+    calls = {"injected": 0}
+
+    def answer(request: Any, **kwargs: Any) -> AWSResponse | None:
+        if calls["injected"] >= times:
+            return None
+        calls["injected"] += 1
+        return AWSResponse(request.url, status, headers, _Raw(body))  # type: ignore[arg-type]
+
+    event = f"before-send.{botocore_client.meta.service_model.service_name}.{operation}"
+    botocore_client.meta.events.register_first(event, answer, unique_id=f"fault-{event}")
+    try:
+        yield lambda: calls["injected"]
+    finally:
+        botocore_client.meta.events.unregister(event, unique_id=f"fault-{event}")
