@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mailintake import cli_admin
 
     cli_admin.register(sub, common)
+    from mailintake import cli_replay
+
+    cli_replay.register(sub, common)
 
     local = sub.add_parser("local", help="the local stack only").add_subparsers(dest="sub", required=True)
     lm = local.add_parser("mailbox", parents=[common], help="create a mail user on the local Dovecot + its mailbox")

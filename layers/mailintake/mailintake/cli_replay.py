@@ -1,0 +1,68 @@
+"""Replay subcommands of `mailintake`: `messages reprocess` and `dlq redrive`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from typing import Any
+
+
+def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
+    from mailintake.cli import _emit as emit
+
+    emit(args, data, lines)
+
+
+def _bind() -> Any:
+    from mailintake.cli import _settings
+
+    return _settings()
+
+
+def cmd_messages_reprocess(args: argparse.Namespace) -> int:
+    from mailintake import replay
+
+    settings = _bind()
+    if bool(args.keys) == bool(args.failed):
+        print("give the raw message keys, or --failed (not both)", file=sys.stderr)
+        return 2
+    keys = replay.failed_keys() if args.failed else list(args.keys)
+    results = replay.reprocess(settings, keys)
+    _emit(args, [asdict(r) for r in results],
+          [f"{r.key}: {r.action} -> {r.outcome}" for r in results])
+    # Non-zero when something still did not work, so a script can tell.
+    return 1 if any(r.action in ("failed", "missing") for r in results) else 0
+
+
+def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    from mailintake import replay
+
+    moved = replay.redrive(_bind(), args.limit)
+    _emit(args, {"redriven": [asdict(m) for m in moved]},
+          [f"moved {len(moved)} message(s) from the dead-letter queue to the intake queue",
+           *(f"  {m.key or m.message_id}" for m in moved)])
+    return 0
+
+
+def _subparsers_of(parser: argparse.ArgumentParser) -> Any:
+    # argparse has no public way to reach a parser's subcommands once made.
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the replay commands: under the existing `messages` command, and a new `dlq` command."""
+    if "messages" in sub.choices:
+        messages = _subparsers_of(sub.choices["messages"])
+    else:
+        messages = sub.add_parser("messages", help="the ledger").add_subparsers(dest="sub", required=True)
+    rp = messages.add_parser("reprocess", parents=[common],
+                             help="run stored raw messages through processing again (final outcomes stay)")
+    rp.add_argument("keys", nargs="*", metavar="KEY", help="raw message S3 keys (as in `messages list`)")
+    rp.add_argument("--failed", action="store_true", help="every message whose ledger outcome is failed")
+    rp.set_defaults(func=cmd_messages_reprocess)
+
+    dlq = sub.add_parser("dlq", help="the intake dead-letter queue").add_subparsers(dest="sub", required=True)
+    rd = dlq.add_parser("redrive", parents=[common], help="move dead-letter messages back to the intake queue")
+    rd.add_argument("--limit", type=int, help="move at most this many")
+    rd.set_defaults(func=cmd_dlq_redrive)
