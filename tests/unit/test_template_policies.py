@@ -17,9 +17,8 @@ RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 
 # SAM policy templates each function may use, and the one resource of this stack each must name.
 ALLOWED_TEMPLATES = {
-    "FetchFunction": {"DynamoDBCrudPolicy": "DataTable", "S3WritePolicy": "MailBucket",
-                      "SQSSendMessagePolicy": "IntakeQueue"},
-    "ProcessFunction": {"DynamoDBCrudPolicy": "DataTable", "S3CrudPolicy": "MailBucket"},
+    "FetchFunction": {"DynamoDBCrudPolicy": "DataTable", "SQSSendMessagePolicy": "IntakeQueue"},
+    "ProcessFunction": {"DynamoDBCrudPolicy": "DataTable"},
 }
 
 # Wildcards that stay, with the reason none narrower exists. Keyed by (resource, action).
@@ -32,6 +31,10 @@ JUSTIFIED_WILDCARDS = {
     ("FetchFunction", "secretsmanager:GetSecretValue"): ":secret:mailintake/*",
     # The process function reads only the SMTP credentials for replies, under their own prefix.
     ("ProcessFunction", "secretsmanager:GetSecretValue"): ":secret:mailintake/smtp/*",
+    # Object keys are made at runtime; each function gets only its own prefix of the bucket.
+    ("FetchFunction", "s3:PutObject"): "/raw/*",
+    ("ProcessFunction", "s3:GetObject"): "/raw/*",
+    ("ProcessFunction", "s3:PutObject"): "/attachments/*",
 }
 
 
@@ -119,11 +122,13 @@ def test_scheduler_role_may_only_invoke_the_fetch_function_from_this_account() -
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
-@pytest.mark.xfail(strict=True, reason="follow-up: S3CrudPolicy grants s3:DeleteObject, which processing never "
-                   "uses; S3ReadPolicy + S3WritePolicy would be narrower")
-def test_process_function_cannot_delete_stored_mail() -> None:
-    templates = {k for p in RESOURCES["ProcessFunction"]["Properties"]["Policies"] for k in p}
-    assert "S3CrudPolicy" not in templates
+def test_no_function_can_delete_or_list_stored_mail() -> None:
+    for name in ("FetchFunction", "ProcessFunction"):
+        templates = {k for p in RESOURCES[name]["Properties"]["Policies"] for k in p}
+        assert not templates & {"S3CrudPolicy", "S3FullAccessPolicy", "S3WritePolicy"}, name
+        actions = {a for p in RESOURCES[name]["Properties"]["Policies"] for st in p.get("Statement", [])
+                   for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+        assert not {a for a in actions if a.startswith("s3:") and a not in ("s3:GetObject", "s3:PutObject")}, name
 
 
 def test_bucket_is_private_encrypted_tls_only_and_expires_raw_mail() -> None:
