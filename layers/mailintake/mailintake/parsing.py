@@ -603,7 +603,15 @@ _HTML_ATTRIBUTES: dict[str, set[str]] = {
 _INLINE_IMAGE_SRC = re.compile(r"^\s*(cid:|data:image/(png|gif|jpe?g|webp|bmp);)", re.IGNORECASE)
 
 
+# nh3 filters CSS property names, not values: a value that loads or runs something goes, and so does any
+# backslash, since a CSS escape could spell one of these out (u\72l).
+_CSS_ACTIVE = re.compile(r"url\s*\(|expression\s*\(|image-set\s*\(|@import|javascript:|\\", re.IGNORECASE)
+
+
 def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
+    if attr == "style":
+        kept = [d.strip() for d in value.split(";") if d.strip() and not _CSS_ACTIVE.search(d)]
+        return "; ".join(kept) or None
     if tag == "img" and attr == "src":
         # Remote images are tracking beacons: only images carried in the mail itself may load.
         return value if _INLINE_IMAGE_SRC.match(value) else None
