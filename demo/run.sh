@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mi=.venv/bin/mailintake
 
-echo "== mailboxes"
+echo "== workspaces and mailboxes (a mailbox naming a missing workspace fails the configuration check)"
+$mi workspaces add operations --title "Operations"
 $mi local mailbox helpdesk --protocol imap --security ssl --after seen
 $mi local mailbox ops --protocol pop3 --security starttls --after delete --workspace operations
 $mi mailbox list
