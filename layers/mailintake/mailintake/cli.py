@@ -148,6 +148,9 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
         move_to=args.move_to, workspace=args.workspace, enabled=not args.disabled,
         poll_minutes=args.poll_minutes, ca_bundle=ca_bundle, system=args.system,
     )
+    if args.security == "none":
+        print(f"warning: mailbox {args.name} uses security none: its password is sent unencrypted",
+              file=sys.stderr)
     record = add_mailbox(spec, _settings(), password)
     _emit(args, _mailbox_dict(record), [f"mailbox {record.name} saved"])
     return 0

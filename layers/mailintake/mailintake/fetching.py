@@ -194,6 +194,10 @@ MailSource = ImapSource | Pop3Source
 
 
 def open_source(mailbox: MailboxRecord, password: str, cursor: CursorRecord) -> MailSource:
+    if mailbox.security == "none":
+        # An explicit choice, but the password crosses the network in clear text: say so every run.
+        logger.warning("mailbox uses security none: the password is sent unencrypted",
+                       extra={"mailbox": mailbox.name, "host": mailbox.host})
     if mailbox.protocol == "imap":
         return ImapSource(mailbox, password, cursor)
     return Pop3Source(mailbox, password, cursor)
