@@ -145,3 +145,24 @@ def test_refused_login_names_neither_the_wrong_password_nor_the_right_one(
     for secret in (wrong, right):
         assert [where for where, text in texts.items() if secret in text] == []
     assert store.list_ledger() == []
+
+
+def test_subject_marker_cannot_reach_an_item_the_sender_may_not_see(
+    settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None]
+) -> None:
+    from mailintake import directory
+
+    directory.put_workspace("restricted", default_role="none")
+    directory.put_user("ada@example.org", "Ada", {"restricted": "reporter"})
+    box = mailbox("imap", "ssl", workspace="restricted")
+    deliver(box, make_mail("Salary review", "Confidential.\n", sender="Ada <ada@example.org>"))
+    run_cycle(settings)
+    (item,) = store.list_items()
+
+    deliver(box, make_mail(f"Re: [#{int(item.number)}] Salary review", "Let me in.\n",
+                           sender="Mallory <mallory@example.net>"))
+    run_cycle(settings)
+
+    assert store.list_comments(int(item.number)) == []
+    refused = [r for r in store.list_ledger() if r.sender == "mallory@example.net"]
+    assert [(r.status, r.step) for r in refused] == [("rejected", "permission")]
