@@ -27,30 +27,25 @@ OUTPUT_ENV = {
 }
 
 
-def _local_env_file() -> Path | None:
-    for base in (Path(os.environ.get("MAILINTAKE_ROOT", "")), Path.cwd()):
-        candidate = base / ".local" / "stack.env"
-        if str(base) and candidate.is_file():
-            return candidate
+def _local_root() -> Path | None:
+    """The checkout whose local stack is up: $MAILINTAKE_ROOT or the cwd, if it holds .local/stack.env."""
+    from mailintake.localstack.resources import stack_env_path
+
+    for base in filter(None, (os.environ.get("MAILINTAKE_ROOT"), os.getcwd())):
+        if stack_env_path(base).is_file():
+            return Path(base)
     return None
-
-
-def _read_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
 
 
 def load_environment(verbose: bool = False) -> str:
     """Fill in os.environ for this process (the handlers the CLI runs read it too). Returns the mode."""
     if os.environ.get("MAILINTAKE_TABLE"):
         return "environment"
-    env_file = _local_env_file()
-    if env_file is not None:
-        for key, value in _read_env_file(env_file).items():
+    root = _local_root()
+    if root is not None:
+        from mailintake.localstack.resources import read_stack_env
+
+        for key, value in read_stack_env(root).items():
             os.environ.setdefault(key, value)
         # The handlers run in this process: no X-Ray daemon, no CloudWatch to read EMF metrics, and
         # their INFO logs only with --verbose.

@@ -22,10 +22,21 @@ from types import ModuleType
 from typing import Any
 
 from mailintake.aws_clients import client
+from mailintake.localstack.resources import load_template
 from mailintake.mailboxes import scheduled_fetch_events
 from mailintake.settings import Settings
 
-FUNCTIONS = {"fetch": ("FetchFunction", 300, 512), "process": ("ProcessFunction", 120, 512)}
+FUNCTIONS = {"fetch": "FetchFunction", "process": "ProcessFunction"}
+
+
+@cache
+def function_limits(name: str) -> tuple[int, int]:
+    """(timeout seconds, memory MB) of a function, as template.yaml declares them."""
+    template = load_template(project_root())
+    defaults = (template.get("Globals") or {}).get("Function", {})
+    properties = template["Resources"][FUNCTIONS[name]]["Properties"]
+    return (int(properties.get("Timeout", defaults.get("Timeout", 3))),
+            int(properties.get("MemorySize", defaults.get("MemorySize", 128))))
 
 
 def project_root() -> Path:
@@ -78,9 +89,9 @@ def load_function(name: str, instance: int = 0) -> ModuleType:
 
 
 def invoke(name: str, event: dict[str, Any], timeout_seconds: int | None = None, instance: int = 0) -> Any:
-    logical_id, timeout, memory = FUNCTIONS[name]
+    timeout, memory = function_limits(name)
     handler: Callable[[dict[str, Any], LocalContext], Any] = load_function(name, instance).lambda_handler
-    context = LocalContext(f"mailintake-{logical_id}", memory, timeout_seconds or timeout)
+    context = LocalContext(f"mailintake-{FUNCTIONS[name]}", memory, timeout_seconds or timeout)
     # Callers running locally set POWERTOOLS_METRICS_DISABLED: EMF metrics would print to stdout.
     return handler(event, context)
 
