@@ -68,6 +68,18 @@ def password_of(record: Any) -> str:
     return str(parameters.get_secret(record.secret_name, force_fetch=True))
 
 
+def imap_of(record: Any) -> Any:
+    """A plain loopback IMAP session as the mailbox's user (to look at what the fetch left behind)."""
+    from imap_tools import MailBoxUnencrypted
+
+    from mailintake.localstack import dovecot
+
+    info = dovecot.info(ROOT)
+    box = MailBoxUnencrypted(info.host, info.imap_port)
+    box.login(record.username, password_of(record))
+    return box
+
+
 @pytest.fixture()
 def deliver() -> Callable[[Any, bytes], None]:
     from mailintake.localstack import dovecot

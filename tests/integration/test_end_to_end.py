@@ -11,29 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from imap_tools import MailBox, MailBoxUnencrypted
 
 from mailintake import store
 from mailintake.aws_clients import client
 from mailintake.localrun import invoke, run_cycle
 
-from .conftest import ROOT, make_mail, password_of
+from .conftest import ROOT, imap_of, make_mail
 
 pytestmark = pytest.mark.integration
 
 
 def outcomes() -> Counter[str]:
     return Counter(r.status for r in store.list_ledger())
-
-
-def imap_of(record: Any) -> MailBox:
-    """A plain loopback IMAP session as the mailbox's user (to look at what the fetch left behind)."""
-    from mailintake.localstack import dovecot
-
-    info = dovecot.info(ROOT)
-    box = MailBoxUnencrypted(info.host, info.imap_port)
-    box.login(record.username, password_of(record))
-    return box
 
 
 @pytest.mark.parametrize(

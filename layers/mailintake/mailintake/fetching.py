@@ -45,7 +45,10 @@ SOCKET_TIMEOUT = 30
 class FetchReport:
     mailbox: str
     fetched: int = 0
-    status: str = "done"  # done | more (stopped before the deadline) | locked | disabled | unknown | config-error
+    # done | more (stopped before the deadline) | interrupted (the server went away mid-run) | locked |
+    # disabled | unknown | config-error
+    status: str = "done"
+    error: str = ""
     keys: list[str] = field(default_factory=list)
 
 
@@ -180,7 +183,8 @@ class Pop3Source:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         if exc_type is not None:
             # Leave without QUIT: the server rolls back the deletes, and the cursor still knows the UIDLs.
-            self.conn.close()
+            with contextlib.suppress(OSError):
+                self.conn.close()
             return
         self.conn.quit()  # commits the deletes
         # Forget UIDLs no longer on the server, so the cursor does not grow without end.
@@ -205,6 +209,15 @@ def open_source(mailbox: MailboxRecord, password: str, cursor: CursorRecord) -> 
 
 def raw_key(mailbox: str, key_suffix: str) -> str:
     return f"raw/{mailbox}/{key_suffix}.eml"
+
+
+# What a mail server going away mid-run raises: a dropped connection, a BYE (imaplib's abort is an
+# IMAP4.error), a timeout, a POP3 error reply to a command that worked a moment ago.
+INTERRUPTIONS: tuple[type[BaseException], ...] = (imaplib.IMAP4.error, poplib.error_proto, OSError, EOFError)
+
+
+class Interrupted(Exception):
+    """The server went away after the mailbox was opened. What was handed over stays; the rest waits."""
 
 
 class Fetcher:
@@ -232,7 +245,15 @@ class Fetcher:
             return report
         try:
             with checked_run(self.settings, mailbox):
-                self._drain(mailbox, report)
+                try:
+                    self._drain(mailbox, report)
+                except Interrupted as exc:
+                    # Not a configuration problem (the login and the folder worked): no admin mail. If the
+                    # server stays away, the next run's check reports it.
+                    report.status = "interrupted"
+                    report.error = str(exc.__cause__ or exc)[:500]
+                    logger.warning("mail server went away mid-run; the rest waits for the next run",
+                                   extra={"mailbox": name, "fetched": report.fetched, "error": report.error})
         except ConfigurationError:
             report.status = "config-error"  # logged and reported by the check; other mailboxes go on
         finally:
@@ -244,7 +265,11 @@ class Fetcher:
         cursor = load_cursor(mailbox.name)
         margin_ms = self.settings.deadline_margin_seconds * 1000
         with open_source(mailbox, str(password), cursor) as source:
-            batch: list[tuple[Pending, QueuedMessage, str]] = []
+            self._read(source, mailbox, report, margin_ms)
+
+    def _read(self, source: MailSource, mailbox: MailboxRecord, report: FetchReport, margin_ms: int) -> None:
+        batch: list[tuple[Pending, QueuedMessage, str]] = []
+        try:
             for item in source.pending():
                 if self.remaining_ms() < margin_ms:
                     report.status = "more"
@@ -254,9 +279,17 @@ class Fetcher:
                 del raw  # the inlined copy (small mails only) is all that stays in memory
                 if len(batch) == BATCH:
                     self._hand_over(source, batch, report)
-                    batch = []
             if batch:
                 self._hand_over(source, batch, report)
+        except INTERRUPTIONS as exc:
+            if batch:
+                # These are safely in S3: queue them now, so they get an outcome even if they vanish from
+                # the server before the next run. Unsettled, they are read again next run into the same
+                # keys, which the queue's deduplication and processing both recognise.
+                self._enqueue(batch)
+                report.fetched += len(batch)
+                report.keys.extend(q.key for _, q, _ in batch)
+            raise Interrupted(f"{type(exc).__name__}: {exc}") from exc
 
     def _store(self, mailbox: str, item: Pending, raw: bytes) -> QueuedMessage:
         queued = QueuedMessage.of(self.settings.bucket, raw_key(mailbox, item.key_suffix), mailbox, raw)
@@ -266,8 +299,7 @@ class Fetcher:
         )
         return queued
 
-    def _hand_over(self, source: MailSource, batch: list[tuple[Pending, QueuedMessage, str]],
-                   report: FetchReport) -> None:
+    def _enqueue(self, batch: list[tuple[Pending, QueuedMessage, str]]) -> None:
         entries: list[dict[str, Any]] = [
             {
                 "Id": str(i),
@@ -281,10 +313,16 @@ class Fetcher:
         if response.get("Failed"):
             # Nothing is settled: the whole batch is read again next run (same keys, deduplicated).
             raise RuntimeError(f"queueing failed for {len(response['Failed'])} of {len(entries)} messages")
-        source.settle([item for item, _, _ in batch])
-        save_cursor(source.cursor)
-        report.fetched += len(batch)
+
+    def _hand_over(self, source: MailSource, batch: list[tuple[Pending, QueuedMessage, str]],
+                   report: FetchReport) -> None:
+        self._enqueue(batch)
+        items = [item for item, _, _ in batch]
+        report.fetched += len(items)
         report.keys.extend(q.key for _, q, _ in batch)
+        batch.clear()  # queued: from here on, an interruption has nothing left to salvage
+        source.settle(items)
+        save_cursor(source.cursor)
 
 
 class BadEvent(ValueError):

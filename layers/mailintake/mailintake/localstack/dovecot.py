@@ -393,6 +393,10 @@ def stop(root: Path | str) -> None:
             os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.1)
+    # Open IMAP and POP3 sessions outlive the master: end them too, as a server that goes away does. The
+    # daemonised master leads its own process group, which holds this instance's processes only.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):
         layout.pid_file.unlink()
 
