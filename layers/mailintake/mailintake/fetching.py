@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import imaplib
 import poplib
+import re
 import ssl
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from imap_tools import AND, BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencr
 
 from mailintake.aws_clients import client
 from mailintake.config_check import ConfigurationError, checked_run
-from mailintake.handover import QueuedMessage, conversation_group
+from mailintake.handover import HEADER_SCAN_BYTES, QueuedMessage, conversation_group
 from mailintake.mailboxes import get_mailbox
 from mailintake.settings import Settings
 from mailintake.store import (
@@ -39,6 +40,11 @@ logger = Logger(child=True)
 
 BATCH = 10  # SQS SendMessageBatch maximum
 SOCKET_TIMEOUT = 30
+# Mails larger than this go from the server to S3 in parts (a multipart upload), never whole in memory, so
+# the fetch function's memory does not depend on the largest mail in the mailbox.
+STREAM_ABOVE_BYTES = 8 * 1024 * 1024
+PART_BYTES = 8 * 1024 * 1024  # S3 parts must be at least 5 MiB, except the last
+_FETCH_ITEM = re.compile(rb"(UID|RFC822\.SIZE) (\d+)")
 
 
 @dataclass
@@ -58,6 +64,7 @@ class Pending:
 
     ref: str  # the server's handle: IMAP UID, or POP3 message number
     key_suffix: str  # the stable part of its S3 key
+    size: int = 0  # as the server announces it (RFC822.SIZE, POP3 LIST); 0 when unknown
 
 
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -97,8 +104,22 @@ class ImapSource:
         last = int(self.cursor.last_uid or 0)
         # "UID n:*" always matches the newest mail, even when its UID is below n: filter.
         uids = sorted(int(u) for u in self.box.uids(AND(uid=U(str(last + 1), "*"))) if int(u) > last)
+        sizes = self._sizes(uids)
         for uid in uids:
-            yield Pending(str(uid), f"{self.cursor.uidvalidity}-{uid:010d}")
+            yield Pending(str(uid), f"{self.cursor.uidvalidity}-{uid:010d}", sizes.get(uid, 0))
+
+    def _sizes(self, uids: list[int]) -> dict[int, int]:
+        """RFC822.SIZE of every new mail, in one command."""
+        if not uids:
+            return {}
+        typ, data = self.box.client.uid("FETCH", f"{uids[0]}:{uids[-1]}", "(RFC822.SIZE)")
+        sizes: dict[int, int] = {}
+        for line in data if typ == "OK" else ():
+            if isinstance(line, bytes):
+                found = dict(_FETCH_ITEM.findall(line))
+                if b"UID" in found and b"RFC822.SIZE" in found:
+                    sizes[int(found[b"UID"])] = int(found[b"RFC822.SIZE"])
+        return sizes
 
     def download(self, item: Pending) -> bytes:
         # BODY.PEEK leaves \Seen alone: the mailbox's own action decides what happens to the mail.
@@ -109,6 +130,20 @@ class ImapSource:
             if isinstance(part, tuple):
                 return bytes(part[1])
         raise imaplib.IMAP4.error(f"FETCH {item.ref} returned no message")
+
+    def chunks(self, item: Pending) -> Iterator[bytes]:
+        """The mail in parts of PART_BYTES, by partial FETCH (RFC 3501 6.4.5), until one comes back short."""
+        offset = 0
+        while True:
+            typ, data = self.box.client.uid("FETCH", item.ref, f"(BODY.PEEK[]<{offset}.{PART_BYTES}>)")
+            if typ != "OK":
+                raise imaplib.IMAP4.error(f"FETCH {item.ref} failed: {data!r}")
+            part = next((bytes(d[1]) for d in data if isinstance(d, tuple)), b"")
+            if part:
+                yield part
+            if len(part) < PART_BYTES:
+                return
+            offset += len(part)
 
     def settle(self, items: list[Pending]) -> None:
         uids = [i.ref for i in items]
@@ -148,6 +183,10 @@ class Pop3Source:
         for line in self.conn.uidl()[1]:
             number, uidl = line.decode("ascii", "replace").split(" ", 1)
             self.listing[uidl] = number
+        self.sizes: dict[str, int] = {}  # message number -> octets
+        for line in self.conn.list()[1]:
+            number, octets = line.decode("ascii", "replace").split(" ", 1)
+            self.sizes[number] = int(octets.split()[0])
 
     def pending(self) -> Iterator[Pending]:
         if self.mailbox.after == "delete":
@@ -157,11 +196,49 @@ class Pop3Source:
                 self._delete(leftovers)
         for uidl, number in self.listing.items():
             if uidl not in self.known:
-                yield Pending(number, "pop3-" + hashlib.sha256(uidl.encode()).hexdigest()[:32])
+                yield Pending(number, "pop3-" + hashlib.sha256(uidl.encode()).hexdigest()[:32],
+                              self.sizes.get(number, 0))
 
     def download(self, item: Pending) -> bytes:
-        _resp, lines, _octets = self.conn.retr(int(item.ref))
-        return b"\r\n".join(lines) + b"\r\n"
+        return b"".join(self.chunks(item))
+
+    def chunks(self, item: Pending) -> Iterator[bytes]:
+        """RETR, read in parts of about PART_BYTES, dot-unstuffed, with CRLF line ends.
+
+        poplib's own retr() refuses lines over 2,048 bytes ("line too long"), which real mail (unwrapped
+        HTML) has, and holds the whole mail as a list of lines: this reads the same response from the
+        connection's file, with no line limit.
+        """
+        # poplib has no public way to read a multi-line response in parts: speak RETR on its socket.
+        self.conn.sock.sendall(f"RETR {int(item.ref)}\r\n".encode("ascii"))
+        stream = self.conn.file
+        status = stream.readline(512)
+        if not status.startswith(b"+OK"):
+            raise poplib.error_proto(status.decode("ascii", "replace").strip() or "-ERR EOF")
+        buffer = bytearray()
+        at_line_start = True
+        while True:
+            line = stream.readline(PART_BYTES)
+            if line.endswith(b"\r"):
+                line += stream.read(1)  # a CRLF split by the read limit stays one line end
+            if not line:
+                raise poplib.error_proto("-ERR EOF in RETR")
+            if at_line_start:
+                if line in (b".\r\n", b".\n"):
+                    break
+                if line.startswith(b".."):
+                    line = line[1:]  # dot-unstuffing (RFC 1939 3)
+            at_line_start = line.endswith(b"\n")
+            if at_line_start:
+                buffer += line[:-2] if line.endswith(b"\r\n") else line[:-1]
+                buffer += b"\r\n"
+            else:
+                buffer += line  # the rest of this line comes with the next read
+            if len(buffer) >= PART_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
 
     def _delete(self, items: list[Pending]) -> None:
         numbers = {i.ref for i in items}
@@ -274,9 +351,12 @@ class Fetcher:
                 if self.remaining_ms() < margin_ms:
                     report.status = "more"
                     break
-                raw = source.download(item)
-                batch.append((item, self._store(mailbox.name, item, raw), conversation_group(raw)))
-                del raw  # the inlined copy (small mails only) is all that stays in memory
+                if item.size > STREAM_ABOVE_BYTES:
+                    batch.append((item, *self._store_in_parts(mailbox.name, item, source.chunks(item))))
+                else:
+                    raw = source.download(item)
+                    batch.append((item, self._store(mailbox.name, item, raw), conversation_group(raw)))
+                    del raw  # the inlined copy (small mails only) is all that stays in memory
                 if len(batch) == BATCH:
                     self._hand_over(source, batch, report)
             if batch:
@@ -298,6 +378,31 @@ class Fetcher:
             Metadata={"mailbox": mailbox, "sha256": queued.sha256},
         )
         return queued
+
+    def _store_in_parts(self, mailbox: str, item: Pending, chunks: Iterator[bytes]) -> tuple[QueuedMessage, str]:
+        """Store a large mail part by part (multipart upload); its queue message and conversation group."""
+        key = raw_key(mailbox, item.key_suffix)
+        bucket = self.settings.bucket
+        # No sha256 in the metadata: it is known only at the end. The queue message carries it.
+        upload_id = self.s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="message/rfc822",
+                                                    Metadata={"mailbox": mailbox})["UploadId"]
+        digest, size, head, parts = hashlib.sha256(), 0, b"", []
+        try:
+            for number, chunk in enumerate(chunks, start=1):
+                digest.update(chunk)
+                size += len(chunk)
+                if len(head) < HEADER_SCAN_BYTES:
+                    head += chunk[: HEADER_SCAN_BYTES - len(head)]
+                etag = self.s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                           Body=chunk)["ETag"]
+                parts.append({"PartNumber": number, "ETag": etag})
+            self.s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                              MultipartUpload={"Parts": parts})
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            raise
+        return QueuedMessage(bucket, key, mailbox, digest.hexdigest(), size), conversation_group(head)
 
     def _enqueue(self, batch: list[tuple[Pending, QueuedMessage, str]]) -> None:
         entries: list[dict[str, Any]] = [

@@ -61,19 +61,24 @@ class QueuedMessage:
         return data
 
 
+def header_block(raw: bytes) -> bytes:
+    """The header block at the start of ``raw`` (which may be just the mail's first bytes), without the
+    blank line; at most HEADER_SCAN_BYTES."""
+    ends = [e for e in (raw.find(b"\n\n", 0, HEADER_SCAN_BYTES), raw.find(b"\r\n\r\n", 0, HEADER_SCAN_BYTES))
+            if e >= 0]
+    return raw[: min(ends) if ends else HEADER_SCAN_BYTES]
+
+
 def conversation_group(raw: bytes) -> str:
     """The FIFO message group of a raw mail: the first Message-ID of its thread.
 
     References lists the thread from its root; In-Reply-To names the parent; a new mail starts its own
     thread. Only the header block is parsed. A mail with none of them gets a group of its own.
     """
-    end = raw.find(b"\n\n", 0, HEADER_SCAN_BYTES)
-    crlf_end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_BYTES)
-    ends = [e for e in (end, crlf_end) if e >= 0]
     # Only the header block: parsebytes would otherwise decode the whole mail into a string first.
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw[: min(ends) if ends else HEADER_SCAN_BYTES])
+    headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
     for name in ("references", "in-reply-to", "message-id"):
         ids = _MESSAGE_ID.findall(str(headers.get(name, "")))
         if ids:
             return hashlib.sha256(ids[0].encode("utf-8", "replace")).hexdigest()[:64]
-    return hashlib.sha256(raw).hexdigest()[:64]
+    return hashlib.sha256(raw[:HEADER_SCAN_BYTES]).hexdigest()[:64]

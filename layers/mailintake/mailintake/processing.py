@@ -17,7 +17,7 @@ from pynamodb.exceptions import PutError
 
 from mailintake import directory, outgoing, system_settings
 from mailintake.aws_clients import client
-from mailintake.handover import QueuedMessage
+from mailintake.handover import HEADER_SCAN_BYTES, QueuedMessage, header_block
 from mailintake.intake import Context, Decision, decide
 from mailintake.markers import make_marker
 from mailintake.parsing import Attachment, ParsedMessage, parse_message
@@ -88,7 +88,12 @@ class Processor:
     def _process(self, job: QueuedMessage) -> Outcome:
         size = job.size
         if size > self.settings.max_message_bytes:
-            source = Source(job.key, job.mailbox, f"sha256:{job.sha256}", "", "")
+            # Only the header block is read (one ranged GET), so the ledger still says who sent what.
+            head = self.s3.get_object(Bucket=job.bucket, Key=job.key,
+                                      Range=f"bytes=0-{HEADER_SCAN_BYTES - 1}")["Body"].read()
+            headers = parse_message(io.BytesIO(header_block(head) + b"\r\n\r\n"))
+            source = Source(job.key, job.mailbox, headers.message_id or f"sha256:{job.sha256}",
+                            headers.sender.email, headers.subject)
             limit = self.settings.max_message_bytes
             return self._record(source, "rejected", f"rejected: message too large ({size} bytes > {limit})",
                                 step="size")
