@@ -57,6 +57,13 @@ def test_microsoft_header_without_authserv_id_reads_but_can_never_be_trusted() -
     assert not verify([MICROSOFT], ADA, TRUSTED).passed
 
 
+def test_yahoo_legacy_header_keeps_its_authserv_id() -> None:
+    # From the corpus: before RFC 5451 Yahoo put "from=" next to the id.
+    results = parse("mta1474.mail.gq1.yahoo.com from=yahoo.com; domainkeys=pass (ok); from=yahoo.com; dkim=pass (ok)")
+    assert results.authserv_id == "mta1474.mail.gq1.yahoo.com"
+    assert ("dkim", "pass") in [(r.method, r.result) for r in results.results]
+
+
 def test_no_header_at_all_is_not_authenticated() -> None:
     verdict = verify([], ADA, TRUSTED)
     assert not verdict.passed

@@ -134,10 +134,11 @@ def parse(value: str) -> AuthenticationResults:
             segments[-1].append(token)
     head, rest = segments[0], segments[1:]
     authserv_id: str | None = None
-    if "=" in head:
+    if head and head[0] != "=" and (len(head) == 1 or head[1] != "="):
+        # A version number may follow (or, in Yahoo's old form, "from=domain"); neither changes anything.
+        authserv_id = head[0].lower() or None
+    elif "=" in head:
         rest = segments  # no authserv-id: the value starts with a result (Microsoft 365's form)
-    elif head:
-        authserv_id = head[0].lower() or None  # a version number may follow; it changes nothing we read
     results = []
     for segment in rest:
         pairs = _pairs(segment)
