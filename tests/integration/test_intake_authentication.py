@@ -26,15 +26,16 @@ def received(raw: bytes, result: str) -> bytes:
     return f"Authentication-Results: {SERVER};\r\n {result}\r\n".encode() + raw
 
 
-def forged(subject: str, sender: str) -> bytes:
+def forged(subject: str, sender: str, headers: dict[str, str] | None = None) -> bytes:
     """Mail that claims a user's address: the server found no proof, the sender wrote its own below."""
     raw = make_mail(subject, sender=f"Ada <{sender}>", headers={
-        "Authentication-Results": f"{SERVER}; dmarc=pass header.from=example.org; spf=pass smtp.mailfrom={sender}"})
+        "Authentication-Results": f"{SERVER}; dmarc=pass header.from=example.org; spf=pass smtp.mailfrom={sender}",
+        **(headers or {})})
     return received(raw, "spf=fail smtp.mailfrom=attacker.example; dkim=none; dmarc=fail header.from=example.org")
 
 
-def authenticated(subject: str, sender: str) -> bytes:
-    return received(make_mail(subject, sender=f"Ada <{sender}>"),
+def authenticated(subject: str, sender: str, message_id: str | None = None) -> bytes:
+    return received(make_mail(subject, sender=f"Ada <{sender}>", message_id=message_id),
                     'dkim=pass (good signature) header.d=example.org header.b="x;y";'
                     f" spf=pass smtp.mailfrom={sender}")
 
@@ -56,8 +57,11 @@ def test_forged_user_address_is_treated_as_unknown_and_never_answered(
     deliver(support, forged("Forged to support", ada))
     deliver(system, forged("Forged to system", ada))
     deliver(system, forged("Re: ", ada))
-    deliver(support, authenticated("Authenticated", ada))
+    deliver(support, authenticated("Authenticated", ada, message_id=f"ada-{tag}"))
     deliver(system, make_mail("Stranger", sender=f"Bob <{bob}>"))
+    run_cycle(settings)
+    # A forged reply to Ada's item is not a comment of Ada's.
+    deliver(system, forged("Re: Authenticated", ada, headers={"In-Reply-To": f"<ada-{tag}@example.org>"}))
     run_cycle(settings)
 
     ledger = ledger_by_subject()
@@ -82,6 +86,9 @@ def test_forged_user_address_is_treated_as_unknown_and_never_answered(
     assert (items["Forged to system"].author, items["Forged to system"].author_name) == ("guest", "Guest")
     assert (items["Authenticated"].author, items["Authenticated"].workspace) == (ada, "support")
     assert items["Authenticated"].author_name == "Ada Lovelace"
+    assert ledger_by_subject()["Re: Authenticated"].status == "comment"
+    (comment,) = store.list_comments(int(items["Authenticated"].number))
+    assert (comment.author, comment.author_name) == ("guest", "Guest")
     # No second user for Ada's address, none for the guest; an unknown sender still becomes one.
     users = {u.email: u for u in directory.list_users()}
     assert set(users) == {ada, bob}
