@@ -2,12 +2,14 @@
 
 The checks run in a fixed order and the first that decides names itself in ``Decision.step``:
 
-``known-senders`` -> ``permitted`` -> ``subject`` -> ``automail`` -> ``filter`` (reject lists; then the
-body is cut and attachments dropped) -> ``guard`` -> ``thread`` / ``new`` -> ``activity`` -> author and
-CC -> ``permission``.
+``authentication`` -> ``known-senders`` -> ``permitted`` -> ``subject`` -> ``automail`` -> ``filter``
+(reject lists; then the body is cut and attachments dropped) -> ``guard`` -> ``thread`` / ``new`` ->
+``activity`` -> author and CC -> ``permission``.
 
 Rejections in known-senders, permitted, subject, guard and permission deserve a reply to the sender;
-discards (automail, filter lists, duplicates) never get one.
+discards (automail, filter lists, duplicates) never get one. Nor does mail from a user's address that the
+receiving server did not authenticate (``mailintake.authentication``): its From is likely forged, and a
+reply would go to the address's real owner.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mailintake import automail, directory, scripts
+from mailintake import authentication, automail, directory, scripts
 from mailintake.markers import find_markers
 from mailintake.parsing import Attachment, ParsedMessage
 from mailintake.settings import Settings
@@ -46,11 +48,12 @@ class Decision:
     text: str | None = None  # the body after filter.cutBody, when it cut something
     reply_text: str | None = None
     attachments: tuple[Attachment, ...] | None = None  # kept after filter.dropAttachments, when it dropped
-    notes: tuple[str, ...] = ()  # filter-list matches that changed the message
+    notes: tuple[str, ...] = ()  # filter-list matches that changed the message, the authentication verdict
+    reply_withheld: str = ""  # why the sender gets no reply or acknowledgement whatever the step
 
     @property
     def wants_reply(self) -> bool:
-        return self.action == "rejected" and self.step in REPLY_STEPS
+        return self.action == "rejected" and self.step in REPLY_STEPS and not self.reply_withheld
 
 
 @dataclass
@@ -152,16 +155,37 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     guest_mode = config.get("intake.unknownSenders") == "guest"
     cc_roles = config.flag("item.emailReceived.addCcAsEditor") or config.flag("item.emailReceived.addCcAsReader")
     wanted = [sender, *(a.email for a in parsed.cc if cc_roles)]
-    if guest_mode:
+    # Pure and cheap (headers only), so judged before the lookup: a failure may need the guest user too.
+    trusted = config.names("intake.authservIds", ctx.scope)
+    proof = authentication.verify(parsed.authentication_results, sender, trusted) if trusted else None
+    treat_unknown = config.get("intake.unauthenticatedSender", ctx.scope) != "reject"
+    if guest_mode or (proof is not None and not proof.passed and treat_unknown):
         wanted.append(directory.GUEST)
     # One BatchGetItem for every person the decision may need and this container has not read lately.
-    users = directory.lookup(wanted, settings.config_cache_seconds)
+    users = dict(directory.lookup(wanted, settings.config_cache_seconds))
+    state = _State()
+    withheld = ""
 
     def rejected(reason: str, step: str) -> Decision:
-        return Decision("rejected", reason, step, workspace)
+        return Decision("rejected", reason, step, workspace, notes=tuple(state.notes), reply_withheld=withheld)
 
-    # 2. Known senders only.
+    # 2a. Authentication: only a user's address needs proof, it is what the address would be trusted with.
+    unauthenticated, problem = False, ""
+    if proof is not None and sender in users:
+        if proof.passed:
+            state.notes.append(f"authentication: {sender} authenticated ({proof.detail})")
+        else:
+            unauthenticated = True
+            withheld = "the sender's address is not authenticated; a reply would go to its real owner"
+            problem = f"sender {sender} is a user's address but not authenticated ({proof.detail})"
+            if not treat_unknown:
+                return rejected(problem, "authentication")
+            state.notes.append(f"authentication: {problem}; treated as an unknown sender")
+            del users[sender]  # from here on the address is nobody's: not known, not the author
+    # 2b. Known senders only.
     if config.flag("intake.knownSendersOnly", ctx.scope) and sender not in users:
+        if unauthenticated:
+            return rejected(problem, "known-senders")
         return rejected(f"sender {sender or '(none)'} is not a known user", "known-senders")
     # 3. Permitted-address pattern, on every mailbox.
     permitted = config.permitted()
@@ -175,7 +199,6 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     if verdict is not None:
         return Decision("discarded", f"{verdict.kind}: {verdict.reason}", "automail", workspace)
     # Filter lists.
-    state = _State()
     matched = _filters(parsed, config, state)
     if matched is not None:
         return Decision("discarded", f"filter {matched}", "filter", workspace)
@@ -224,7 +247,8 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     author, author_name = sender, parsed.sender.name
     if author_user is not None:
         author_name = author_user.name or author_name
-    elif guest_mode:
+    elif guest_mode or unauthenticated:
+        # An unauthenticated user's address must not become a second user, nor be named as the author.
         author_user, author, author_name = users.get(directory.GUEST), directory.GUEST, "Guest"
     elif sender:
         new_users.append((sender, parsed.sender.name))
@@ -263,5 +287,5 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
         priority=plan.priority, fields=tuple(sorted((str(k), str(v)) for k, v in plan.fields.items())),
         text=state.text, reply_text=state.reply_text,
         attachments=tuple(state.attachments) if state.attachments is not None else None,
-        notes=tuple(state.notes),
+        notes=tuple(state.notes), reply_withheld=withheld,
     )

@@ -76,6 +76,8 @@ class ParsedMessage:
     reply_text: str = ""  # the body with quoted history and signature cut: the comment text
     attachments: list[Attachment] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased name -> decoded value (first)
+    # Every Authentication-Results value, top of the message first: which one counts depends on its place.
+    authentication_results: list[str] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     # Signals for automail.classify(), computed while the MIME tree is at hand so that the tree itself
     # need not be kept alive (it holds a second copy of every attachment).
@@ -923,6 +925,7 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         reply_text=reply_text,
         attachments=walker.attachments,
         headers=headers,
+        authentication_results=_header_values(msg, "authentication-results"),
         defects=defects,
         content_types=content_types,
         report_type=report_type,

@@ -125,7 +125,10 @@ class Processor:
                 ledger = self._comment(parsed, source, decision)
             else:
                 ledger = self._item(parsed, source, decision)
-                if ledger.item_number is not None:
+                if ledger.item_number is not None and decision.reply_withheld:
+                    logger.info("acknowledgement", extra={"key": job.key, "item": int(ledger.item_number),
+                                                          "reply": f"no acknowledgement: {decision.reply_withheld}"})
+                elif ledger.item_number is not None:
                     self._acknowledge(parsed, job, int(ledger.item_number), config)
         except DuplicateMessage as dup:
             original = dup.original
@@ -147,6 +150,8 @@ class Processor:
         if decision.wants_reply:
             reply = outgoing.reply_to_rejection(parsed, decision.step, decision.reason, source.mailbox, config,
                                                 self.settings)
+        elif decision.action == "rejected" and decision.reply_withheld:
+            reply = f"no reply: {decision.reply_withheld}"
         if decision.action == "failed":
             # A script's own error: retrying would fail the same way, so the message ends here, not in SQS.
             logger.error("script failed", extra={"key": source.key, "mailbox": source.mailbox,

@@ -161,7 +161,7 @@ class LedgerRecord(Record):
     attempts = NumberAttribute(default=1)
     created = UTCDateTimeAttribute()
     reply = UnicodeAttribute(null=True)  # the reply the sender got, or why none
-    notes = ListAttribute(of=UnicodeAttribute, null=True)  # filter-list changes to an accepted mail
+    notes = ListAttribute(of=UnicodeAttribute, null=True)  # filter-list changes; the sender's authentication
 
     @staticmethod
     def key_for(source_key: str) -> tuple[str, str]:

@@ -32,7 +32,7 @@ class SettingError(ValueError):
 @dataclass(frozen=True)
 class Definition:
     key: str
-    kind: str  # bool | int | text | lines | choice | address | script
+    kind: str  # bool | int | text | lines | names | choice | address | script
     default: str
     doc: str
     choices: tuple[str, ...] = ()
@@ -62,6 +62,17 @@ DEFINITIONS: tuple[Definition, ...] = (
                "What a sender (or CC) that is not a user becomes: `create` a user from the address and"
                " display name, or `guest` (the author is the `guest` user; CCs are skipped).",
                choices=("create", "guest")),
+    Definition("intake.authservIds", "names", "",
+               "Authentication-Results authserv-ids of the receiving mail servers to trust (e.g. `mx.google.com`),"
+               " separated by commas, spaces or lines. A user's address as sender counts only when the topmost"
+               " Authentication-Results header from one of them shows it authenticated (DMARC pass, or SPF or"
+               " DKIM pass aligned with the From domain). Empty: no check, the From address is believed.",
+               per_mailbox=True),
+    Definition("intake.unauthenticatedSender", "choice", "unknown",
+               "Mail from a user's address that is not authenticated (with intake.authservIds set): `unknown`"
+               " treats it as from an unknown sender (knownSendersOnly rejects it; the author is `guest`; no"
+               " user is created), `reject` rejects it (step `authentication`). Neither gets a reply.",
+               choices=("unknown", "reject"), per_mailbox=True),
     Definition("intake.defaultRole", "choice", "reporter",
                "Role of a user in a workspace where neither the user nor the workspace names one.",
                choices=ROLES),
@@ -186,6 +197,10 @@ def validate(key: str, value: str, mailbox: str | None = None) -> str:
         raise SettingError(f"{key} is one of {', '.join(definition.choices)}")
     if definition.kind == "lines":
         parse_lines(key, value)
+    if definition.kind == "names":
+        for name in split_names(value):
+            if any(c in name for c in '();"=') or name.startswith("."):
+                raise SettingError(f"{key}: {name!r} is not a server name (e.g. mx.example.net)")
     if definition.kind == "script" and value and not re.fullmatch(r"[\w.]+:\w+", value):
         raise SettingError(f"{key} is module:function, e.g. mailintake_scripts.size_guard:guard")
     if definition.kind == "address" and value and "@" not in value:
@@ -193,6 +208,11 @@ def validate(key: str, value: str, mailbox: str | None = None) -> str:
     if key == "intake.permittedAddresses":
         PermittedAddresses.parse(value)
     return value
+
+
+def split_names(value: str) -> list[str]:
+    """A list of names separated by commas, semicolons, spaces or lines; `#` starts a comment."""
+    return [n for n in re.split(r"[\s,;]+", re.sub(r"#[^\n]*", "", value)) if n]
 
 
 def scope_of(mailbox: str | None) -> str:
@@ -248,6 +268,9 @@ class Config:
             return int(self.get(key, mailbox))
         except ValueError:
             return int(BY_KEY[key].default)
+
+    def names(self, key: str, mailbox: str | None = None) -> list[str]:
+        return split_names(self.get(key, mailbox))
 
     def lines(self, key: str) -> list[FilterLine]:
         """A filter list, compiled once per snapshot."""

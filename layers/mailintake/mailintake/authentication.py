@@ -1,0 +1,223 @@
+"""Whether the receiving mail server authenticated the From address, as its Authentication-Results say.
+
+Anyone can write any From address, so a "known sender" is only as good as the proof that the mail came
+from the owner of the address. The receiving server checks SPF, DKIM and DMARC and writes what it found
+into an ``Authentication-Results`` header (RFC 8601), above the message's own headers. A sender can
+forge such headers too, so only a header from a server we trust (its authserv-id, the first word of
+the value) counts, and of those only the topmost: the receiving server prepends its own, a forged one
+sits below it. RFC 8601 section 5 also asks the border server to remove (or rename) headers that carry
+its own authserv-id before adding its own; not every server does, which is why the topmost rule stands
+on its own.
+
+Pass is ``dmarc=pass`` (the server's own verdict on the From domain), or ``spf=pass`` for an
+``smtp.mailfrom`` domain aligned with the From domain, or ``dkim=pass`` for a signing domain
+(``header.d``, else the domain of ``header.i``) aligned with it. An explicit ``dmarc=fail`` is final:
+the domain's owner may ask for strict alignment, which the server applied and we do not know.
+
+The parser is our own, not the ``authres`` package: authres rejects the whole header when the
+authserv-id is missing (Microsoft 365 writes it so) and on any syntax it does not expect, and it loses a
+quoted value that is followed by another property. Which header counts must not depend on a strict
+parser accepting all of it (a rejected real header would let a forged one below it count), so this one
+reads what it can and never raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# What may not be part of an unquoted word: white space, comments, quoted strings and the separators.
+_SPECIALS = frozenset('()";=')
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    method: str  # lower-cased: dkim, spf, dmarc, ...
+    result: str  # lower-cased: pass, fail, none, ...
+    properties: tuple[tuple[str, str], ...] = ()  # ("header.d", "example.org"): name lower-cased
+
+    def get(self, name: str) -> str:
+        """The first value of property ``name`` (``ptype.property``), or ""."""
+        return next((value for key, value in self.properties if key == name), "")
+
+
+@dataclass(frozen=True)
+class AuthenticationResults:
+    authserv_id: str | None  # lower-cased; None when the header names no server
+    results: tuple[MethodResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    detail: str  # for the ledger: which server said what, e.g. "mx.example.net: dmarc=pass"
+
+
+def _tokens(value: str) -> list[str]:
+    """Words, ``;`` and ``=``; comments dropped, quoted strings unquoted and joined to the word they
+    touch (``"a b"@example.org`` is one word)."""
+    tokens: list[str] = []
+    word: list[str] | None = None
+    i, n = 0, len(value)
+
+    def end_word() -> None:
+        nonlocal word
+        if word is not None:
+            tokens.append("".join(word))
+            word = None
+
+    while i < n:
+        char = value[i]
+        if char == "(":  # comment, nested, with quoted pairs; an unclosed one runs to the end
+            end_word()
+            depth = 0
+            while i < n:
+                if value[i] == "\\":
+                    i += 1
+                elif value[i] == "(":
+                    depth += 1
+                elif value[i] == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                i += 1
+            i += 1
+        elif char == '"':
+            i += 1
+            text: list[str] = []
+            while i < n and value[i] != '"':
+                if value[i] == "\\" and i + 1 < n:
+                    i += 1
+                text.append(value[i])
+                i += 1
+            i += 1
+            word = (word or []) + text
+        elif char in ";=":
+            end_word()
+            tokens.append(char)
+            i += 1
+        elif char.isspace():
+            end_word()
+            i += 1
+        else:
+            start = i
+            while i < n and not value[i].isspace() and value[i] not in _SPECIALS:
+                i += 1
+            word = (word or []) + [value[start:i]]
+            if i < n and value[i] == ")":  # a stray closing parenthesis: skip it, do not loop on it
+                end_word()
+                i += 1
+    end_word()
+    return tokens
+
+
+def _pairs(segment: list[str]) -> list[tuple[str, str]]:
+    """``name=value`` pairs of one resinfo; anything else in it is skipped."""
+    pairs = []
+    i = 0
+    while i < len(segment):
+        if i + 2 < len(segment) and segment[i] not in ";=" and segment[i + 1] == "=" and segment[i + 2] != "=":
+            pairs.append((segment[i], segment[i + 2]))
+            i += 3
+        else:
+            i += 1
+    return pairs
+
+
+def parse(value: str) -> AuthenticationResults:
+    """One header value; never raises. Results that do not read as ``method=result`` are left out."""
+    segments: list[list[str]] = [[]]
+    for token in _tokens(value):
+        if token == ";":
+            segments.append([])
+        else:
+            segments[-1].append(token)
+    head, rest = segments[0], segments[1:]
+    authserv_id: str | None = None
+    if head and head[0] != "=" and (len(head) == 1 or head[1] != "="):
+        # A version number may follow (or, in Yahoo's old form, "from=domain"); neither changes anything.
+        authserv_id = head[0].lower() or None
+    elif "=" in head:
+        rest = segments  # no authserv-id: the value starts with a result (Microsoft 365's form)
+    results = []
+    for segment in rest:
+        pairs = _pairs(segment)
+        if not pairs:
+            continue  # "none", or a stray word
+        method, result = pairs[0]
+        properties = tuple((k.lower(), v) for k, v in pairs[1:] if "." in k)
+        results.append(MethodResult(method.split("/", 1)[0].lower(), result.lower(), properties))
+    return AuthenticationResults(authserv_id, tuple(results))
+
+
+def _domain(value: str) -> str:
+    """The domain of an address, ``@domain`` or bare domain, lower-cased, without a trailing dot."""
+    return value.rpartition("@")[2].strip().lower().rstrip(".")
+
+
+def aligned(one: str, other: str) -> bool:
+    """Relaxed alignment without the public-suffix list: equal, or one a subdomain of the other.
+
+    The parent must have a dot: a bare top-level domain (``org``) would align every domain under it. A
+    public suffix with a dot (``co.uk``) still aligns with its children, but a pass for it needs its SPF
+    record or DKIM key, which only the registry controls. Siblings (``a.example.org`` and
+    ``b.example.org``) do not align here although DMARC's organisational domains would; the server's
+    own ``dmarc=pass`` covers them.
+    """
+    one, other = _domain(one), _domain(other)
+    if not one or not other:
+        return False
+    if one == other:
+        return True
+    shorter, longer = sorted((one, other), key=len)
+    return "." in shorter and longer.endswith("." + shorter)
+
+
+def judge(results: AuthenticationResults, from_domain: str) -> Verdict:
+    """Whether one header shows ``from_domain`` authenticated."""
+    server = results.authserv_id or "(no authserv-id)"
+    said: list[str] = []
+    dmarc_failed = False
+    passed = False
+    for result in results.results:
+        if result.method == "dmarc":
+            header_from = result.get("header.from")
+            if result.result == "pass" and header_from and _domain(header_from) != from_domain:
+                said.append(f"dmarc=pass for {_domain(header_from)}, not {from_domain}")
+            else:
+                said.append(f"dmarc={result.result}")
+                dmarc_failed |= result.result == "fail"
+                passed |= result.result == "pass"
+        elif result.method == "spf":
+            mailfrom = _domain(result.get("smtp.mailfrom"))
+            ok = result.result == "pass" and aligned(mailfrom, from_domain)
+            said.append(_describe(result, mailfrom, ok, from_domain))
+            passed |= ok
+        elif result.method == "dkim":
+            signer = _domain(result.get("header.d") or result.get("header.i"))
+            ok = result.result == "pass" and aligned(signer, from_domain)
+            said.append(_describe(result, signer, ok, from_domain))
+            passed |= ok
+    if dmarc_failed:
+        passed = False
+    return Verdict(passed, f"{server}: {'; '.join(said) or 'no dmarc, spf or dkim result'}")
+
+
+def _describe(result: MethodResult, domain: str, ok: bool, from_domain: str) -> str:
+    text = f"{result.method}={result.result}"
+    if result.result == "pass":
+        text += f" for {domain or '(no domain)'}" + ("" if ok else f", not aligned with {from_domain}")
+    return text
+
+
+def verify(headers: Sequence[str], from_address: str, trusted: Iterable[str]) -> Verdict:
+    """Judge the topmost of ``headers`` (top of the message first) whose authserv-id is ``trusted``."""
+    ids = {t.strip().lower().rstrip(".") for t in trusted if t.strip()}
+    from_domain = _domain(from_address) if "@" in from_address else ""
+    for value in headers:
+        results = parse(value)
+        if results.authserv_id is not None and results.authserv_id.rstrip(".") in ids:
+            if not from_domain:
+                return Verdict(False, "no From domain to authenticate")
+            return judge(results, from_domain)
+    return Verdict(False, f"no Authentication-Results from {', '.join(sorted(ids))}")
