@@ -15,17 +15,20 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
-import sys
+import functools
+import os
 import time
 from types import SimpleNamespace
 from typing import Any
 
+import moto.backends as moto_backends
 import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
-from moto.server import main as moto_main
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs.models import Message as SqsMessage
 
 
@@ -80,12 +83,37 @@ def _delayed(self: SqsMessage) -> bool:
 
 
 def install() -> None:
+    # Every request looked up the service by listing moto's package directory (about 200 stat calls).
+    moto_backends.list_of_moto_modules = functools.cache(  # type: ignore[assignment]
+        lambda original=moto_backends.list_of_moto_modules: tuple(original()))
     dynamodb_models.copy = SimpleNamespace(deepcopy=_table_snapshot_free_deepcopy)  # type: ignore[assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     SqsMessage.visible = property(_visible)  # type: ignore[assignment,method-assign]
     SqsMessage.delayed = property(_delayed)  # type: ignore[assignment,method-assign]
 
 
-if __name__ == "__main__":
+def serve(host: str, port: int) -> None:
+    """moto's own WSGI application, served by waitress instead of werkzeug's development server.
+
+    Werkzeug's server closes the connection after every response and starts a thread per connection,
+    so each AWS call paid for a TCP connect and a thread; waitress keeps connections alive and serves
+    them from a fixed pool of threads.
+    """
+    import waitress
+
+    os.environ.setdefault("MOTO_PORT", str(port))  # moto builds some URLs (SQS queue URLs) from it
+    app = DomainDispatcherApplication(create_backend_app)
+    waitress.serve(app, host=host, port=port, threads=4, ident="moto", _quiet=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="moto's server, with mailintake's fixes")
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args()
     install()
-    moto_main(sys.argv[1:])
+    serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()
