@@ -236,6 +236,18 @@ def test_queues_match_template(session: boto3.session.Session, template: dict[st
             assert int(policy["maxReceiveCount"]) == declared_policy["maxReceiveCount"]
 
 
+def test_local_moto_serves_empty_and_large_bodies_over_kept_alive_connections(
+    session: boto3.session.Session, stack_env: dict[str, str]
+) -> None:
+    # botocore sends "Expect: 100-continue" on PutObject, even without a body (an empty attachment).
+    client = session.client("s3", endpoint_url=motoserver.endpoint_url())
+    bucket = stack_env["MAILINTAKE_BUCKET"]
+    for key, body in (("empty", b""), ("large", b"x" * 6_000_000), ("small", b"mail")):
+        client.put_object(Bucket=bucket, Key=f"probe/{key}", Body=body)
+        assert client.get_object(Bucket=bucket, Key=f"probe/{key}")["Body"].read() == body
+        client.delete_object(Bucket=bucket, Key=f"probe/{key}")
+
+
 def test_schedule_group_and_role_exist(session: boto3.session.Session, stack_env: dict[str, str]) -> None:
     scheduler = session.client("scheduler", endpoint_url=motoserver.endpoint_url())
     assert scheduler.get_schedule_group(Name=stack_env["MAILINTAKE_SCHEDULE_GROUP"])["State"] == "ACTIVE"

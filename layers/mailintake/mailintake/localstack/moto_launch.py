@@ -84,12 +84,25 @@ def _delayed(self: SqsMessage) -> bool:
 
 def install() -> None:
     # Every request looked up the service by listing moto's package directory (about 200 stat calls).
-    moto_backends.list_of_moto_modules = functools.cache(  # type: ignore[assignment]
+    moto_backends.list_of_moto_modules = functools.cache(
         lambda original=moto_backends.list_of_moto_modules: tuple(original()))
     dynamodb_models.copy = SimpleNamespace(deepcopy=_table_snapshot_free_deepcopy)  # type: ignore[assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     SqsMessage.visible = property(_visible)  # type: ignore[assignment,method-assign]
     SqsMessage.delayed = property(_delayed)  # type: ignore[assignment,method-assign]
+
+
+def _no_continue_without_body(parse_header: Any) -> Any:
+    """waitress (3.0) answers ``Expect: 100-continue`` on a request without a body (botocore sends one
+    for an empty PutObject) and then marks the already complete request incomplete, so it is never
+    served. With nothing to send, there is nothing to continue: drop the expectation."""
+
+    def parse(self: Any, header_plus: bytes) -> None:
+        parse_header(self, header_plus)
+        if self.expect_continue and not self.chunked and not self.content_length:
+            self.expect_continue = False
+
+    return parse
 
 
 def serve(host: str, port: int) -> None:
@@ -100,7 +113,9 @@ def serve(host: str, port: int) -> None:
     them from a fixed pool of threads.
     """
     import waitress
+    from waitress.parser import HTTPRequestParser
 
+    HTTPRequestParser.parse_header = _no_continue_without_body(HTTPRequestParser.parse_header)
     os.environ.setdefault("MOTO_PORT", str(port))  # moto builds some URLs (SQS queue URLs) from it
     app = DomainDispatcherApplication(create_backend_app)
     waitress.serve(app, host=host, port=port, threads=4, ident="moto", _quiet=True)
