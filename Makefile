@@ -59,6 +59,7 @@ bench: up build
 	$(PY) bench/cold_import.py
 	$(PY) bench/memory.py
 	$(PY) bench/ingest.py 1000
+	$(PY) bench/drain.py
 	$(PY) bench/corpus_report.py
 
 clean: down

@@ -13,10 +13,9 @@ this machine class; the budget is 1.5 times that.
 from __future__ import annotations
 
 import argparse
-import imaplib
 import time
 
-from common import ROOT, SECONDS, count_requests, local_settings, plain_mail
+from common import ROOT, SECONDS, count_requests, deliver_plain, local_settings
 
 REFERENCE_RATE = 78.0
 
@@ -39,13 +38,7 @@ def main() -> None:
     resources.reset(ROOT)
     dovecot.clear_mail(ROOT)
     box = local_mailbox(ROOT, settings, f"bench-{args.protocol}", args.protocol, "ssl")
-    password = str(parameters.get_secret(box.secret_name))
-    info = dovecot.info(ROOT)
-    conn = imaplib.IMAP4(info.host, info.imap_port)
-    conn.login(box.username, password)
-    for n in range(args.count):
-        conn.append("INBOX", None, None, plain_mail(n))
-    conn.logout()
+    deliver_plain(ROOT, box.username, str(parameters.get_secret(box.secret_name)), args.count)
 
     with count_requests() as counts:
         started = time.perf_counter()

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-from common import ROOT, local_settings
+from common import ROOT, VMHWM, local_settings
 
 CHILD = """
 import json, sys
@@ -40,7 +40,6 @@ else:
     result = invoke("process", sqs_event(messages, _queue_arn(settings), settings.region))
 print(json.dumps({{"peak_mb": {vmhwm_expr} / 1024, "baseline_mb": baseline / 1024, "result": str(result)[:200]}}))
 """
-VMHWM = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
 
 
 def big_mail(megabytes: float) -> bytes:
