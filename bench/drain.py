@@ -135,7 +135,7 @@ def server_state(protocol: str, user: str, password: str, move_to: str | None) -
         conn.logout()
 
 
-def check_settled(after: str, count: int, state: dict[str, int], cursor: Any) -> str | None:
+def check_settled(after: str, count: int, state: dict[str, int], uidls: dict[str, set[str]]) -> str | None:
     """Why the mailbox on the server is not as its after-storing action leaves it, or None."""
     expected = {
         "seen": {"inbox": count, "unseen": 0},
@@ -146,8 +146,9 @@ def check_settled(after: str, count: int, state: dict[str, int], cursor: Any) ->
     wrong = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
     if wrong:
         return ", ".join(f"{k} is {got}, should be {want}" for k, (got, want) in wrong.items())
-    if after == "keep" and len(cursor.uidls or ()) != count:
-        return f"the cursor knows {len(cursor.uidls or ())} UIDLs, should know {count}"
+    known = set().union(*uidls.values())
+    if after == "keep" and len(known) != count:
+        return f"the cursor knows {len(known)} UIDLs in {len(uidls)} records, should know {count}"
     return None
 
 
@@ -247,7 +248,7 @@ def main() -> None:
         if url and sum(queue_depth(sqs, url)):
             problems.append(f"the {name} still holds {sum(queue_depth(sqs, url))} messages")
     state = server_state(args.protocol, box.username, password, move_to)
-    unsettled = check_settled(after, args.count, state, store.load_cursor(box.name))
+    unsettled = check_settled(after, args.count, state, store.load_uidls(box.name))
     if unsettled:
         problems.append(f"the mailbox on the server is not settled ({after}): {unsettled}")
     if problems:

@@ -8,7 +8,7 @@ The steps, in the order one batch passes them:
 - ``downloaded``: a mail was read from the server, before its S3 write;
 - ``stored``: a batch is in S3, before it is sent to the queue;
 - ``enqueued``: a batch is queued, before it is marked, moved or deleted on the server;
-- ``marked``: a batch is settled on the server, before the cursor is saved;
+- ``marked``: a batch is settled on the server, before it is remembered (IMAP cursor, POP3 UIDLs);
 - ``finished``: the run is over (QUIT sent, cursor saved), before the lease is released.
 """
 
@@ -23,12 +23,12 @@ from typing import Any
 from mailintake import fetching
 from mailintake.localrun import invoke
 
-STEPS: dict[str, tuple[Any, str]] = {
-    "downloaded": (fetching.Fetcher, "_store"),
-    "stored": (fetching.Fetcher, "_hand_over"),
-    "enqueued": (fetching.ImapSource, "settle"),
-    "marked": (fetching, "save_cursor"),
-    "finished": (fetching, "release_lease"),
+STEPS: dict[str, list[tuple[Any, str]]] = {
+    "downloaded": [(fetching.Fetcher, "_store")],
+    "stored": [(fetching.Fetcher, "_hand_over")],
+    "enqueued": [(fetching.ImapSource, "settle"), (fetching.Pop3Source, "settle")],
+    "marked": [(fetching.ImapSource, "remember"), (fetching.Pop3Source, "remember")],
+    "finished": [(fetching, "release_lease")],
 }
 
 
@@ -48,10 +48,8 @@ def kill_on(owner: Any, attribute: str, nth: int) -> None:
 
 def main() -> None:
     mailbox, step, nth = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    owner, attribute = STEPS[step]
-    kill_on(owner, attribute, nth)
-    if step == "enqueued":
-        kill_on(fetching.Pop3Source, "settle", nth)
+    for owner, attribute in STEPS[step]:
+        kill_on(owner, attribute, nth)  # one protocol's source runs: its count is the one that matters
     invoke("fetch", {"mailbox": mailbox})
     raise SystemExit(f"the run ended without reaching {step} #{nth}")
 

@@ -115,6 +115,33 @@ def test_pop3_delete_or_keep_and_remember(
         assert len(imap.uids()) == (0 if after == "delete" else 2)
 
 
+def test_pop3_keep_remembers_a_large_mailbox_in_bounded_records_and_forgets_what_left_the_server(
+    settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Records of at most 7 UIDLs stand in for the real 4,000, so that 25 mails need several.
+    monkeypatch.setattr(store, "UIDLS_PER_RECORD", 7)
+    box = mailbox("pop3", "ssl", after="keep")
+    for n in range(25):
+        deliver(box, make_mail(f"Kept {n:02d}"))
+
+    run_cycle(settings)
+    parts = store.load_uidls(box.name)
+    assert sorted(len(p) for p in parts.values()) == [4, 7, 7, 7]  # the run's three batch records, compacted
+    assert run_cycle(settings).fetches[0]["fetched"] == 0
+    assert store.load_uidls(box.name) == parts  # nothing new: nothing rewritten
+
+    with imap_of(box) as imap:  # someone deletes five mails with another client
+        imap.delete(imap.uids()[:5])
+    deliver(box, make_mail("Kept 25"))
+    assert run_cycle(settings).fetches[0]["fetched"] == 1
+
+    known = store.load_uidls(box.name)
+    assert len(set().union(*known.values())) == 21  # the five gone are forgotten
+    assert all(len(p) <= 7 for p in known.values())
+    assert sum(1 for p in known.values() if len(p) < 7) <= 1  # compact: full records and one other
+    assert outcomes() == Counter({"item": 26})
+
+
 def test_reply_with_marker_or_references_becomes_comment(
     settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None]
 ) -> None:

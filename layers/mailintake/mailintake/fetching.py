@@ -28,12 +28,15 @@ from mailintake.handover import HEADER_SCAN_BYTES, QueuedMessage, conversation_g
 from mailintake.mailboxes import get_mailbox
 from mailintake.settings import Settings
 from mailintake.store import (
-    CursorRecord,
     MailboxRecord,
     acquire_lease,
+    add_uidls,
+    compact_uidls,
     load_cursor,
+    load_uidls,
     release_lease,
     save_cursor,
+    utcnow,
 )
 
 logger = Logger(child=True)
@@ -76,9 +79,9 @@ def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
 
 
 class ImapSource:
-    def __init__(self, mailbox: MailboxRecord, password: str, cursor: CursorRecord) -> None:
+    def __init__(self, mailbox: MailboxRecord, password: str) -> None:
         self.mailbox = mailbox
-        self.cursor = cursor
+        self.cursor = cursor = load_cursor(mailbox.name)
         self.box = self._connect(mailbox)
         self.box.login(mailbox.username, password, initial_folder=mailbox.folder)
         status = self.box.folder.status(mailbox.folder, ["UIDVALIDITY"])
@@ -155,6 +158,9 @@ class ImapSource:
             self.box.delete(uids)
         self.cursor.last_uid = max(int(self.cursor.last_uid or 0), *(int(u) for u in uids))
 
+    def remember(self) -> None:
+        save_cursor(self.cursor)
+
     def __enter__(self) -> ImapSource:
         return self
 
@@ -164,11 +170,13 @@ class ImapSource:
 
 
 class Pop3Source:
-    def __init__(self, mailbox: MailboxRecord, password: str, cursor: CursorRecord) -> None:
+    def __init__(self, mailbox: MailboxRecord, password: str) -> None:
         self.mailbox = mailbox
-        self.cursor = cursor
-        self.known: set[str] = set(cursor.uidls or ())
+        self.parts = load_uidls(mailbox.name)  # the UIDLs already stored, as recorded
+        self.known: set[str] = set().union(*self.parts.values())
+        self.settled: set[str] = set()  # settled in this run, not yet remembered
         self.deleted: set[str] = set()
+        self.run = utcnow().strftime("%Y%m%dT%H%M%S%f")
         host, port = mailbox.host, int(mailbox.port)
         self.conn: poplib.POP3
         if mailbox.security == "ssl":
@@ -249,10 +257,15 @@ class Pop3Source:
 
     def settle(self, items: list[Pending]) -> None:
         numbers = {i.ref for i in items}
-        self.known |= {u for u, n in self.listing.items() if n in numbers}
-        self.cursor.uidls = set(self.known)
+        self.settled = {u for u, n in self.listing.items() if n in numbers}
+        self.known |= self.settled
         if self.mailbox.after == "delete":
             self._delete(items)
+
+    def remember(self) -> None:
+        part = f"{self.run}-{len(self.parts):05d}"
+        add_uidls(self.mailbox.name, part, self.settled)
+        self.parts[f"UIDLS#{part}"] = self.settled
 
     def __enter__(self) -> Pop3Source:
         return self
@@ -264,24 +277,25 @@ class Pop3Source:
                 self.conn.close()
             return
         self.conn.quit()  # commits the deletes
-        # Forget UIDLs no longer on the server, so the cursor does not grow without end.
-        self.cursor.uidls = {u for u in self.known if u in self.listing and u not in self.deleted}
-        save_cursor(self.cursor)
+        # Forget UIDLs no longer on the server, and merge this run's small records.
+        compact_uidls(self.mailbox.name, self.parts,
+                      {u for u in self.known if u in self.listing and u not in self.deleted})
 
 
-# Both offer pending() -> download() -> settle(): settle applies the after-storing action to mails already
-# stored and queued, and advances the cursor.
+# Both offer pending() -> download() or chunks() -> settle() -> remember(): settle applies the after-storing
+# action to mails already stored and queued; remember records them as read (the IMAP cursor, or the POP3
+# UIDLs of the batch).
 MailSource = ImapSource | Pop3Source
 
 
-def open_source(mailbox: MailboxRecord, password: str, cursor: CursorRecord) -> MailSource:
+def open_source(mailbox: MailboxRecord, password: str) -> MailSource:
     if mailbox.security == "none":
         # An explicit choice, but the password crosses the network in clear text: say so every run.
         logger.warning("mailbox uses security none: the password is sent unencrypted",
                        extra={"mailbox": mailbox.name, "host": mailbox.host})
     if mailbox.protocol == "imap":
-        return ImapSource(mailbox, password, cursor)
-    return Pop3Source(mailbox, password, cursor)
+        return ImapSource(mailbox, password)
+    return Pop3Source(mailbox, password)
 
 
 def raw_key(mailbox: str, key_suffix: str) -> str:
@@ -339,9 +353,8 @@ class Fetcher:
 
     def _drain(self, mailbox: MailboxRecord, report: FetchReport) -> None:
         password = parameters.get_secret(mailbox.secret_name, max_age=300)
-        cursor = load_cursor(mailbox.name)
         margin_ms = self.settings.deadline_margin_seconds * 1000
-        with open_source(mailbox, str(password), cursor) as source:
+        with open_source(mailbox, str(password)) as source:
             self._read(source, mailbox, report, margin_ms)
 
     def _read(self, source: MailSource, mailbox: MailboxRecord, report: FetchReport, margin_ms: int) -> None:
@@ -427,7 +440,7 @@ class Fetcher:
         report.keys.extend(q.key for _, q, _ in batch)
         batch.clear()  # queued: from here on, an interruption has nothing left to salvage
         source.settle(items)
-        save_cursor(source.cursor)
+        source.remember()
 
 
 class BadEvent(ValueError):

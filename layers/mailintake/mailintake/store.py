@@ -198,19 +198,36 @@ class CounterRecord(Record):
 
 
 class CursorRecord(Record):
-    """Where a mailbox's reading stands: IMAP UIDVALIDITY + last UID, or the POP3 UIDLs already stored."""
+    """Where an IMAP mailbox's reading stands: UIDVALIDITY and the last UID stored."""
 
     class Meta(_TableMeta):
         pass
 
     uidvalidity = NumberAttribute(null=True)
     last_uid = NumberAttribute(default=0)
-    uidls = UnicodeSetAttribute(null=True)
     updated = UTCDateTimeAttribute(default_for_new=utcnow)
 
     @staticmethod
     def key_for(mailbox: str) -> tuple[str, str]:
         return f"CURSOR#{mailbox}", "CURSOR"
+
+
+class UidlsRecord(Record):
+    """A part of the POP3 UIDLs of a mailbox already stored, beside its cursor.
+
+    POP3 has no order to resume from, only the set of UIDLs seen. One record for the whole set would be
+    rewritten whole after every batch and stop at DynamoDB's 400 KB item limit (about 25,000 UIDLs of a
+    mailbox that keeps its mail), so each batch adds a small record and the end of a run compacts them.
+    """
+
+    class Meta(_TableMeta):
+        pass
+
+    uidls = UnicodeSetAttribute()
+
+    @staticmethod
+    def key_for(mailbox: str, part: str) -> tuple[str, str]:
+        return f"CURSOR#{mailbox}", f"UIDLS#{part}"
 
 
 class LeaseRecord(Record):
@@ -227,7 +244,7 @@ class LeaseRecord(Record):
 
 _MODELS: tuple[type[Model], ...] = (
     Record, MailboxRecord, ItemRecord, CommentRecord, LedgerRecord, MessageIdRecord, CounterRecord,
-    CursorRecord, LeaseRecord,
+    CursorRecord, UidlsRecord, LeaseRecord,
 )
 
 
@@ -336,9 +353,43 @@ def load_cursor(mailbox: str) -> CursorRecord:
 
 def save_cursor(cursor: CursorRecord) -> None:
     cursor.updated = utcnow()
-    if cursor.uidls is not None and not cursor.uidls:
-        cursor.uidls = None  # DynamoDB rejects empty sets
     cursor.save()
+
+
+# A record of at most this many UIDLs stays under 300 KB even at RFC 1939's longest (70 characters).
+UIDLS_PER_RECORD = 4000
+
+
+def load_uidls(mailbox: str) -> dict[str, set[str]]:
+    """The POP3 UIDLs already stored, by the part (record) that holds them."""
+    pk, _ = UidlsRecord.key_for(mailbox, "")
+    return {str(r.sk): set(r.uidls or ()) for r in
+            UidlsRecord.query(pk, UidlsRecord.sk.startswith("UIDLS#"), consistent_read=True)}
+
+
+def add_uidls(mailbox: str, part: str, uidls: set[str]) -> None:
+    """Record one batch's UIDLs as stored (one small write, whatever the number already known)."""
+    if uidls:
+        UidlsRecord(*UidlsRecord.key_for(mailbox, part), uidls=uidls).save()
+
+
+def compact_uidls(mailbox: str, parts: dict[str, set[str]], keep: set[str]) -> None:
+    """Rewrite the parts so that they hold exactly ``keep`` in as few records as fit; unchanged parts
+    are left alone. New records are written before old ones are deleted: a crash in between leaves
+    UIDLs known twice, never forgotten."""
+    full = {sk: uidls for sk, uidls in parts.items() if uidls <= keep and len(uidls) == UIDLS_PER_RECORD}
+    stale = [sk for sk in parts if sk not in full]
+    if len(stale) <= 1 and all(parts[sk] <= keep for sk in stale):
+        return  # already compact: full parts and at most one other, nothing to forget
+    rest = sorted(keep - set().union(*full.values()))
+    chunks = [set(rest[i:i + UIDLS_PER_RECORD]) for i in range(0, len(rest), UIDLS_PER_RECORD)]
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+    with UidlsRecord.batch_write() as batch:
+        for n, chunk in enumerate(chunks):
+            batch.save(UidlsRecord(*UidlsRecord.key_for(mailbox, f"{stamp}-{n:04d}"), uidls=chunk))
+    with UidlsRecord.batch_write() as batch:
+        for sk in stale:
+            batch.delete(UidlsRecord(UidlsRecord.key_for(mailbox, "")[0], sk))
 
 
 # --- outcomes -------------------------------------------------------------------------------------
