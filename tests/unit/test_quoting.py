@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import textwrap
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailintake.parsing import parse_message
 from mailintake.quoting import cut_html_quotes, cut_reply
 
@@ -169,3 +172,25 @@ def test_html_only_reply_is_cut_before_conversion() -> None:
     m = parse_message(io.BytesIO(raw))
     assert m.reply_text == "Short answer"
     assert "Long history" in m.text
+
+
+_FRAGMENTS = [
+    "On Mon, 1 Jan 2024 Ada <ada@example.org> wrote:", "> On Tue, Bob wrote:", "From: Ada", "Sent: Monday",
+    "To: Bob", "Subject: Re: printer", "*From:* Ada", "-----Original Message-----", "Von: Ada", "Gesendet: Montag",
+    "Am 1.1.2024 schrieb Bob:", "Le 1 janv. 2024, Bob a écrit :", "2024年1月1日(月) 10:00 Bob <b@example.org>:",
+    "Den 1 jan 2024 skrev Bob:", "Hello,", "", "  ", "It jams at 10:30 on duplex.", "> quoted: line", "Thanks!",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), min_size=1, max_size=14), st.sampled_from(["\n", "\n\n"]))
+def test_searching_from_line_starts_finds_exactly_what_a_full_search_finds(lines: list[str], joiner: str) -> None:
+    # The shortcut relies on every alternative of mail-parser-reply's pattern starting at a line start or a
+    # newline; a library update that broke that would show here.
+    from mailintake.quoting import _library_header_regex, _search_from_line_starts
+
+    pattern = _library_header_regex()
+    assert pattern is not None
+    text = joiner.join(lines)
+    full, shortcut = pattern.search(text), _search_from_line_starts(pattern, text)
+    assert (full and (full.start(), full.group())) == (shortcut and (shortcut.start(), shortcut.group()))

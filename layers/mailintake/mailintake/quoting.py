@@ -20,6 +20,7 @@ import re
 from functools import lru_cache
 from html.parser import HTMLParser
 
+_NEWLINE = re.compile("\n")
 log = logging.getLogger(__name__)
 
 # Languages whose attribution lines mail-parser-reply knows; all are tried (a German sender may
@@ -93,6 +94,23 @@ def _library_header_regex() -> re.Pattern[str] | None:
         return None
 
 
+def _search_from_line_starts(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """``pattern.search(text)`` for a pattern whose every alternative starts with ``^`` or a newline.
+
+    search() tries all thirty-odd alternatives at every character; a match can only begin at a line
+    start or at a newline, so trying those positions, in order, finds the same leftmost match at a
+    fraction of the cost (it was a sixth of the processing time of a plain mail).
+    """
+    positions = [0]
+    for newline in (m.start() for m in _NEWLINE.finditer(text)):
+        positions += (newline, newline + 1)
+    for position in positions:
+        match = pattern.match(text, position)
+        if match is not None:
+            return match
+    return None
+
+
 def _library_cut(text: str) -> int | None:
     """Offset in ``text`` where mail-parser-reply sees the first reply header, or None."""
     pattern = _library_header_regex()
@@ -103,7 +121,7 @@ def _library_cut(text: str) -> int | None:
     lines = text.split("\n")
     normalised = "\n".join(line.strip() for line in lines)
     try:
-        match = pattern.search(normalised)
+        match = _search_from_line_starts(pattern, normalised)
     except Exception:
         return None
     if match is None:
