@@ -12,6 +12,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+# Lambda's Python runtime has no awscrt and the layer does not install it, so botocore signs requests in
+# pure Python there. The dev tools pull awscrt into the virtualenv, which would switch signing to the CRT:
+# measure the path that runs in AWS. (Read by botocore when it is first imported, hence here.)
+os.environ.setdefault("BOTO_DISABLE_CRT", "true")
+
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS: Counter[str] = Counter()  # time spent in each AWS operation, by count_requests()
 # A Python expression for a child interpreter: its peak resident set in kB. Unlike ru_maxrss, VmHWM does not

@@ -126,7 +126,7 @@ def test_pop3_keep_remembers_a_large_mailbox_in_bounded_records_and_forgets_what
 
     run_cycle(settings)
     parts = store.load_uidls(box.name)
-    assert sorted(len(p) for p in parts.values()) == [4, 7, 7, 7]  # the run's three batch records, compacted
+    assert sorted(len(p) for p in parts.values()) == [4, 7, 7, 7]  # the run's records, compacted
     assert run_cycle(settings).fetches[0]["fetched"] == 0
     assert store.load_uidls(box.name) == parts  # nothing new: nothing rewritten
 

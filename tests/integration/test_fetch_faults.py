@@ -87,7 +87,7 @@ def stored_message_ids(settings: Any, box: Any) -> set[str]:
 
 
 @pytest.mark.parametrize(("step", "nth"), [
-    ("downloaded", 12), ("stored", 2), ("enqueued", 2), ("marked", 2), ("finished", 1),
+    ("downloaded", 12), ("stored", 2), ("enqueued", 2), ("marked", 1), ("finished", 1),
 ])
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_fetch_killed_at_any_step_loses_nothing_and_doubles_nothing(

@@ -42,6 +42,9 @@ from mailintake.store import (
 logger = Logger(child=True)
 
 BATCH = 10  # SQS SendMessageBatch maximum
+# Batches settled between two writes of the cursor. Forgetting settled mail only makes a crashed run's
+# successor read it again (into the same keys, deduplicated), so one write per batch would buy nothing.
+REMEMBER_EVERY = 5
 SOCKET_TIMEOUT = 30
 # Mails larger than this go from the server to S3 in parts (a multipart upload), never whole in memory, so
 # the fetch function's memory does not depend on the largest mail in the mailbox.
@@ -86,7 +89,8 @@ class ImapSource:
         self.box.login(mailbox.username, password, initial_folder=mailbox.folder)
         status = self.box.folder.status(mailbox.folder, ["UIDVALIDITY"])
         uidvalidity = int(status["UIDVALIDITY"])
-        if cursor.uidvalidity != uidvalidity:
+        self.changed = cursor.uidvalidity != uidvalidity  # the cursor needs writing
+        if self.changed:
             if cursor.uidvalidity is not None:
                 # UIDs were renumbered: read the folder again. Keys include UIDVALIDITY and processing
                 # deduplicates by Message-ID, so mails read before make nothing new.
@@ -157,9 +161,12 @@ class ImapSource:
         elif self.mailbox.after == "delete":
             self.box.delete(uids)
         self.cursor.last_uid = max(int(self.cursor.last_uid or 0), *(int(u) for u in uids))
+        self.changed = True
 
     def remember(self) -> None:
-        save_cursor(self.cursor)
+        if self.changed:
+            save_cursor(self.cursor)
+            self.changed = False
 
     def __enter__(self) -> ImapSource:
         return self
@@ -257,15 +264,19 @@ class Pop3Source:
 
     def settle(self, items: list[Pending]) -> None:
         numbers = {i.ref for i in items}
-        self.settled = {u for u, n in self.listing.items() if n in numbers}
-        self.known |= self.settled
+        settled = {u for u, n in self.listing.items() if n in numbers}
+        self.settled |= settled
+        self.known |= settled
         if self.mailbox.after == "delete":
             self._delete(items)
 
     def remember(self) -> None:
+        if not self.settled:
+            return
         part = f"{self.run}-{len(self.parts):05d}"
         add_uidls(self.mailbox.name, part, self.settled)
         self.parts[f"UIDLS#{part}"] = self.settled
+        self.settled = set()
 
     def __enter__(self) -> Pop3Source:
         return self
@@ -320,6 +331,7 @@ class Fetcher:
         self.run_id = run_id
         self.s3 = client("s3", settings.region)
         self.sqs = client("sqs", settings.region)
+        self.batches = 0
 
     def run(self, name: str) -> FetchReport:
         report = FetchReport(name)
@@ -383,6 +395,9 @@ class Fetcher:
                 report.fetched += len(batch)
                 report.keys.extend(q.key for _, q, _ in batch)
             raise Interrupted(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            # Also after an interruption: what was settled is remembered (the cursor is in DynamoDB).
+            source.remember()
 
     def _store(self, mailbox: str, item: Pending, raw: bytes) -> QueuedMessage:
         queued = QueuedMessage.of(self.settings.bucket, raw_key(mailbox, item.key_suffix), mailbox, raw)
@@ -440,7 +455,9 @@ class Fetcher:
         report.keys.extend(q.key for _, q, _ in batch)
         batch.clear()  # queued: from here on, an interruption has nothing left to salvage
         source.settle(items)
-        source.remember()
+        self.batches += 1
+        if self.batches % REMEMBER_EVERY == 0:
+            source.remember()
 
 
 class BadEvent(ValueError):

@@ -379,7 +379,7 @@ def compact_uidls(mailbox: str, parts: dict[str, set[str]], keep: set[str]) -> N
     UIDLs known twice, never forgotten."""
     full = {sk: uidls for sk, uidls in parts.items() if uidls <= keep and len(uidls) == UIDLS_PER_RECORD}
     stale = [sk for sk in parts if sk not in full]
-    if len(stale) <= 1 and all(parts[sk] <= keep for sk in stale):
+    if len(stale) <= 1 and all(parts[sk] <= keep and len(parts[sk]) < UIDLS_PER_RECORD for sk in stale):
         return  # already compact: full parts and at most one other, nothing to forget
     rest = sorted(keep - set().union(*full.values()))
     chunks = [set(rest[i:i + UIDLS_PER_RECORD]) for i in range(0, len(rest), UIDLS_PER_RECORD)]

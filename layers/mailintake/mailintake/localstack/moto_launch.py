@@ -118,7 +118,7 @@ def serve(host: str, port: int) -> None:
     HTTPRequestParser.parse_header = _no_continue_without_body(HTTPRequestParser.parse_header)
     os.environ.setdefault("MOTO_PORT", str(port))  # moto builds some URLs (SQS queue URLs) from it
     app = DomainDispatcherApplication(create_backend_app)
-    waitress.serve(app, host=host, port=port, threads=4, ident="moto", _quiet=True)
+    waitress.serve(app, host=host, port=port, threads=1, ident="moto", _quiet=True)
 
 
 def main() -> None:
