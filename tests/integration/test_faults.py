@@ -13,6 +13,7 @@ import pytest
 
 from mailintake import processing, store
 from mailintake.aws_clients import client
+from mailintake.localrun import run_cycle
 
 from .conftest import make_mail
 from .fault_support import (
@@ -183,3 +184,16 @@ def test_throttling_beyond_the_client_retries_fails_the_message_and_redelivery_e
     # The queue redelivers it once the throttling is over.
     assert process(settings, [record(job, 2, raw=raw)]) == set()
     assert_one_outcome_each({job.key: "item"})
+
+
+def test_a_cycle_whose_whole_batch_fails_records_the_failure_instead_of_raising(settings: Any) -> None:
+    # The one message of the batch cannot be read (its S3 object is gone): Powertools raises when every
+    # record fails, and the local runner must then do what Lambda does, not crash the poll.
+    missing = stage(settings, make_mail("Vanished", "x" * 20_000), inline=False)
+    client("s3", settings.region).delete_object(Bucket=settings.bucket, Key=missing.key)
+    enqueue(settings, missing)
+
+    report = run_cycle(settings)
+
+    assert (report.processed, report.failed) == (0, 1)
+    assert_one_outcome_each({missing.key: "failed"})
