@@ -149,3 +149,33 @@ def test_check_is_off_by_default_and_from_is_believed(
     assert (record.status, record.notes) == ("item", None)
     (item,) = store.list_items()
     assert (item.author, item.author_name) == (ada, "Ada Lovelace")
+
+
+def test_permitted_pattern_admits_only_authenticated_claims_of_its_addresses(
+    settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None]
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    carol = f"carol-{tag}@example.org"  # inside the pattern, not a user
+    verify_ses_sender(settings)
+    box = mailbox("imap", "ssl", system=True)
+    configure({"reply.from": REPLY_FROM, "intake.authservIds": SERVER,
+               "intake.permittedAddresses": "*@example.org"})
+
+    deliver(box, forged("Forged inside the pattern", carol))
+    deliver(box, authenticated("Authenticated inside the pattern", carol))
+    deliver(box, received(make_mail("Outside the pattern", sender=f"Eve <eve-{tag}@elsewhere.example>"),
+                          "spf=pass smtp.mailfrom=elsewhere.example; dmarc=pass header.from=elsewhere.example"))
+    run_cycle(settings)
+
+    ledger = ledger_by_subject()
+    forged_one = ledger["Forged inside the pattern"]
+    assert (forged_one.status, forged_one.step, forged_one.reply) == ("rejected", "permitted", WITHHELD)
+    assert forged_one.outcome.startswith(f"rejected: sender {carol} matches the permitted pattern")
+    assert "not authenticated" in forged_one.outcome
+    assert ledger["Authenticated inside the pattern"].status == "item"
+    # Outside the pattern it is refused whatever its proof, and, being authenticated, told so.
+    outside = ledger["Outside the pattern"]
+    assert (outside.status, outside.step) == ("rejected", "permitted")
+    assert outside.reply != WITHHELD
+    assert ses_sent(carol) == []  # the real Carol hears nothing of mail she did not send
+    assert len(ses_sent(f"eve-{tag}@elsewhere.example")) == 1

@@ -191,6 +191,12 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     permitted = config.permitted()
     if permitted is not None and not permitted.permits(sender):
         return rejected(f"sender not permitted (pattern {permitted.source})", "permitted")
+    if permitted is not None and proof is not None and not proof.passed:
+        # The pattern vouches for addresses, not for whoever writes one into From: an address the
+        # receiving server did not authenticate is no better than one outside the pattern.
+        withheld = "the sender's address is not authenticated; a reply would go to its real owner"
+        return rejected(f"sender {sender} matches the permitted pattern {permitted.source} but is not"
+                        f" authenticated ({proof.detail})", "permitted")
     # 4. Empty subject.
     if subject_is_empty(parsed.subject):
         return rejected("empty subject", "subject")
