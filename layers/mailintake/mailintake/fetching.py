@@ -273,9 +273,8 @@ class Pop3Source:
     def remember(self) -> None:
         if not self.settled:
             return
-        part = f"{self.run}-{len(self.parts):05d}"
-        add_uidls(self.mailbox.name, part, self.settled)
-        self.parts[f"UIDLS#{part}"] = self.settled
+        part = add_uidls(self.mailbox.name, f"{self.run}-{len(self.parts):05d}", self.settled)
+        self.parts[part] = self.settled
         self.settled = set()
 
     def __enter__(self) -> Pop3Source:

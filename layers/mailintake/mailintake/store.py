@@ -367,10 +367,12 @@ def load_uidls(mailbox: str) -> dict[str, set[str]]:
             UidlsRecord.query(pk, UidlsRecord.sk.startswith("UIDLS#"), consistent_read=True)}
 
 
-def add_uidls(mailbox: str, part: str, uidls: set[str]) -> None:
-    """Record one batch's UIDLs as stored (one small write, whatever the number already known)."""
-    if uidls:
-        UidlsRecord(*UidlsRecord.key_for(mailbox, part), uidls=uidls).save()
+def add_uidls(mailbox: str, part: str, uidls: set[str]) -> str:
+    """Record some UIDLs as stored (one small write, whatever the number already known); the part's key
+    as load_uidls names it."""
+    record = UidlsRecord(*UidlsRecord.key_for(mailbox, part), uidls=uidls)
+    record.save()
+    return str(record.sk)
 
 
 def compact_uidls(mailbox: str, parts: dict[str, set[str]], keep: set[str]) -> None:
