@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailintake.localstack import pidfiles
+
 HOST = "127.0.0.1"
 # MAILINTAKE_LOCAL_PORT_OFFSET shifts all four, so a second checkout's stack can run beside this one.
 _PORT_OFFSET = int(os.environ.get("MAILINTAKE_LOCAL_PORT_OFFSET") or 0)
@@ -28,6 +30,8 @@ IMAP_PORT = 10143 + _PORT_OFFSET
 IMAPS_PORT = 10993 + _PORT_OFFSET
 POP3_PORT = 10110 + _PORT_OFFSET
 POP3S_PORT = 10995 + _PORT_OFFSET
+# What the master's command line contains: a recorded pid that does not is not ours to signal.
+_PROGRAM = b"dovecot"
 PORTS = (IMAP_PORT, IMAPS_PORT, POP3_PORT, POP3S_PORT)
 
 START_TIMEOUT_SECONDS = 20.0
@@ -300,27 +304,10 @@ def _write_users(layout: _Layout, accounts: _Accounts, lines: list[str]) -> None
     os.utime(layout.users, (new_mtime, new_mtime))
 
 
-def _read_pid(layout: _Layout) -> int | None:
-    try:
-        return int(layout.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def is_running(root: Path | str) -> bool:
     """Whether this root's Dovecot master process is alive."""
-    pid = _read_pid(_layout(root))
-    return pid is not None and _alive(pid)
+    pid = pidfiles.read_pid(_layout(root).pid_file)
+    return pid is not None and pidfiles.alive(pid, _PROGRAM)
 
 
 def _port_open(port: int) -> bool:
@@ -382,13 +369,13 @@ def start(root: Path | str) -> DovecotInfo:
 def stop(root: Path | str) -> None:
     """Stop this root's Dovecot, if it runs."""
     layout = _layout(root)
-    pid = _read_pid(layout)
-    if pid is None or not _alive(pid):
+    pid = pidfiles.read_pid(layout.pid_file)
+    if pid is None or not pidfiles.alive(pid, _PROGRAM):
         return
     # The pid comes from this instance's own pid file, so this never signals any other Dovecot.
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while _alive(pid):
+    while pidfiles.alive(pid, _PROGRAM):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             break

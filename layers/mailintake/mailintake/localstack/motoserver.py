@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mailintake.localstack import pidfiles
+
 HOST = "127.0.0.1"
 DEFAULT_PORT = 5055
 PORT_ENV = "MAILINTAKE_MOTO_PORT"
@@ -49,29 +51,11 @@ def _log_file(root: Path | str) -> Path:
 
 
 def _read_pid(root: Path | str) -> int | None:
-    try:
-        return int(_pid_file(root).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
+    return pidfiles.read_pid(_pid_file(root))
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # After a reboot the recorded pid may belong to an unrelated process.
-    with contextlib.suppress(OSError):
-        if b"moto" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            return False
-    # A zombie still answers kill(0); it is our own child when start() ran in this process.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
+    return pidfiles.alive(pid, b"moto")
 
 
 def answers() -> bool:
