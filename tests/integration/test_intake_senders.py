@@ -115,18 +115,22 @@ def test_mail_error_reports_and_filter_lists_are_discarded_without_reply(
     assert ledger["Returned mail: see transcript"].step == "automail"
     assert ledger["Returned mail: see transcript"].outcome.startswith("discarded: bounce")
     assert ledger["Away"].outcome == "discarded: auto-reply: Auto-Submitted: auto-replied"
-    assert ledger["Bulk"].outcome == "discarded: auto-reply: Precedence: bulk"
+    assert ledger["Away"].notes == ["signal: Auto-Submitted: auto-replied"]
+    # Bulk mail is filed, never answered.
+    assert ledger["Bulk"].status == "item"
+    assert "no automatic answer: bulk mail (Precedence: bulk)" in ledger["Bulk"].notes
     assert ledger["Sender noise"].outcome == "discarded: filter filter.rejectSender line 2 (^noise-) matched"
     assert ledger["Name noise"].outcome == (
         "discarded: filter filter.rejectSenderName line 1 (^newsletter bot$) matched")
     assert ledger["Body noise"].outcome == (
         "discarded: filter filter.rejectBody line 1 (click here to unsubscribe) matched")
-    # A default line of filter.rejectSubject (loop phrases).
-    assert ledger["Auto-generated message from the monitor"].outcome.startswith(
-        "discarded: filter filter.rejectSubject line 5")
+    # The filter lists are empty by default: a subject alone discards nothing.
+    assert ledger["Auto-generated message from the monitor"].status == "item"
     assert all(r.step == "filter" for s, r in ledger.items() if "noise" in s)
 
-    (item,) = store.list_items()
+    items = {i.title: i for i in store.list_items()}
+    assert set(items) == {"Printer fire", "Bulk", "Auto-generated message from the monitor"}
+    item = items["Printer fire"]
     assert "on fire" in item.description
     assert "CONFIDENTIALITY" not in item.description
     assert [a.filename for a in item.attachments] == ["report.pdf"]

@@ -235,7 +235,7 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
 
     records = [r for r in list_ledger() if not args.outcome or r.status == args.outcome]
     _emit(args, [_ledger_dict(r) for r in records], [
-        f"{_plain(r.created)[:19]} {r.mailbox:12} {r.sender[:30]:30} {r.subject[:40]:40} {r.outcome}"
+        f"{_plain(r.created)[:19]} {r.mailbox:12} {r.sender[:30]:30} {r.subject[:40]:40} {r.outcome}  [{r.key}]"
         for r in records
     ])
     return 0

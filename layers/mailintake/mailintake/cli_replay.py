@@ -35,6 +35,20 @@ def cmd_messages_reprocess(args: argparse.Namespace) -> int:
     return 1 if any(r.action in ("failed", "missing") for r in results) else 0
 
 
+def cmd_messages_accept(args: argparse.Namespace) -> int:
+    from mailintake import replay
+
+    settings = _bind()
+    if bool(args.keys) == bool(args.all_discarded):
+        print("give the raw message keys, or --all-discarded (not both)", file=sys.stderr)
+        return 2
+    keys = replay.discarded_keys() if args.all_discarded else list(args.keys)
+    results = replay.accept(settings, keys)
+    _emit(args, [asdict(r) for r in results],
+          [f"{r.key}: {r.action} -> {r.outcome}" for r in results])
+    return 1 if any(r.action in ("failed", "missing", "unchanged") for r in results) else 0
+
+
 def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     from mailintake import replay
 
@@ -61,6 +75,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     rp.add_argument("keys", nargs="*", metavar="KEY", help="raw message S3 keys (as in `messages list`)")
     rp.add_argument("--failed", action="store_true", help="every message whose ledger outcome is failed")
     rp.set_defaults(func=cmd_messages_reprocess)
+    ac = messages.add_parser("accept", parents=[common],
+                             help="file discarded mails (machine-made or filter-list matches) as items after all")
+    ac.add_argument("keys", nargs="*", metavar="KEY", help="raw message S3 keys (as in `messages list`)")
+    ac.add_argument("--all-discarded", action="store_true",
+                    help="every mail discarded as machine-made or by a filter list")
+    ac.set_defaults(func=cmd_messages_accept)
 
     dlq = sub.add_parser("dlq", help="the intake dead-letter queue").add_subparsers(dest="sub", required=True)
     rd = dlq.add_parser("redrive", parents=[common], help="move dead-letter messages back to the intake queue")

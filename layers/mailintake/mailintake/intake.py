@@ -7,7 +7,8 @@ The checks run in a fixed order and the first that decides names itself in ``Dec
 ``activity`` -> author and CC -> ``permission``.
 
 Rejections in known-senders, permitted, subject, guard and permission deserve a reply to the sender;
-discards (automail, filter lists, duplicates) never get one. Nor does mail from a user's address that the
+discards (automail, filter lists, duplicates) never get one, and neither does machine-made mail that is
+filed (list, bulk, auto-generated: see ``mailintake.automail``). Nor does mail from a user's address that the
 receiving server did not authenticate (``mailintake.authentication``): its From is likely forged, and a
 reply would go to the address's real owner.
 """
@@ -28,6 +29,8 @@ from mailintake.system_settings import Config
 _PREFIXES = re.compile(r"^\s*((re|aw|sv|vs|antw|wg|fw|fwd|tr|rif|r|odp|ynt)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 REPLY_STEPS = frozenset({"known-senders", "permitted", "subject", "guard", "permission"})
+# The per-mailbox choice to discard list or bulk mail instead of filing it.
+LIST_SETTINGS = {"list": "intake.listMail", "bulk": "intake.bulkMail"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Context:
     mailbox_name: str
     config: Config
     size: int = 0
+    # The earlier outcome of a mail an admin accepted (`messages accept`): its discard no longer applies.
+    admitted_over: str | None = None
 
     @property
     def scope(self) -> str | None:
@@ -105,11 +110,22 @@ def thread_target(parsed: ParsedMessage, marker_format: str) -> ItemRecord | Non
     return None
 
 
-def _filters(parsed: ParsedMessage, config: Config, state: _State) -> str | None:
-    """Apply the filter lists; the discard reason when a reject list matched."""
+def _automail_discard(verdict: automail.AutomailVerdict, config: Config, scope: str | None) -> str | None:
+    """The discard reason for machine-made mail, or None when it is to be filed (never answered)."""
+    if verdict.discard:
+        return f"{verdict.kind}: {verdict.reason}"
+    setting = LIST_SETTINGS.get(verdict.kind)
+    if setting is not None and config.get(setting, scope) == "discard":
+        return f"{verdict.description}: {verdict.reason} ({setting}=discard)"
+    return None
+
+
+
+def _filters(parsed: ParsedMessage, config: Config, state: _State, reject: bool = True) -> str | None:
+    """Apply the filter lists; the discard reason when a reject list matched (with ``reject``)."""
     checks = (("filter.rejectSubject", parsed.subject), ("filter.rejectSender", parsed.sender.email),
               ("filter.rejectSenderName", parsed.sender.name), ("filter.rejectBody", parsed.text))
-    for key, value in checks:
+    for key, value in checks if reject else ():
         for line in config.lines(key):
             if value and line.pattern.search(value):
                 return f"{line.describe()} matched"
@@ -200,12 +216,22 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     # 4. Empty subject.
     if subject_is_empty(parsed.subject):
         return rejected("empty subject", "subject")
-    # 5. Bounces and automatic replies.
+    # 5. Machine-made mail: bounces, reports and auto-replies are discarded, with the signals that decided;
+    # list, bulk and generated mail is filed but never answered automatically, unless the mailbox's admin
+    # chose to discard list or bulk mail. An admin's `messages accept` overrides both discards.
     verdict = automail.classify(parsed)
     if verdict is not None:
-        return Decision("discarded", f"{verdict.kind}: {verdict.reason}", "automail", workspace)
+        discard = _automail_discard(verdict, config, ctx.scope)
+        if discard is not None and ctx.admitted_over is None:
+            return Decision("discarded", discard, "automail", workspace,
+                            notes=tuple(f"signal: {signal}" for signal in verdict.signals))
+        withheld = withheld or f"{verdict.description}: never answered automatically"
+        state.notes.append(f"no automatic answer: {verdict.description} ({'; '.join(verdict.signals)})")
+    if ctx.admitted_over is not None:
+        state.notes.append(f"accepted by an admin; it was {ctx.admitted_over}")
+        withheld = withheld or "accepted by an admin after it was discarded"
     # Filter lists.
-    matched = _filters(parsed, config, state)
+    matched = _filters(parsed, config, state, reject=ctx.admitted_over is None)
     if matched is not None:
         return Decision("discarded", f"filter {matched}", "filter", workspace)
 

@@ -1,8 +1,10 @@
-"""Item markers in subjects, such as ``[#123]``: making them and finding them."""
+"""What marks mail as this system's: item markers in subjects (``[#123]``), and the Message-IDs of the mail
+it sends (so that an answer to one, an auto-reply above all, is known as such)."""
 
 from __future__ import annotations
 
 import re
+from email.utils import make_msgid
 from functools import lru_cache
 
 from mailintake.settings import DEFAULT_MARKER
@@ -33,3 +35,18 @@ def make_marker(number: int, marker_format: str = DEFAULT_MARKER) -> str:
 def find_markers(subject: str, marker_format: str = DEFAULT_MARKER) -> list[int]:
     """Item numbers named in the subject, wherever they stand (after Re:/AW:/Fwd: and all), in order."""
     return [int(m.group(1)) for m in _pattern(marker_format).finditer(subject)]
+
+
+# The Message-IDs of mail this system sends end their local part with this tag, whatever the domain.
+OWN_ID_TAG = "mailintake"
+
+
+def make_message_id(domain: str | None) -> str:
+    """A new Message-ID (with angle brackets) for mail this system sends."""
+    return make_msgid(idstring=OWN_ID_TAG, domain=domain)
+
+
+def is_own_message_id(message_id: str) -> bool:
+    """Whether a Message-ID (with or without angle brackets) is one this system made."""
+    local = message_id.strip().strip("<>").rpartition("@")[0]
+    return local.endswith("." + OWN_ID_TAG)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
@@ -23,6 +23,7 @@ from pynamodb.exceptions import UpdateError
 
 from mailintake import automail
 from mailintake.aws_clients import client
+from mailintake.markers import make_message_id
 from mailintake.parsing import ParsedMessage
 from mailintake.settings import Settings
 from mailintake.store import ReplyCounterRecord
@@ -73,7 +74,7 @@ def compose(mail: Outgoing, sender: str) -> EmailMessage:
     msg["To"] = mail.to
     msg["Subject"] = _inert(mail.subject)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
-    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    msg["Message-ID"] = make_message_id(sender.rpartition("@")[2] or None)
     msg["Auto-Submitted"] = mail.auto_submitted
     # Exchange and others honour this to keep their own auto-replies from answering ours.
     msg["X-Auto-Response-Suppress"] = "All"
@@ -142,8 +143,8 @@ def why_not_reply(parsed: ParsedMessage, config: Config) -> str | None:
     if "auto-submitted" in parsed.headers and parsed.headers["auto-submitted"].strip().lower() != "no":
         return "the message is Auto-Submitted"
     verdict = automail.classify(parsed)
-    if verdict is not None:
-        return f"the message is a {verdict.kind}"
+    if verdict is not None:  # discarded kinds never get here from processing; filed ones are never answered
+        return f"the message is {verdict.description} ({verdict.reason})"
     own = config.own_addresses()
     if address.lower() in own or parsed.sender.email.lower() in own:
         return "the sender is one of the system's own addresses"

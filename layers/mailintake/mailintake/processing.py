@@ -72,20 +72,24 @@ class Processor:
         self.settings = settings
         self.s3 = client("s3", settings.region)
 
-    def process(self, job: QueuedMessage, attempt: int = 1) -> Outcome:
-        """Process one queued message. Raises only for errors worth a retry (the ledger says failed)."""
-        if attempt > 1:
+    def process(self, job: QueuedMessage, attempt: int = 1, admitted_over: str | None = None) -> Outcome:
+        """Process one queued message. Raises only for errors worth a retry (the ledger says failed).
+
+        ``admitted_over`` is the discarded outcome an admin overrides (`messages accept`): the mail is
+        judged again without its automail and filter-list discards.
+        """
+        if attempt > 1 and admitted_over is None:
             # A redelivery: the first try may have finished everything but the queue ack.
             done = get_ledger(job.key)
             if done is not None and done.status in FINAL:
                 return Outcome.of(done)
         try:
-            return self._process(job)
+            return self._process(job, admitted_over)
         except Exception as exc:
             self._record_failure(job, exc, attempt)
             raise
 
-    def _process(self, job: QueuedMessage) -> Outcome:
+    def _process(self, job: QueuedMessage, admitted_over: str | None = None) -> Outcome:
         size = job.size
         if size > self.settings.max_message_bytes:
             # Only the header block is read (one ranged GET), so the ledger still says who sent what.
@@ -115,7 +119,7 @@ class Processor:
         )
         config = system_settings.current(self.settings)
         mailbox = system_settings.mailbox_record(self.settings, job.mailbox)
-        decision = decide(parsed, self.settings, Context(mailbox, job.mailbox, config, size))
+        decision = decide(parsed, self.settings, Context(mailbox, job.mailbox, config, size, admitted_over))
         if decision.action in ("rejected", "discarded", "failed"):
             return self._refuse(parsed, source, decision, config)
         for address, name in decision.new_users:

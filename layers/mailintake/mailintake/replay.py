@@ -24,7 +24,7 @@ from mailintake.store import LedgerRecord, get_ledger, list_ledger
 @dataclass(frozen=True)
 class Replayed:
     key: str
-    action: str  # reprocessed | unchanged | failed | missing
+    action: str  # reprocessed | accepted | unchanged | failed | missing
     status: str  # the ledger status afterwards ("" when there is none)
     outcome: str
 
@@ -82,6 +82,46 @@ def reprocess(settings: Settings, keys: list[str]) -> list[Replayed]:
             results.append(Replayed(key, "failed", "failed", f"{type(exc).__name__}: {exc}"[:500]))
             continue
         results.append(Replayed(key, "reprocessed", outcome.status, outcome.outcome))
+    return results
+
+
+# Discards an admin may override: machine-made mail and filter-list matches. A duplicate stays one.
+ACCEPTABLE_STEPS = frozenset({"automail", "filter"})
+
+
+def discarded_keys() -> list[str]:
+    return [r.key for r in list_ledger() if r.status == "discarded" and r.step in ACCEPTABLE_STEPS]
+
+
+def accept(settings: Settings, keys: list[str]) -> list[Replayed]:
+    """File discarded mails after all: each is judged again without its automail or filter-list discard.
+
+    The other rules still apply (a guard script, permissions), and the mail is never answered
+    automatically. Processing writes the item and overwrites the discarded ledger record in one
+    transaction, so accepting twice makes one item.
+    """
+    processor = Processor(settings)
+    results = []
+    for key in keys:
+        ledger = get_ledger(key)
+        if ledger is None or ledger.status != "discarded" or ledger.step not in ACCEPTABLE_STEPS:
+            status = ledger.status if ledger is not None else ""
+            why = "not recorded" if ledger is None else f"{ledger.outcome} (only a mail discarded as machine-made" \
+                " or by a filter list can be accepted; use `messages reprocess` for failed mail)"
+            results.append(Replayed(key, "unchanged", status, why))
+            continue
+        try:
+            job = _job(settings, key, ledger)
+        except ClientError as exc:
+            results.append(Replayed(key, "missing", ledger.status,
+                                    f"raw mail not readable: {exc.response.get('Error', {}).get('Code', exc)}"))
+            continue
+        try:
+            outcome = processor.process(job, int(ledger.attempts) + 1, admitted_over=ledger.outcome)
+        except Exception as exc:  # recorded in the ledger as failed by process()
+            results.append(Replayed(key, "failed", "failed", f"{type(exc).__name__}: {exc}"[:500]))
+            continue
+        results.append(Replayed(key, "accepted", outcome.status, outcome.outcome))
     return results
 
 

@@ -39,17 +39,6 @@ class Definition:
     per_mailbox: bool = False
 
 
-_DEFAULT_REJECT_SUBJECT = r"""# Out-of-office and vacation notices that lack the Auto-Submitted header.
-^(re:\s*)?(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|abwesenheitsnotiz|vacation reply)\b
-# Loops: delivery failures quoted back at us, mail that says it was generated automatically.
-^((re|fwd?|aw|wg):\s*)*(undeliverable|undelivered mail|delivery status notification|returned mail)\b
-\bauto-?generated (message|e-?mail)\b
-"""
-
-_DEFAULT_DROP_ATTACHMENTS = r"""# vCards that mail clients attach to every message.
-\.vcf$
-"""
-
 DEFINITIONS: tuple[Definition, ...] = (
     Definition("intake.defaultWorkspace", "text", "default",
                "Workspace the system mailbox files new items in."),
@@ -81,14 +70,26 @@ DEFINITIONS: tuple[Definition, ...] = (
                " never replied to, never added from CC."),
     Definition("item.emailReceived.addCcAsEditor", "bool", "false", "CC addresses become editors of a new item."),
     Definition("item.emailReceived.addCcAsReader", "bool", "false", "CC addresses become readers of a new item."),
-    Definition("filter.rejectSubject", "lines", _DEFAULT_REJECT_SUBJECT,
+    Definition("intake.listMail", "choice", "accept",
+               "Mailing-list posts (List-Id, Precedence: list, Google Groups): `accept` files them as items and"
+               " never answers them automatically, `discard` discards them (listed in the ledger with the"
+               " signals; `mailintake messages accept KEY` files one after all).",
+               choices=("accept", "discard"), per_mailbox=True),
+    Definition("intake.bulkMail", "choice", "accept",
+               "Bulk mail (Precedence: bulk or junk, newsletters with List-Unsubscribe): `accept` files it,"
+               " never answered automatically; `discard` discards it.",
+               choices=("accept", "discard"), per_mailbox=True),
+    # The filter lists are empty by default: every default pattern matched subjects people write ("Out of
+    # office message shows the wrong dates", "Undeliverable parcels in warehouse B"); machine-made mail
+    # is recognised by its evidence instead (mailintake.automail).
+    Definition("filter.rejectSubject", "lines", "",
                "Discard mail whose subject matches one of these expressions."),
     Definition("filter.rejectSender", "lines", "", "Discard mail whose sender address matches."),
     Definition("filter.rejectSenderName", "lines", "", "Discard mail whose sender display name matches."),
     Definition("filter.rejectBody", "lines", "", "Discard mail whose body text matches."),
     Definition("filter.cutBody", "lines", "",
                "Cut the matching parts out of the body (disclaimers, signature blocks); use `(?s)` to span lines."),
-    Definition("filter.dropAttachments", "lines", _DEFAULT_DROP_ATTACHMENTS,
+    Definition("filter.dropAttachments", "lines", "",
                "Drop attachments whose file name matches (logos, vCards)."),
     Definition("scripts.guard", "script", "", "Guard script, `module:function`; empty: none.", per_mailbox=True),
     Definition("scripts.activity", "script", "", "Activity script, `module:function`; empty: none.",
