@@ -37,14 +37,22 @@ def verify_ses_sender(settings: Any) -> None:
     client("ses", settings.region).verify_email_identity(EmailAddress=REPLY_FROM)
 
 
-def ses_sent(to: str) -> list[Message]:
-    """Mail moto's SES accepted for ``to`` (moto's model data lists every RawMessage sent)."""
+def _ses_raw() -> list[dict[str, Any]]:
     from mailintake.localstack import motoserver
 
     with urllib.request.urlopen(f"{motoserver.endpoint_url()}/moto-api/data.json", timeout=30) as response:
         data = json.load(response)
-    raw = data.get("ses", {}).get("RawMessage", [])
-    return [email.message_from_string(m["raw_data"]) for m in raw if to in m.get("destinations", [])]
+    return list(data.get("ses", {}).get("RawMessage", []))
+
+
+def ses_sent(to: str) -> list[Message]:
+    """Mail moto's SES accepted for ``to`` (moto's model data lists every RawMessage sent)."""
+    return [email.message_from_string(m["raw_data"]) for m in _ses_raw() if to in m.get("destinations", [])]
+
+
+def ses_sent_all() -> list[tuple[list[str], Message]]:
+    """Every mail moto's SES accepted so far, with its destinations (kept across stack resets)."""
+    return [(list(m.get("destinations", [])), email.message_from_string(m["raw_data"])) for m in _ses_raw()]
 
 
 def ledger_by_subject() -> dict[str, Any]:

@@ -113,3 +113,12 @@ def test_replies_say_they_are_automatic_and_thread() -> None:
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["In-Reply-To"] == "<x@y>"
     assert msg["References"] == "<w@y> <x@y>"
+
+
+def test_replies_keep_long_message_ids_plain_so_answers_thread() -> None:
+    outlook_id = "AS8PR07MB79762F1C0A3B4D5E6F708192A3B4C5D6@AS8PR07MB7976.eurprd07.prod.outlook.example"
+    msg = compose(Outgoing("a@example.org", "Re: Hello", "Body", in_reply_to=outlook_id,
+                           references=(outlook_id,)), "intake@tracker.example")
+    raw = msg.as_bytes()
+    assert f"In-Reply-To: <{outlook_id}>".encode() in raw
+    assert b"=?" not in raw.split(b"\n\n", 1)[0]

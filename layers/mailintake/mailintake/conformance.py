@@ -17,7 +17,8 @@ from typing import Any
 from mailintake.automail import classify
 from mailintake.parsing import ParsedMessage, parse_message
 
-EXPECTATION_KEYS = ("kind", "subject", "attachments", "body_contains", "body_excludes",
+# auto_answer is this project's own key (tests/precision): whether the mail may be answered automatically.
+EXPECTATION_KEYS = ("kind", "auto_answer", "subject", "attachments", "body_contains", "body_excludes",
                     "reply_contains", "reply_excludes")
 _KNOWN_KEYS = frozenset({"id", "file", "source", "notes", *EXPECTATION_KEYS})
 
@@ -79,6 +80,12 @@ def check_parsed(entry: Entry, parsed: ParsedMessage) -> Result:
         if got != data["kind"]:
             reason = f" ({verdict.reason})" if verdict else ""
             fail.append(f"kind: expected {data['kind']!r}, got {got!r}{reason}")
+    if "auto_answer" in data:
+        result.checked += 1
+        verdict = classify(parsed)
+        if (verdict is None) != bool(data["auto_answer"]):
+            said = f"{verdict.kind} ({verdict.reason})" if verdict else "ordinary mail"
+            fail.append(f"auto_answer: expected {data['auto_answer']!r}, classified as {said}")
     if "subject" in data:
         result.checked += 1
         if _norm(parsed.subject) != _norm(str(data["subject"])):

@@ -7,6 +7,7 @@ systems can never keep a loop going. Sending goes through SES (``send_raw_email`
 
 from __future__ import annotations
 
+import email.policy
 import json
 import re
 import smtplib
@@ -65,11 +66,17 @@ def _plain_id(value: str | None) -> bool:
     return bool(value) and bool(_PLAIN_ID.fullmatch(value or "")) and "=?" not in (value or "")
 
 
+# Lines up to RFC 5322's 998 characters: with the default 78, a Message-ID longer than a line (Outlook's
+# are ~80 characters) is written as RFC 2047 encoded words in In-Reply-To and References, which no mail
+# client threads on, so the sender's answer to our reply would lose its item.
+_POLICY = email.policy.default.clone(max_line_length=998)
+
+
 def compose(mail: Outgoing, sender: str) -> EmailMessage:
     """The reply as a message. Raises ValueError for a recipient that is not one plain address."""
     if not _PLAIN_ADDRESS.fullmatch(mail.to) or "=?" in mail.to:
         raise ValueError(f"not a plain address: {mail.to[:200]!r}")
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = sender
     msg["To"] = mail.to
     msg["Subject"] = _inert(mail.subject)
