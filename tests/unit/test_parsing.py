@@ -397,10 +397,10 @@ def test_empty_attachment_is_kept_with_size_zero() -> None:
     assert [(a.filename, a.size) for a in m.attachments] == [("empty.json", 0)]
 
 
-def test_signature_parts_are_not_attachments() -> None:
+def test_smime_signature_part_is_an_attachment_and_the_mail_is_marked_signed() -> None:
     m = parse(mail("""
         From: a@example.org
-        Content-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary=b
+        Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; boundary=b
 
         --b
         Content-Type: text/plain
@@ -409,11 +409,65 @@ def test_signature_parts_are_not_attachments() -> None:
         --b
         Content-Type: application/pkcs7-signature; name=smime.p7s
         Content-Disposition: attachment; filename=smime.p7s
+        Content-Transfer-Encoding: base64
 
         MIIB
         --b--
     """, ""))
-    assert m.attachments == [] and m.text == "signed text"
+    assert m.text == "signed text"
+    assert [(a.filename, a.content_type) for a in m.attachments] == [("smime.p7s", "application/pkcs7-signature")]
+    assert m.signed == ("smime",)
+
+
+def test_pgp_signature_part_without_a_name_is_listed_as_signature_asc() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/signed; micalg=pgp-sha256; protocol="application/pgp-signature"; boundary=b
+
+        --b
+        Content-Type: text/plain; charset=utf-8
+
+        Bitte um Rückruf.
+        --b
+        Content-Type: application/pgp-signature
+
+        -----BEGIN PGP SIGNATURE-----
+        iQEzBAEBCAAdFiEE
+        -----END PGP SIGNATURE-----
+        --b--
+    """, ""))
+    assert [a.filename for a in m.attachments] == ["signature.asc"]
+    assert m.attachments[0].data.startswith(b"-----BEGIN PGP SIGNATURE-----")
+    assert m.signed == ("openpgp",)
+
+
+def test_unsigned_mail_is_not_marked_signed() -> None:
+    assert parse(mail("From: a@example.org\nSubject: x\n")).signed == ()
+
+
+def test_file_names_keep_runs_of_spaces_while_the_storage_name_is_normalised() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/plain
+
+        body
+        --b
+        Content-Type: application/pdf; name="Rechnung  2024   (Kopie).pdf"
+        Content-Disposition: attachment; filename="Rechnung  2024   (Kopie).pdf"
+
+        x
+        --b
+        Content-Type: text/plain; name="=?utf-8?Q?Compte_rendu__r=C3=A9union.txt?="
+        Content-Disposition: attachment
+
+        y
+        --b--
+    """, ""))
+    assert [a.filename for a in m.attachments] == ["Rechnung  2024   (Kopie).pdf", "Compte rendu  réunion.txt"]
+    assert [a.safe_name for a in m.attachments] == ["Rechnung 2024 (Kopie).pdf", "Compte rendu réunion.txt"]
 
 
 def _tnef_with_file(name: bytes, data: bytes) -> bytes:

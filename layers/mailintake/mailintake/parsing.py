@@ -84,6 +84,9 @@ class ParsedMessage:
     content_types: list[str] = field(default_factory=list)  # every MIME part's type, in tree order
     report_type: str | None = None  # report-type of a top-level multipart/report, lower-cased
     bounced_recipients: list[str] = field(default_factory=list)  # failed recipients found by flufl.bounce
+    # Kinds of detached signature the mail carries ("openpgp", "smime"); the signature parts themselves are
+    # attachments. Recorded, not verified: nothing here says the signature is valid.
+    signed: tuple[str, ...] = ()
 
     @property
     def size_hint(self) -> int:
@@ -342,6 +345,15 @@ def _clean_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _exact_name(text: str) -> str:
+    """A file name for display, as the sender wrote it: control characters become spaces, but runs of spaces
+    inside the name stay (people do name files "Scan  2024.pdf"; only ``safe_name`` normalises, for keys).
+
+    Folding was already undone by the header decoding; white space around the name is quoting debris.
+    """
+    return "".join(ch if unicodedata.category(ch) != "Cc" else " " for ch in text).strip()
+
+
 _MSGID = re.compile(r"<([^<>\s]+)>")
 
 
@@ -491,7 +503,7 @@ def _filename(part: Message, defects: list[str]) -> str:
     raw = _param(part, "filename", "content-disposition") or _param(part, "name", "content-type") or ""
     # Encoded words are not allowed in parameters, but Outlook and others put them there anyway.
     name = decode_header_value(raw.strip().strip('"'), defects) if raw else ""
-    return _clean_line(name)
+    return _exact_name(name)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -645,9 +657,13 @@ def sanitize_html(html: str) -> str:
 # The MIME walk
 
 
-_SIGNATURE_TYPES = frozenset({
-    "application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature",
-})
+# Detached signature parts (RFC 1847 multipart/signed): the kind of signature, and the name clients give the
+# part when the sender's client gave none.
+_SIGNATURE_TYPES: dict[str, tuple[str, str]] = {
+    "application/pgp-signature": ("openpgp", "signature.asc"),
+    "application/pkcs7-signature": ("smime", "smime.p7s"),
+    "application/x-pkcs7-signature": ("smime", "smime.p7s"),
+}
 _REPORT_TYPES = frozenset({
     "message/delivery-status", "message/global-delivery-status", "message/disposition-notification",
     "message/global-disposition-notification", "message/feedback-report",
@@ -679,6 +695,7 @@ class _Walker:
         self.attachments: list[Attachment] = []
         self.defects: list[str] = []
         self.content_types: list[str] = []
+        self.signed: list[str] = []  # kinds of detached signature parts met, in tree order
         self._taken: set[str] = set()
 
     def walk(self, part: Message, depth: int = 0) -> _Body:
@@ -719,10 +736,15 @@ class _Walker:
         return body
 
     def _leaf(self, part: Message, ctype: str) -> _Body:
-        if ctype in _SIGNATURE_TYPES:
-            return _Body()
         disposition = (part.get_content_disposition() or "").lower()
         filename = _filename(part, self.defects)
+        signature = _SIGNATURE_TYPES.get(ctype)
+        if signature is not None:
+            # Kept as an attachment, as Zammad and mail clients list it: whoever checks the signature later
+            # needs the part byte for byte, and dropping it silently hid that the mail was signed at all.
+            if signature[0] not in self.signed:
+                self.signed.append(signature[0])
+            filename = filename or signature[1]
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
             text = _part_text(part, self.defects)
             return _Body(plain=[text]) if ctype == "text/plain" else _Body(html=[text])
@@ -791,7 +813,7 @@ class _Walker:
                 raw_name = getattr(att, "name", "") or ""
             if isinstance(raw_name, bytes):
                 raw_name = decode_bytes(raw_name, None)
-            name = _clean_line(str(raw_name).rstrip("\x00"))
+            name = _exact_name(str(raw_name).rstrip("\x00"))
             payload = getattr(att, "data", b"") or b""
             if not isinstance(payload, bytes):
                 continue
@@ -929,6 +951,7 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         defects=defects,
         content_types=content_types,
         report_type=report_type,
+        signed=tuple(walker.signed),
     )
     # flufl.bounce's heuristics scan every text part: only where they could count (see automail), and
     # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).
