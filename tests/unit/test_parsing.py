@@ -162,6 +162,25 @@ def test_html_only_mail_becomes_readable_text_with_paragraphs_lists_and_links() 
     assert "color" not in m.text
 
 
+def test_html_becomes_plain_text_without_markdown_emphasis_escapes_or_heading_marks() -> None:
+    m = parse(mail("""
+        From: shop@example.de
+        Subject: x
+        Content-Type: text/html; charset=utf-8
+
+        <h2>Angebot der Woche</h2>
+        <p><b>genie&szlig;en Sie Ihre Lieblings-Musik</b> jetzt ohne <i>st&ouml;rende</i> Kabel</p>
+        <p>- 90% nur heute</p><p>1. Preis: 3,90 EUR</p><p>C:\\Users\\anna_b *wichtig* #42 <s>39,90</s></p>
+        <p>Code: <code>make_install</code></p>
+    """, ""))
+    assert "genießen Sie Ihre Lieblings-Musik jetzt ohne störende Kabel" in m.text
+    assert m.text.startswith("Angebot der Woche\n")
+    assert "\n- 90% nur heute\n" in m.text and "\n1. Preis: 3,90 EUR\n" in m.text
+    assert "C:\\Users\\anna_b *wichtig* #42 39,90" in m.text
+    assert "Code: make_install" in m.text
+    assert "**" not in m.text and "~~" not in m.text and "`" not in m.text and "\\-" not in m.text
+
+
 def test_multiple_inline_text_parts_are_concatenated_and_text_attachments_are_not() -> None:
     m = parse(mail("""
         From: a@example.org

@@ -567,12 +567,35 @@ def _unflow(text: str) -> str:
     return "\n".join(out)
 
 
+# Tags whose Markdown rendering is markup a reader would see as stray characters in plain text: headings
+# ("## "), strikethrough ("~~") and code ("`") become plain runs of text; emphasis is switched off below.
+_PLAIN_TAGS = {"h1": "p", "h2": "p", "h3": "p", "h4": "p", "h5": "p", "h6": "p",
+               "del": "span", "s": "span", "strike": "span", "code": "span", "tt": "span", "kbd": "span"}
+
+
+class _PlainText(html2text.HTML2Text):
+    """html2text, but writing text for people to read rather than Markdown to render.
+
+    The item description is shown as plain text: "**bold**", "\\-" and "1\\." would be noise there, and a
+    search for the words a sender wrote must find them. Paragraphs, list bullets, block quotes ("> ", which
+    the reply cutting relies on) and links stay, since they read naturally as plain text.
+    """
+
+    def handle_tag(self, tag: str, attrs: dict[str, str | None], start: bool) -> None:
+        super().handle_tag(_PLAIN_TAGS.get(tag, tag), attrs, start)
+
+    def handle_data(self, data: str, entity_char: bool = False) -> None:
+        # html2text escapes Markdown characters in text unless it came from an entity; nothing here is
+        # rendered as Markdown, so no text is escaped.
+        super().handle_data(data, entity_char=True)
+
+
 def html_to_text(html: str) -> str:
-    """Readable plain text from HTML: paragraphs, lists, emphasis and links kept (Markdown-flavoured)."""
-    conv = html2text.HTML2Text()
+    """Readable plain text from HTML: paragraphs, lists and links kept; no Markdown emphasis or escapes."""
+    conv = _PlainText()
     conv.body_width = 0  # no hard wrapping: the UI wraps
     conv.ignore_images = True
-    conv.ignore_emphasis = False
+    conv.ignore_emphasis = True
     conv.ignore_links = False
     conv.inline_links = True
     conv.protect_links = False
