@@ -813,12 +813,15 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
     defects.extend(walker.defects)
 
     html_source = "\n".join(h for h in body.html if h.strip()) or None
+    # A forward's quoted block is the forwarded message: content, not history to cut.
+    forwarded = quoting.is_forward_subject(subject)
     if body.has_plain():
         text = "\n\n".join(p.strip("\n") for p in body.plain if p.strip())
-        reply_text = quoting.cut_reply(text)
+        reply_text = quoting.cut_reply(text, forwarded=forwarded)
     elif html_source is not None:
         text = html_to_text(html_source)
-        reply_text = quoting.cut_reply(html_to_text(quoting.cut_html_quotes(html_source)))
+        reply_text = quoting.cut_reply(html_to_text(quoting.cut_html_quotes(html_source, forwarded=forwarded)),
+                                       forwarded=forwarded)
     else:
         text = reply_text = ""
 
