@@ -361,6 +361,98 @@ def test_german_tracker_delimiter_cuts() -> None:
         "Danke!"
 
 
+def test_attribution_without_a_colon_right_above_the_quote() -> None:
+    out = cut("""
+        Works now.
+        2024/10/01 Jane Roe <jane@example.org>
+
+        > Does it work?
+    """)
+    assert out == "Works now."
+
+
+def test_dutch_apple_attribution_followed_by_unquoted_history() -> None:
+    out = cut("""
+        Dat klopt.
+
+        Op 1 okt. 2024, om 10:00 heeft Jan Jansen <jan@example.nl> het volgende geschreven:
+
+        De printer is kapot.
+    """)
+    assert out == "Dat klopt."
+
+
+def test_header_block_opening_with_date_and_header_keys_sharing_a_line() -> None:
+    assert cut("Done.\n\nDate: Tue, 1 Oct 2024 10:00:00 +0200\nTo: support@example.org\n\nOld text") == "Done."
+    # An HTML header block whose line breaks were lost, under html2text's "* * *" for <hr>.
+    assert cut("Done.\n\n* * *\n\nFrom: jane@example.org Date: Tue, 1 Oct 2024 10:00\n\nOld text") == "Done."
+
+
+def test_german_reply_message_separator_is_cut() -> None:
+    assert cut("Erledigt.\n\n-----Antwort Nachricht-----\n\nAlter Text") == "Erledigt."
+
+
+def test_attribution_after_reply_text_on_the_same_line_without_a_full_stop() -> None:
+    assert cut("ok On Tue, Oct 1, 2024 at 10:00 AM, jane@example.org wrote:\n> ready?") == "ok"
+    assert cut("ok, will do--- On Tue, Oct 1, 2024 at 10:00 AM, jane@example.org wrote:\n> ready?") == \
+        "ok, will do"
+
+
+def test_link_wrapped_out_of_a_quote_does_not_make_an_inline_reply() -> None:
+    out = cut("""
+        Thanks.
+
+        On Tuesday, October 1, 2024 at 10:00 AM, Helpdesk wrote:
+
+        > Your ticket was updated. View it here (https://helpdesk.example.org/tickets/4711?token=
+        abcdef0123456789)
+        >
+        > Reply to this mail to add a comment.
+    """)
+    assert out == "Thanks."
+
+
+def test_inline_reply_loses_its_trailing_quote_and_signature() -> None:
+    out = cut("""
+        On Tue, Oct 1, 2024 at 10:00 AM, Jane Roe <jane@example.org> wrote:
+
+        > Which floor?
+
+        Second.
+
+        > Which room?
+
+        2.14.
+
+        > Thanks, Jane
+        > On Mon, Sep 30, 2024 at 9:00 AM, John <john@example.org> wrote:
+        >> The printer is broken.
+
+        --
+        John Doe, IT
+    """)
+    assert "Second." in out and "2.14." in out and "> Which room?" in out
+    assert "The printer is broken." not in out and "John Doe, IT" not in out
+
+
+def test_bottom_post_with_greeting_loses_the_quoted_list_footer() -> None:
+    out = cut("""
+        Hi,
+        On Tue, 2024-10-01 at 10:00 +0200, Jane Roe wrote:
+        > How do I reset it?
+
+        Hold the button for ten seconds.
+
+        > _______________________________________________
+        > users mailing list
+
+        _______________________________________________
+        users mailing list
+        users@lists.example.org
+    """)
+    assert "Hold the button for ten seconds." in out and "mailing list" not in out
+
+
 # ---------------------------------------------------------------- what must stay
 
 
@@ -499,6 +591,21 @@ def test_outlook_forward_by_subject_keeps_the_html_header_block() -> None:
             '</div><div>The printer is broken.</div>')
     assert "The printer is broken." in cut_html_quotes(html, forwarded=True)
     assert "The printer is broken." not in cut_html_quotes(html)
+
+
+def test_the_last_blockquote_is_history_and_earlier_ones_are_content() -> None:
+    html = ('<div>As the manual says:<blockquote>Replace the toner every 5000 pages.</blockquote>So it is due.'
+            '</div><div>On Tue, Jane &lt;jane@example.org&gt; wrote:</div><blockquote>When is it due?</blockquote>')
+    m = parse_message(io.BytesIO(b"From: a@example.org\r\nSubject: Re: toner\r\nContent-Type: text/html; "
+                                 b"charset=utf-8\r\n\r\n" + html.encode()))
+    assert "Replace the toner every 5000 pages." in m.reply_text and "So it is due." in m.reply_text
+    assert "When is it due?" not in m.reply_text and "> Replace" not in m.reply_text
+    assert "Old" not in cut_html_quotes("<p>New</p><blockquote>Old</blockquote><p>Regards</p>")
+
+
+def test_html_that_is_all_quote_is_kept_whole() -> None:
+    html = "<blockquote>My answer is yes.<div>On Tue, Jane &lt;jane@example.org&gt; wrote:</div>Ready?</blockquote>"
+    assert cut_html_quotes(html) == html
 
 
 # ---------------------------------------------------------------- hostile input

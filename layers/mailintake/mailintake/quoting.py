@@ -52,8 +52,8 @@ _LEADS = ("on", "am", "le", "el", "il", "il giorno", "op", "em", "den", "dne", "
           "pe", "vào", "στις", "dana", "dňa", "el día")
 # "wrote" in the languages mail clients write attributions in (lower case). Each is matched as a word.
 _VERBS = (
-    "wrote", "writes", "has written", "schrieb", "schreibt", "hat geschrieben", "a écrit", "écrit",
-    "escribió", "escribio", "ha escrito", "escreveu", "ha scritto", "scrisse", "schreef", "heeft geschreven",
+    "wrote", "writes", "written", "schrieb", "schreibt", "geschrieben", "a écrit", "écrit", "geschreven",
+    "escribió", "escribio", "escrito", "escreveu", "scritto", "scrisse", "schreef",
     "skrev", "skrifaði", "napsal", "napsala", "napsal(a)", "napísal", "napísala", "napísal(a)", "napisał",
     "napisała", "napisał(a)", "pisze", "написал", "написала", "написал(а)", "пишет", "написав", "написала",
     "пише", "написа", "kirjoitti", "írta", "ezt írta", "yazdı", "şunu yazdı", "έγραψε", "a scris",
@@ -85,7 +85,8 @@ _OTHER_KEYS = frozenset({
 _ALL_KEYS = _FROM_KEYS | _DATE_KEYS | _OTHER_KEYS
 
 _ORIGINAL_PHRASES = (
-    "original message", "reply message", "ursprüngliche nachricht", "originalnachricht", "message d'origine",
+    "original message", "reply message", "ursprüngliche nachricht", "originalnachricht", "antwort nachricht",
+    "message d'origine",
     "message d’origine", "mensaje original", "messaggio originale", "oorspronkelijk bericht",
     "oprindelig meddelelse", "opprinnelig melding", "originalmeddelande", "ursprungligt meddelande",
     "alkuperäinen viesti", "původní zpráva", "pôvodná správa", "oryginalna wiadomość",
@@ -150,6 +151,7 @@ _DELIMITER = re.compile(
 _QUOTE_PREFIX = re.compile(r"(?:>[ \t]*)+")
 
 _SIGNATURE = re.compile(r"^(?:-- ?|--|__)[ \t]*$", re.MULTILINE)
+_SIGNATURE_LINE = re.compile(r"^[ \t]*+(?:--|__)[ \t]*+$", re.MULTILINE)
 _SENT_FROM = re.compile(
     r"^[ \t]*+(?:Sent from my [^\n]{1,40}|Sent from (?:Mail|Outlook) for [^\n]{1,40}|"
     r"Get Outlook for [^\n]{1,40}|Sent from Samsung [^\n]{1,40}|Sent from Yahoo Mail[^\n]{0,40}|"
@@ -215,8 +217,29 @@ def _header_key(stripped: str) -> str | None:
     return "other" if key in _OTHER_KEYS else None
 
 
+# A further "Key:" inside a header line's value ("From: bob@example.com Date: Thu, 24 Mar 2016 ..." when
+# an HTML header block lost its line breaks).
+_INLINE_KEY = re.compile(r"(?<!\S)(\w[\w-]{0,15}(?: \w{1,15})?)[ \t]?[:：]")
+
+
+def _inline_roles(value: str) -> list[str]:
+    roles = []
+    for match in _INLINE_KEY.finditer(value[:_MAX_LINE]):
+        key = match.group(1).lower()
+        if key in _FROM_KEYS or key in _DATE_KEYS:
+            roles.append("from" if key in _FROM_KEYS else "date")
+        elif key in _OTHER_KEYS:
+            roles.append("other")
+    return roles
+
+
 def _header_block(stripped: list[str], i: int) -> int | None:
-    """End (exclusive) of a From/Sent/To header block starting at line ``i``, or None."""
+    """End (exclusive) of a From/Sent/To header block starting at line ``i``, or None.
+
+    Two or more header lines, with a From or a Date/Sent key, and either both, or two more keys, or an
+    address: Outlook's block, Apple Mail's and Gmail's forwarded headers, a Hotmail quote's header lines.
+    A schedule ("From: Monday / To: Friday") or a memo's "Date: / Time:" is none of these.
+    """
     roles: list[str] = []
     j = i
     last = i
@@ -225,15 +248,18 @@ def _header_block(stripped: list[str], i: int) -> int | None:
         role = _header_key(stripped[j])
         if role is not None:
             roles.append(role)
+            if j == i:
+                roles.extend(_inline_roles(stripped[j][stripped[j].find(":") + 1:]))
             last, gap = j, 0
         elif stripped[j] and gap == 0 and roles:
             gap = 1  # a wrapped value ("Subject: Two\nline subject")
         else:
             break
         j += 1
-    if "from" not in roles or len(roles) < 2:
+    if len(roles) < 2 or not ("from" in roles or "date" in roles):
         return None
-    if "date" in roles or roles.count("other") >= 2:
+    if ("from" in roles and "date" in roles) or roles.count("other") >= 2 or \
+            any("@" in line for line in stripped[i:last + 1]):
         return last + 1
     return None
 
@@ -263,10 +289,13 @@ def _flags(text: str) -> int:
     return flags
 
 
-def _qualifies(flags: int, first_flags: int, followed_by_quote: bool, wrapped: bool) -> bool:
+def _qualifies(flags: int, first_flags: int, followed_by_quote: bool, wrapped: bool, colon: bool = True) -> bool:
     """Whether lines with these evidence flags (together; ``first_flags`` of the first one) form an
-    attribution, given that they end in a colon. See the module docstring."""
+    attribution. See the module docstring. Without a closing colon only the surest kind counts: opening
+    like an attribution, with an address, right above the quote ("2011/4/7 Nathan <nathan@example.com>")."""
     email, opens = bool(flags & _HAS_EMAIL), bool(first_flags & _OPENS)
+    if not colon:
+        return followed_by_quote and email and opens
     if wrapped and not (email or opens):
         return False  # joining lines of prose must not make one
     if flags & _HAS_VERB and (opens or email or flags & _HAS_DATE):
@@ -288,26 +317,33 @@ def _opens_attribution(text: str) -> bool:
     return bool(text) and (_LEAD.match(text) is not None or text[0].isdigit())
 
 
+# Where an attribution may begin inside a line: after a sentence, or before a capitalised opening word
+# ("reply On Wed, ...", "reply--- On Wed, ...").
+_INNER_START = re.compile(
+    rf"[.!?][ \t]+|(?:[ \t]+|-{{2,}}[ \t]*)(?=(?:{_alternation(tuple(w.capitalize() for w in _LEADS))})\s)")
+
+
 def _shared_start(first: str, rest: str, followed_by_quote: bool, wrapped: bool) -> int:
     """Where an attribution begins inside its first line when that line starts with the end of the reply
     ("Thanks! On Tue, 1 Oct 2024, Ann <ann@example.org> wrote:"); 0 when the whole line belongs to it.
 
-    ``rest``: the attribution's further lines, joined. The split is made only where what follows opens
-    like an attribution ("On", a date), or after a full sentence ("Thanks, see you then. Ann <a@b> wrote:"),
-    never after an abbreviation ("Dr. Smith <s@x> wrote:").
+    ``rest``: the attribution's further lines, joined. The split is made where what follows opens like an
+    attribution ("On ...", "Am ..."), or after a full sentence ("Thanks, see you then. Ann <a@b> wrote:"),
+    never after an abbreviation ("Dr. Smith <s@x> wrote:") or inside a date ("Mo., 1. Jan. 2024 ...").
     """
     if _opens_attribution(first):
         return 0
-    for boundary in re.finditer(r"[.!?][ \t]+", first[:_MAX_LINE]):
+    for boundary in _INNER_START.finditer(first[:_MAX_LINE]):
         tail = first[boundary.end():]
         if not tail or not _attribution(" ".join(filter(None, (tail, rest))), followed_by_quote, wrapped):
             continue
-        prefix = first[: boundary.start() + 1]
+        prefix = first[: boundary.start() + 1].rstrip()
         if _LEAD.match(tail):
             return boundary.end()  # "... works for me. On Tue, ... wrote:"
         # Otherwise only after a sentence that cannot be the attribution's own start: no digits (it is
         # not "Mo., 1. Jan. 2024 ...") and a full sentence, not an abbreviation ("Dr. Smith <s@x> wrote:").
-        if not any(ch.isdigit() for ch in prefix) and (prefix[-1] in "!?" or len(prefix.split()) >= 3):
+        if prefix[-1:] in (".", "!", "?") and not any(ch.isdigit() for ch in prefix) and (
+                prefix[-1] in "!?" or len(prefix.split()) >= 3):
             return boundary.end()
     return 0
 
@@ -318,6 +354,12 @@ _STRUCTURE_LINE = re.compile(r"^[ \t]*+[-=_*#~•]", re.MULTILINE)
 _HEADER_CANDIDATE = re.compile(r"^[ \t]*+[*_]{0,2}+[ \t]*+[^\W\d_][^:：\n]{0,24}+[:：]", re.MULTILINE)
 _COLON_END = re.compile(r"[:：][ \t]*+$", re.MULTILINE)
 _URL_LINE = re.compile(r"^[ \t]*+[(<]?https?://\S{1,2000}+[ \t]*+$", re.MULTILINE)
+# A line right above a quote (through up to three empty lines): an attribution may lack its colon.
+_ABOVE_QUOTE = re.compile(r"^[ \t]*+[^>\s][^\n]*+\n(?:[ \t]*+\n){0,3}+[ \t]*+>", re.MULTILINE)
+# A link that a quoting client wrapped, leaving its tail without the quote marker (talon's "link breaks
+# quotation markers"): a line starting with a link, or a quoted line ending inside one.
+_LINK_START = re.compile(r"^[ \t]*+[(<]?https?://", re.MULTILINE)
+_LINK_OPEN_AT_END = re.compile(r"[(<]https?://[^)>\s]*+[ \t]*+$", re.MULTILINE)
 
 
 class _Body:
@@ -331,6 +373,7 @@ class _Body:
         self.kinds = [EMPTY if not s else QUOTED if s[0] == ">" else TEXT for s in self.stripped]
         self.splitters: dict[int, _Splitter] = {}
         self._flag_memo: dict[int, int] = {}
+        self._classify_link_debris()
         self._classify_structure()
         self._classify_attributions()
         if forwarded:
@@ -345,11 +388,13 @@ class _Body:
 
     # -- classification
 
-    def _candidates(self, pattern: re.Pattern[str]) -> list[int]:
-        """Lines where ``pattern`` matches, top first, at most _BUDGET of them."""
+    def _candidates(self, pattern: re.Pattern[str], first_line: int = 0) -> list[int]:
+        """Lines from ``first_line`` on where ``pattern`` matches, top first, at most _BUDGET of them."""
         found: list[int] = []
-        line, counted = 0, 0
-        for match in pattern.finditer(self.text):
+        first_line = max(first_line, 0)
+        line = first_line
+        counted = sum(map(len, self.lines[:first_line])) + first_line if first_line else 0
+        for match in pattern.finditer(self.text, counted):
             line += self.text.count("\n", counted, match.start())  # newlines since the last match
             counted = match.start()
             if not found or found[-1] != line:
@@ -357,6 +402,27 @@ class _Body:
                 if len(found) >= _BUDGET:
                     break
         return found
+
+    def _classify_link_debris(self) -> None:
+        """Unquoted tails of links wrapped out of a quote belong to the quote."""
+        stripped, kinds = self.stripped, self.kinds
+        n = len(kinds)
+
+        def quote_follows(k: int) -> bool:
+            nxt = k + 1
+            while nxt < n and kinds[nxt] == EMPTY:
+                nxt += 1
+            return nxt >= n or kinds[nxt] == QUOTED
+
+        for k in self._candidates(_LINK_START):
+            if k > 0 and kinds[k] == TEXT and kinds[k - 1] == QUOTED and len(stripped[k]) <= _MAX_LINE and \
+                    quote_follows(k):
+                kinds[k] = QUOTED
+        for k in self._candidates(_LINK_OPEN_AT_END):
+            tail = k + 1
+            if kinds[k] == QUOTED and tail < n and kinds[tail] == TEXT and len(stripped[tail]) <= 200 and \
+                    not any(ch.isspace() for ch in stripped[tail]) and quote_follows(tail):
+                kinds[tail] = QUOTED
 
     def _mark(self, split: _Splitter) -> None:
         self.splitters[split.start] = split
@@ -428,12 +494,19 @@ class _Body:
             found = self._attribution_ending_at(j, last, k < n and kinds[k] == QUOTED)
             if found is not None:
                 self._mark(found)
+        for j in self._candidates(_ABOVE_QUOTE):
+            s = stripped[j]
+            if kinds[j] != TEXT or s[-1] in ":：" or len(s) > _MAX_LINE:
+                continue
+            found = self._attribution_ending_at(j, s, True, colon=False)
+            if found is not None:
+                self._mark(found)
 
-    def _attribution_ending_at(self, j: int, last: str, followed: bool) -> _Splitter | None:
+    def _attribution_ending_at(self, j: int, last: str, followed: bool, colon: bool = True) -> _Splitter | None:
         stripped, kinds = self.stripped, self.kinds
         tail = last[-_MAX_LINE:]
         flags = self._line_flags(j) if kinds[j] == TEXT and len(last) <= _MAX_LINE else _flags(tail)
-        found = j if kinds[j] == TEXT and _qualifies(flags, flags, followed, wrapped=False) else None
+        found = j if kinds[j] == TEXT and _qualifies(flags, flags, followed, False, colon) else None
         length = len(tail)
         first_found_flags = flags
         for start in range(j - 1, max(-1, j - _MAX_WINDOW_LINES), -1):
@@ -447,10 +520,10 @@ class _Body:
             line_flags = self._line_flags(start)
             flags |= line_flags
             if found is None:
-                if _qualifies(flags, line_flags, followed, wrapped=True):
+                if _qualifies(flags, line_flags, followed, True, colon):
                     found, first_found_flags = start, line_flags
             elif line_flags & _OPENS and not first_found_flags & _OPENS and \
-                    _qualifies(flags, line_flags, followed, wrapped=True):
+                    _qualifies(flags, line_flags, followed, True, colon):
                 found, first_found_flags = start, line_flags  # extend to the line that opens it
         if found is None:
             return None
@@ -465,6 +538,24 @@ class _Body:
             line = self.lines[found]
             offset += len(line) - len(line.lstrip()) + (len(stripped[found]) - len(tail) if found == j else 0)
         return _Splitter(found, j + 1, offset)
+
+    def content_end(self) -> int:
+        """The line where the sender's own text ends at the latest: a "-- " signature separator, a "Sent
+        from my ..." line, or a mailing-list footer under a line of underscores, each with text above it.
+        Whatever follows is signature, footer or history, so a quote just above it still counts as
+        trailing."""
+        n = len(self.lines)
+        # They close a reply: only its end is searched (a top-posted one is cut above its history anyway).
+        first = n - _SIGNATURE_LINES
+        ends = [k for k in self._candidates(_SIGNATURE_LINE, first) if self.kinds[k] == TEXT and self.has_text(0, k)]
+        ends += [k for k in self._candidates(_SENT_FROM, first) if self.kinds[k] == TEXT and self.has_text(0, k)]
+        tail = self.nonempty[-_FOOTER_MAX_LINES - 1:]
+        for k in tail:
+            if self.kinds[k] == TEXT and _FOOTER_RULE.fullmatch(self.lines[k]) and self.has_text(0, k) and \
+                    all(len(self.lines[j]) <= 120 for j in range(k + 1, n)):
+                ends.append(k)
+                break
+        return min(ends, default=n)
 
     # -- indexes
 
@@ -575,7 +666,7 @@ class _Body:
             if split.offset or self.has_text(pos, split.start):
                 above = self.trim(pos, split.start)
                 if split.offset:
-                    above.append(lines[split.start][: split.offset])
+                    above.append(lines[split.start][: split.offset].rstrip(" \t-"))
                 # Drop a separator line just above the history ("* * *", "-----").
                 while above and (not above[-1].strip() or _SEPARATOR_LINE.fullmatch(above[-1].strip())):
                     above.pop()
@@ -632,6 +723,9 @@ def cut_reply(text: str, *, forwarded: bool = False) -> str:
         return ""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     body = _Body(text, forwarded)
+    end = body.content_end()
+    if end < len(body.lines) and not body.forwards:
+        body = _Body("\n".join(body.lines[:end]), forwarded)
     kept, forward = body.reply()
     if forward is not None:
         # The sender's own signature sits above the forwarded message; the forwarded text stays whole.
@@ -689,14 +783,15 @@ def _starts_with_forward(text: str) -> bool:
 
 def _container_kind(tag: str, values: dict[str, str]) -> str | None:
     """What an element may be: "history" (a client's quote container), "blockquote" (Gmail's quote,
-    history only when an attribution introduces it), "divider" (a bordered div, history when a header
-    block starts it), or None."""
+    history only when an attribution introduces it), "plain" (any other blockquote: history when an
+    attribution introduces it or when it is the last quote of the mail), "divider" (a bordered div,
+    history when a header block starts it), or None."""
     ident = values.get("id", "").lower()
     classes = values.get("class", "").lower().split()
     if tag == "blockquote":
         if values.get("type", "").lower() == "cite":
             return "history"  # Apple Mail, Thunderbird
-        return "blockquote" if "gmail_quote" in classes else None
+        return "blockquote" if "gmail_quote" in classes else "plain"
     if any(c in _CONTAINER_CLASSES for c in classes) or ident == "mail-editor-reference-message-container" \
             or (ident.startswith("yiv") and "quoted" in ident):
         return "history"
@@ -719,6 +814,8 @@ class _QuoteStripper(HTMLParser):
         self._held_markup: list[str] = []
         self._held_text: list[str] = []
         self._held_chars = 0
+        self.visible = False  # whether any text outside the history was emitted
+        self._pending: tuple[int, str] | None = None  # a blockquote that is history if no quote follows
         self._recent: list[str] = []  # visible text emitted lately (for "is this quote attributed?")
         self._recent_chars = 0
 
@@ -735,13 +832,23 @@ class _QuoteStripper(HTMLParser):
             return
         self.out.append(markup)
         if text:
-            self._recent.append(text)
-            self._recent_chars += len(text)
-            if self._recent_chars > 4 * _MAX_LINE:
-                joined = "".join(self._recent)[-_MAX_LINE:]
-                self._recent, self._recent_chars = [joined], len(joined)
+            self.visible = self.visible or not text.isspace()
+            self._note(text)
+
+    def _note(self, text: str) -> None:
+        """Remember text as what came last before the next quote (for "is this quote attributed?")."""
+        self._recent.append(text)
+        self._recent_chars += len(text)
+        if self._recent_chars > 4 * _MAX_LINE:
+            joined = "".join(self._recent)[-_MAX_LINE:]
+            self._recent, self._recent_chars = [joined], len(joined)
 
     def _hold(self, tag: str, kind: str, markup: str) -> None:
+        if self._pending is not None and kind in ("history", "blockquote", "plain"):
+            index, content = self._pending  # a later quote: the earlier one was the sender's
+            self.out[index] = content
+            self.visible = True
+            self._pending = None
         self._held = (tag, 1, kind)
         self._held_markup = [markup]
         self._held_text = []
@@ -763,11 +870,18 @@ class _QuoteStripper(HTMLParser):
             else:
                 self._emit("".join(markup), text)
             return
-        if kind == "blockquote" and not _looks_attributed("".join(self._recent)):
-            # Gmail's "Quote" button: a quote in the sender's own text, not history. Emitted as a plain
-            # block so that the text stage does not take it for a trailing quote either.
-            inner = "".join(markup[1:-1]) if len(markup) >= 2 else ""
-            self._emit("<div>" + inner + "</div>", text)
+        if kind in ("blockquote", "plain") and not _looks_attributed("".join(self._recent)):
+            # Emitted as a plain block so that the text stage does not take it for a quote either.
+            as_content = "<div>" + ("".join(markup[1:-1]) if len(markup) >= 2 else "") + "</div>"
+            if kind == "blockquote":
+                # Gmail's "Quote" button: a quote in the sender's own text, not history.
+                self._emit(as_content, text)
+            elif not self._stop:
+                # Another blockquote: history if it is the mail's last quote (the reply's history is
+                # always last), content if another quote follows it. Its place is kept until then.
+                self._pending = (len(self.out), as_content)
+                self.out.append("")
+                self._note(text)
             return
         # history: dropped
 
@@ -851,7 +965,10 @@ def cut_html_quotes(markup: str, *, forwarded: bool = False) -> str:
     try:
         stripper.feed(markup)
         stripper.close()
-        return stripper.finish()
+        out = stripper.finish()
     except Exception:
         log.debug("HTML quote stripping failed", exc_info=True)
         return markup
+    # A mail that is all quote (a reply typed inside the quote, a client that quotes everything) would
+    # come out empty: nothing is cut then, as in plain text.
+    return out if stripper.visible else markup
