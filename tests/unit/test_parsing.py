@@ -211,6 +211,37 @@ def test_multiple_inline_text_parts_are_concatenated_and_text_attachments_are_no
     assert [a.filename for a in m.attachments] == ["a.pdf", "notes.txt"]
 
 
+def test_plain_and_html_parts_side_by_side_in_mixed_are_all_body_in_order() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Subject: x
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/html; charset=utf-8
+
+        <p>Hallo <b>Team</b>,</p>
+        --b
+        Content-Type: text/plain; charset=utf-8
+
+        der Drucker ist repariert.
+        --b
+        Content-Type: image/png; name=logo.png
+        Content-Disposition: inline; filename=logo.png
+
+        PNG
+        --b
+        Content-Type: text/html; charset=utf-8
+
+        <div>-- <br>Anna Beispiel | <i>IT-Service</i></div>
+        --b--
+    """, ""))
+    assert m.text.index("Hallo Team,") < m.text.index("der Drucker ist repariert.") < m.text.index("Anna Beispiel")
+    assert "IT-Service" in m.text
+    assert "der Drucker ist repariert." in m.reply_text and "Anna Beispiel" not in m.reply_text
+    assert [a.filename for a in m.attachments] == ["logo.png"]
+
+
 def test_ks_c_5601_body_is_decoded_as_cp949() -> None:
     body = "고맙습니다. 똠방각하".encode("cp949")
     raw = b"From: a@example.org\nSubject: x\nContent-Type: text/plain; charset=ks_c_5601-1987\n" \

@@ -532,6 +532,10 @@ _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 class _Body:
     plain: list[str] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
+    # The body parts in reading order, one alternative chosen per multipart/alternative: ("plain" | "html",
+    # content). A multipart/mixed mail may say part of its text in plain text and part in HTML (Apple Mail
+    # around inline images, a list server's HTML footer, an HTML signature part); all of it is the body.
+    sequence: list[tuple[str, str]] = field(default_factory=list)
 
     def has_plain(self) -> bool:
         return any(p.strip() for p in self.plain)
@@ -578,6 +582,7 @@ class _Walker:
                 sub = self.walk(child, depth + 1)
                 body.plain.extend(sub.plain)
                 body.html.extend(sub.html)
+                body.sequence.extend(sub.sequence)
             return body
         return self._leaf(part, ctype)
 
@@ -591,6 +596,10 @@ class _Walker:
                 body.plain = sub.plain
             if sub.has_html():
                 body.html = sub.html
+        # The text reads from the best alternative with plain text, else from the best with HTML.
+        chosen = [sub for sub in results if sub.has_plain()] or [sub for sub in results if sub.has_html()]
+        if chosen:
+            body.sequence = chosen[-1].sequence
         return body
 
     def _leaf(self, part: Message, ctype: str) -> _Body:
@@ -605,7 +614,9 @@ class _Walker:
             filename = filename or signature[1]
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
             text = _part_text(part, self.defects, self.hints)
-            return _Body(plain=[text]) if ctype == "text/plain" else _Body(html=[text])
+            if ctype == "text/plain":
+                return _Body(plain=[text], sequence=[("plain", text)])
+            return _Body(html=[text], sequence=[("html", text)])
         data = _payload_bytes(part, self.defects)
         if (ctype in _TNEF_TYPES or filename.lower() == "winmail.dat") and self._add_tnef(data):
             return _Body()
@@ -815,7 +826,15 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
     html_source = "\n".join(h for h in body.html if h.strip()) or None
     # A forward's quoted block is the forwarded message: content, not history to cut.
     forwarded = quoting.is_forward_subject(subject)
-    if body.has_plain():
+    sequence = [(kind, part) for kind, part in body.sequence
+                if (part.strip() if kind == "plain" else _html_has_text(part))]
+    if len({kind for kind, _ in sequence}) > 1:
+        # Plain and HTML parts side by side in a multipart/mixed: each in its place, HTML as text.
+        text = "\n\n".join(part.strip("\n") if kind == "plain" else html_to_text(part) for kind, part in sequence)
+        reply_text = quoting.cut_reply("\n\n".join(
+            part.strip("\n") if kind == "plain" else html_to_text(quoting.cut_html_quotes(part, forwarded=forwarded))
+            for kind, part in sequence), forwarded=forwarded)
+    elif body.has_plain():
         text = "\n\n".join(p.strip("\n") for p in body.plain if p.strip())
         reply_text = quoting.cut_reply(text, forwarded=forwarded)
     elif html_source is not None:
