@@ -115,19 +115,64 @@ _FORWARD_BEGIN = (
 )
 
 
-def _alternation(words: tuple[str, ...] | frozenset[str]) -> str:
-    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+def _is_cjk(ch: str) -> bool:
+    return "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7a3"
 
 
-# A word of the vocabulary: not inside another word ("wrote" not in "rewrote:"); CJK verbs need no boundary.
-# Searched in lower-cased text (case-insensitive alternations are several times slower in ``re``).
-_VERB = re.compile(rf"(?<![^\W\d_])(?:{_alternation(_VERBS)})(?![^\W\d_])")
-_LEAD = re.compile(rf"(?:{_alternation(_LEADS)})\s", re.IGNORECASE)
-_ORIGINAL = re.compile(rf"[-=_*\s]{{2,30}}(?:{_alternation(_ORIGINAL_PHRASES)})[-=_*:\s]{{2,30}}", re.IGNORECASE)
-_FORWARD = re.compile(
-    rf"[-=_*\s]{{2,30}}(?:{_alternation(_FORWARD_PHRASES)})[-=_*:\s]{{2,30}}|(?:{_alternation(_FORWARD_BEGIN)})"
-    r"\s?[:：]", re.IGNORECASE)
-# "---- John Smith wrote ----", "------On 12/29/1987 17:32 PM, Julius Caesar wrote-----" (Android, Samsung).
+# Vocabulary is looked up word by word in sets, not matched by alternations of dozens of words: those cost
+# milliseconds to compile at every cold start, and are slower to search too.
+_WORD = re.compile(r"[^\W\d_]+(?:\([^\W\d_]{1,2}\))?")  # "wrote", "napisał(a)", "écrit"
+_VERB_WORDS = frozenset(v for v in _VERBS if " " not in v and not _is_cjk(v[0]))
+_VERB_PAIRS = frozenset(v for v in _VERBS if v.count(" ") == 1)
+_VERB_CJK = tuple(v for v in _VERBS if _is_cjk(v[0]))  # no spaces between words in these scripts
+_LEAD_WORDS = frozenset(w for w in _LEADS if " " not in w)
+_LEAD_PAIRS = frozenset(w for w in _LEADS if " " in w)
+
+
+def _has_verb(text: str) -> bool:
+    """Whether text (lower case) holds a "wrote" word, as a word ("rewrote" does not count)."""
+    words = _WORD.findall(text)
+    if any(w in _VERB_WORDS for w in words):
+        return True
+    if any(f"{a} {b}" in _VERB_PAIRS for a, b in itertools.pairwise(words)):
+        return True
+    return any(v in text for v in _VERB_CJK)
+
+
+def _opens_with_lead(text: str) -> bool:
+    """Whether text starts with an attribution's opening word ("On", "Am", "Le", "W dniu", ...)."""
+    head = text[:24].lower().split(maxsplit=2)
+    if len(head) < 2:
+        return False  # the opening word is followed by the date
+    return head[0] in _LEAD_WORDS or f"{head[0]} {head[1]}" in _LEAD_PAIRS
+_FRAME = "-=_*:： \t"  # what frames "-----Original Message-----" and "---------- Forwarded message ---------"
+
+
+def _framed_phrase(line: str) -> str | None:
+    """The lower-cased phrase of a line framed by dashes ("-----Original Message-----"), or None.
+
+    Looked up in a set rather than matched by an alternation: compiling those (non-ASCII) alternations
+    cost milliseconds of every cold start."""
+    if len(line) > 120 or line[:2].strip("-=_*") or line[-2:].strip(_FRAME):
+        return None
+    return " ".join(line.strip(_FRAME).lower().split())
+
+
+def _is_original(line: str) -> bool:
+    return _framed_phrase(line) in _ORIGINAL_SET
+
+
+def _is_forward(line: str) -> bool:
+    """"---------- Forwarded message ---------" and its kind, or Apple's "Begin forwarded message:"."""
+    if _framed_phrase(line) in _FORWARD_SET:
+        return True
+    return line[-1:] in (":", "：") and " ".join(line.rstrip(":： \t").lower().split()) in _FORWARD_BEGIN_SET
+
+
+_ORIGINAL_SET = frozenset(_ORIGINAL_PHRASES)
+_FORWARD_SET = frozenset(_FORWARD_PHRASES)
+_FORWARD_BEGIN_SET = frozenset(_FORWARD_BEGIN)
+# The delimiter below is matched against lower-cased lines.
 # "Key: value" at the start of a line, "*From:*" and "De :" included; the key is checked against the tables.
 _HEADER_LINE = re.compile(r"[*_]{0,2}[ \t]*([^\W\d_][^:：\n]{0,24}?)[ \t]*[*_]{0,2}[ \t]*[:：][ \t]*[*_]{0,2}")
 _EMAIL = re.compile(r"[\w.+-]@[\w-]{1,63}\.[\w.-]{2,}")
@@ -146,35 +191,44 @@ _DELIMITER = re.compile(
     r"|[^\n]{0,40}?\bdo\s+not\s+(?:write|reply|type)\s+below\b[^\n]{0,40}"
     r"|bitte\s+oberhalb\s+dieser\s+zeile\s+antworten[^\n]{0,20}"
     r"|répondez\s+au-dessus\s+de\s+cette\s+ligne[^\n]{0,20})",
-    re.IGNORECASE,
 )
 _QUOTE_PREFIX = re.compile(r"(?:>[ \t]*)+")
 
 _SIGNATURE = re.compile(r"^(?:-- ?|--|__)[ \t]*$", re.MULTILINE)
 _SIGNATURE_LINE = re.compile(r"^[ \t]*+(?:--|__)[ \t]*+$", re.MULTILINE)
-_SENT_FROM = re.compile(
-    r"^[ \t]*+(?:Sent from my [^\n]{1,40}|Sent from (?:Mail|Outlook) for [^\n]{1,40}|"
-    r"Get Outlook for [^\n]{1,40}|Sent from Samsung [^\n]{1,40}|Sent from Yahoo Mail[^\n]{0,40}|"
-    r"Von meinem [^\n]{1,40} gesendet|Gesendet von meinem [^\n]{1,40}|Envoyé de mon [^\n]{1,40}|"
-    r"Envoyé depuis mon [^\n]{1,40}|Enviado desde mi [^\n]{1,40}|Inviato da[l]? mio [^\n]{1,40}|"
-    r"Verzonden (?:vanaf|met) mijn [^\n]{1,40}|Skickat från min [^\n]{1,40}|Sendt fra min [^\n]{1,40}|"
-    r"Wysłane z (?:mojego )?[^\n]{1,40}|Odesláno z [^\n]{1,40}|Отправлено с [^\n]{1,40}|"
-    r"Enviado do meu [^\n]{1,40})[ \t]*$",
-    re.IGNORECASE | re.MULTILINE,
+# "Sent from my iPhone" and its kind, as phones and apps write them, lower case; the line is short.
+_SENT_FROM = (
+    "sent from my ", "sent from mail for ", "sent from outlook for ", "get outlook for ", "sent from samsung ",
+    "sent from yahoo mail", "von meinem ", "gesendet von meinem ", "envoyé de mon ", "envoyé depuis mon ",
+    "enviado desde mi ", "inviato da mio ", "inviato dal mio ", "verzonden vanaf mijn ", "verzonden met mijn ",
+    "skickat från min ", "sendt fra min ", "wysłane z ", "odesláno z ", "отправлено с ", "enviado do meu ",
 )
+
+
+def _is_sent_from(line: str) -> bool:
+    """A phone's or app's line: the prefix and a short name ("Sent from my Verizon Wireless BlackBerry"),
+    not a sentence ("Sent from my desk, is much easier then my mobile phone.")."""
+    low = line.strip().lower()
+    prefix = next((p for p in _SENT_FROM if low.startswith(p)), None)
+    return prefix is not None and 0 < len(low) - len(prefix) <= 40 and ", " not in low
+
+
 # A mailing-list footer: a line of underscores, then a few short lines to the end (Mailman's is three).
 _FOOTER_RULE = re.compile(r"[ \t]*_{5,}[ \t]*")
 _FOOTER_MAX_LINES = 8
 
 # Subject prefixes of a forwarded mail (Fwd, Fw, German WG, French TR, Spanish RV, Dutch Doorst, ...).
-_FORWARD_SUBJECT = re.compile(
-    r"[ \t]*(?:\[[^\]\n]{0,40}\][ \t]*)?(?:fwd?|wg|tr|rv|enc|doorst|vb|vl|pd|İlt|ilt|пересл|转发|轉寄|転送|전달)"
-    r"[ \t]*[:：]", re.IGNORECASE)
+_FORWARD_PREFIXES = frozenset({"fwd", "fw", "wg", "tr", "rv", "enc", "doorst", "vb", "vl", "pd", "ilt", "i̇lt",
+                               "пересл", "转发", "轉寄", "転送", "전달"})
 
 
 def is_forward_subject(subject: str) -> bool:
     """Whether a subject says the mail forwards another ("Fwd: ...", "WG: ...", "TR: ...", "RV: ...")."""
-    return bool(_FORWARD_SUBJECT.match(subject[:200]))
+    head = subject[:200].strip()
+    if head.startswith("[") and "]" in head[:42]:
+        head = head[head.index("]") + 1:].lstrip()  # "[list] Fwd: ..."
+    colon = min((i for i in (head.find(":"), head.find("：")) if i > 0), default=-1)
+    return colon > 0 and head[:colon].strip().lower() in _FORWARD_PREFIXES
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -270,13 +324,13 @@ def _dash_framed_attribution(line: str) -> bool:
     if not (line.startswith("--") and line.endswith("--")):
         return False
     inner = line.strip("-").strip(" \t:：")
-    return 0 < len(inner) <= 200 and _VERB.search(inner[-60:].lower()) is not None
+    return 0 < len(inner) <= 200 and _has_verb(inner[-60:].lower())
 
 
 def _flags(text: str) -> int:
     """Evidence in one line (bounded length) that it belongs to an attribution."""
     flags = 0
-    if _VERB.search(text.lower()):
+    if _has_verb(text.lower()):
         flags |= _HAS_VERB
     if "@" in text and _EMAIL.search(text):
         flags |= _HAS_EMAIL
@@ -314,13 +368,12 @@ def _attribution(window: str, followed_by_quote: bool, wrapped: bool) -> bool:
 
 def _opens_attribution(text: str) -> bool:
     """Whether text starts the way attributions start: "On ...", "Am ...", a date ("02.04.2012 ...")."""
-    return bool(text) and (_LEAD.match(text) is not None or text[0].isdigit())
+    return bool(text) and (text[0].isdigit() or _opens_with_lead(text))
 
 
 # Where an attribution may begin inside a line: after a sentence, or before a capitalised opening word
 # ("reply On Wed, ...", "reply--- On Wed, ...").
-_INNER_START = re.compile(
-    rf"[.!?][ \t]+|(?:[ \t]+|-{{2,}}[ \t]*)(?=(?:{_alternation(tuple(w.capitalize() for w in _LEADS))})\s)")
+_INNER_START = re.compile(r"[.!?][ \t]+|(?:[ \t]+|-{2,}[ \t]*)(?=[^\W\d_a-z])")
 
 
 def _shared_start(first: str, rest: str, followed_by_quote: bool, wrapped: bool) -> int:
@@ -338,8 +391,10 @@ def _shared_start(first: str, rest: str, followed_by_quote: bool, wrapped: bool)
         if not tail or not _attribution(" ".join(filter(None, (tail, rest))), followed_by_quote, wrapped):
             continue
         prefix = first[: boundary.start() + 1].rstrip()
-        if _LEAD.match(tail):
-            return boundary.end()  # "... works for me. On Tue, ... wrote:"
+        if _opens_with_lead(tail) and tail[0].isupper():
+            return boundary.end()  # "... works for me. On Tue, ... wrote:", "reply--- On Wed, ..."
+        if not boundary.group().strip(" \t-"):
+            continue  # only a space or dashes before it: only an opening word starts it there
         # Otherwise only after a sentence that cannot be the attribution's own start: no digits (it is
         # not "Mo., 1. Jan. 2024 ...") and a full sentence, not an abbreviation ("Dr. Smith <s@x> wrote:").
         if prefix[-1:] in (".", "!", "?") and not any(ch.isdigit() for ch in prefix) and (
@@ -437,16 +492,16 @@ class _Body:
         for i in self._candidates(_DELIMITER_CANDIDATE):
             s = stripped[i]
             unquoted = _QUOTE_PREFIX.sub("", s, count=1) if s[:1] == ">" else s
-            if len(unquoted) <= _MAX_LINE and _DELIMITER.fullmatch(unquoted):
+            if len(unquoted) <= _MAX_LINE and _DELIMITER.fullmatch(unquoted.lower()):
                 # A tracker's delimiter cuts wherever it is, inside quotes too.
                 self._mark(_Splitter(i, i + 1))
         for i in self._candidates(_STRUCTURE_LINE):
             s = stripped[i]
             if kinds[i] != TEXT or len(s) > _MAX_LINE:
                 continue
-            if _FORWARD.fullmatch(s):
+            if _is_forward(s):
                 kinds[i] = FORWARD
-            elif _ORIGINAL.fullmatch(s) or _dash_framed_attribution(s):
+            elif _is_original(s) or _dash_framed_attribution(s):
                 self._mark(_Splitter(i, i + 1))
             elif _SEPARATOR_LINE.fullmatch(s):
                 # Outlook's line of underscores (or an <hr>) above its header block belongs to it.
@@ -479,14 +534,14 @@ class _Body:
             s = stripped[j]
             if kinds[j] not in (TEXT, QUOTED) or not s or len(s) > 2 * _MAX_LINE:
                 continue
-            if kinds[j] == TEXT and _FORWARD.fullmatch(s[:_MAX_LINE]):
+            if kinds[j] == TEXT and _is_forward(s):
                 kinds[j] = FORWARD  # "Begin forwarded message:"
                 continue
             last = s
             if kinds[j] == QUOTED:
                 # Only "> wrote:", closing an attribution wrapped around a "<mailto:...>" (Polymail).
                 last = _QUOTE_PREFIX.sub("", s, count=1)
-                if len(last) > 40 or not _VERB.search(last.lower()):
+                if len(last) > 40 or not _has_verb(last.lower()):
                     continue
             k = j + 1
             while k < n and kinds[k] == EMPTY:
@@ -548,7 +603,8 @@ class _Body:
         # They close a reply: only its end is searched (a top-posted one is cut above its history anyway).
         first = n - _SIGNATURE_LINES
         ends = [k for k in self._candidates(_SIGNATURE_LINE, first) if self.kinds[k] == TEXT and self.has_text(0, k)]
-        ends += [k for k in self._candidates(_SENT_FROM, first) if self.kinds[k] == TEXT and self.has_text(0, k)]
+        ends += [k for k in range(max(first, 0), n) if self.kinds[k] == TEXT and _is_sent_from(self.lines[k])
+                 and self.has_text(0, k)][:1]
         tail = self.nonempty[-_FOOTER_MAX_LINES - 1:]
         for k in tail:
             if self.kinds[k] == TEXT and _FOOTER_RULE.fullmatch(self.lines[k]) and self.has_text(0, k) and \
@@ -692,9 +748,11 @@ def _cut_signature(text: str) -> str:
     sig = _first(_SIGNATURE, tail, above)
     if sig is not None:
         tail = tail[:sig]
-    sent = _first(_SENT_FROM, tail, above)
-    if sent is not None:
-        tail = tail[:sent]
+    tail_lines = tail.split("\n")
+    for k, line in enumerate(tail_lines):
+        if _is_sent_from(line) and (above or any(x.strip() for x in tail_lines[:k])):
+            tail = "\n".join(tail_lines[:k])
+            break
     text = f"{head}\n{tail}" if head else tail
     lines = text.rstrip().split("\n")
     for k in range(max(1, len(lines) - _FOOTER_MAX_LINES - 1), len(lines)):
@@ -773,12 +831,12 @@ def _starts_with_header_block(text: str) -> bool:
 def _ends_with_forward(text: str) -> bool:
     """Whether text ends with a forward marker ("Begin forwarded message:" above Apple Mail's quote)."""
     last = next((line.strip() for line in reversed(text[-_MAX_LINE:].split("\n")) if line.strip()), "")
-    return bool(last) and _FORWARD.fullmatch(last) is not None
+    return bool(last) and _is_forward(last)
 
 
 def _starts_with_forward(text: str) -> bool:
     first = next((line.strip() for line in text.split("\n") if line.strip()), "")
-    return bool(first) and _FORWARD.fullmatch(first[:_MAX_LINE]) is not None
+    return bool(first) and _is_forward(first)
 
 
 def _container_kind(tag: str, values: dict[str, str]) -> str | None:
