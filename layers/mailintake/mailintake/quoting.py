@@ -7,26 +7,30 @@ Two stages:
   type=cite`` and ``moz-cite-prefix``, Outlook's ``divRplyFwdMsg`` block and the bordered divider with a
   From/Sent/To block under it (Outlook and Windows Mail, in any language), and what follows those.
   A ``blockquote class=gmail_quote`` that no attribution introduces is what Gmail's "Quote" button makes:
-  content, kept (as a plain block, so the text stage does not take it for history either). A quote
-  container that begins with a forwarded-message marker is content too.
+  content, kept (as a plain block, so the text stage does not take it for history either); of other
+  blockquotes only the last is history. A quote container that begins with a forwarded-message marker is
+  content too, and a mail that is all quote is left whole.
 * :func:`cut_reply` works on plain text, line by line. Each line is classed as empty, quoted (``>``),
   *splitter* (an attribution such as "On <date>, X wrote:", a From/Sent/To header block, an
   "Original Message" line, a tracker's "reply above this line"), forward marker, or text. The reply is then
-  decided on that sequence: text above the first splitter is the reply (top-posting); a splitter at the
-  top followed by a quote and then text is bottom-posting; quotes interleaved with text are an inline
-  reply and stay; a trailing quote block goes; a forward marker that comes before any history keeps the
-  forwarded message, since forwarding it was the point. Signatures ("-- ", "Sent from my ...") and
-  mailing-list footers below a line of underscores are cut last.
+  decided on that sequence: text above the first splitter is the reply (top-posting); a quote and then
+  text is bottom-posting; quotes interleaved with text are an inline reply and stay; text below a quote
+  stays; a trailing quote block goes; a forward marker that comes before any history keeps the forwarded
+  message, since forwarding it was the point. Signatures ("-- ", "Sent from my ...") and mailing-list
+  footers below a line of underscores end the sender's text before that decision.
 
 The evidence for an attribution is generic, not one pattern per client: a line (or up to five lines, when
-a long name and address wrapped) that ends with a colon and either contains a "wrote" verb (in any of the
-languages below) with a date, an address or an "On"-type opening, or, in any language at all, contains
-an address or a date and time and is followed by quoted lines. A header block is two or more "Key: value"
-lines with a From key and a Date/Sent key (or two more keys), whose names come from the header tables
-below (Outlook's, Apple Mail's and Gmail's labels in some twenty languages).
+a long name and address wrapped; or the end of a line that begins with the reply) that ends with a colon
+and either contains a "wrote" verb (in any of the languages below) with a date, an address or an
+"On"-type opening, or, in any language at all, contains an address or a date and time and is followed by
+quoted lines; without the colon, only a line that opens like one and holds an address, right above the
+quote. A header block is two or more "Key: value" lines with a From or Date/Sent key and enough of the
+rest, whose names come from the header tables below (Outlook's, Apple Mail's and Gmail's labels in some
+twenty languages).
 
-Every expression works on one line or a window of at most five lines of bounded length, and none nests
-quantifiers, so the work is linear in the size of the mail.
+The work is linear in the size of the mail: whole-text scans anchored at line starts pick the candidate
+lines, each candidate is judged on a window of at most five lines of bounded length, no expression nests
+quantifiers, and at most ``_BUDGET`` candidates of each kind are judged per mail.
 """
 
 from __future__ import annotations
@@ -239,7 +243,7 @@ EMPTY, QUOTED, SPLITTER, FORWARD, TEXT = "e", "m", "s", "f", "t"
 # Attribution windows and header blocks examined in full per mail. Real mail needs a handful; a body
 # built to make every line a candidate stops costing anything after this many, its remaining lines
 # counting as text.
-_BUDGET = 4000
+_BUDGET = 2000
 # Lines that may be a tracker's delimiter: anchored at line starts, so the scan is cheap.
 _DELIMITER_CANDIDATE = re.compile(
     r"^[ \t>]*+[-=#_*]{0,10}+[ \t]*+(?:please|type|write|reply|respond|add|bitte|répondez|[^\n]{0,40}?do\s+not)",
