@@ -603,6 +603,14 @@ def test_the_last_blockquote_is_history_and_earlier_ones_are_content() -> None:
     assert "Old" not in cut_html_quotes("<p>New</p><blockquote>Old</blockquote><p>Regards</p>")
 
 
+def test_a_blockquote_above_outlook_history_is_content() -> None:
+    html = ('<p>The manual says:</p><blockquote>Replace the toner every 5000 pages.</blockquote><p>Done.</p>'
+            '<div id="divRplyFwdMsg"><b>From:</b> Jane Roe<br><b>Sent:</b> Tuesday, 1 October 2024</div>'
+            '<div>When is the toner due?</div>')
+    out = cut_html_quotes(html)
+    assert "Replace the toner every 5000 pages." in out and "Done." in out and "When is" not in out
+
+
 def test_html_that_is_all_quote_is_kept_whole() -> None:
     html = "<blockquote>My answer is yes.<div>On Tue, Jane &lt;jane@example.org&gt; wrote:</div>Ready?</blockquote>"
     assert cut_html_quotes(html) == html

@@ -86,7 +86,6 @@ _OTHER_KEYS = frozenset({
     "θέμα", "către", "subiect", "宛先", "件名", "收件人", "抄送", "主题", "收件者", "副本", "主旨",
     "받는 사람", "받는사람", "참조", "제목", "assunto", "organization", "organisation",
 })
-_ALL_KEYS = _FROM_KEYS | _DATE_KEYS | _OTHER_KEYS
 
 _ORIGINAL_PHRASES = (
     "original message", "reply message", "ursprüngliche nachricht", "originalnachricht", "antwort nachricht",
@@ -149,6 +148,8 @@ def _opens_with_lead(text: str) -> bool:
     if len(head) < 2:
         return False  # the opening word is followed by the date
     return head[0] in _LEAD_WORDS or f"{head[0]} {head[1]}" in _LEAD_PAIRS
+
+
 _FRAME = "-=_*:： \t"  # what frames "-----Original Message-----" and "---------- Forwarded message ---------"
 
 
@@ -176,7 +177,6 @@ def _is_forward(line: str) -> bool:
 _ORIGINAL_SET = frozenset(_ORIGINAL_PHRASES)
 _FORWARD_SET = frozenset(_FORWARD_PHRASES)
 _FORWARD_BEGIN_SET = frozenset(_FORWARD_BEGIN)
-# The delimiter below is matched against lower-cased lines.
 # "Key: value" at the start of a line, "*From:*" and "De :" included; the key is checked against the tables.
 _HEADER_LINE = re.compile(r"[*_]{0,2}[ \t]*([^\W\d_][^:：\n]{0,24}?)[ \t]*[*_]{0,2}[ \t]*[:：][ \t]*[*_]{0,2}")
 _EMAIL = re.compile(r"[\w.+-]@[\w-]{1,63}\.[\w.-]{2,}")
@@ -188,7 +188,8 @@ _TIME = re.compile(r"\d(?:\d?[:.]\d{2}(?!\d)|\d?\s?[時시])")
 _ENDS_WITH_COLON = re.compile(r"[:：][ \t]*$")
 _SEPARATOR_LINE = re.compile(r"(?:[-_=*•~][ \t]*){3,}")  # "-----", "_____", "* * *" (html2text's <hr>)
 
-# "--- Reply above this line ---" (Redmine's emails_header, Zendesk, Help Scout, GitHub, ...).
+# "--- Reply above this line ---" (Redmine's emails_header, Zendesk, Help Scout, GitHub, ...), matched
+# against the lower-cased line.
 _DELIMITER = re.compile(
     r"[-=#_*]{0,10}[ \t]*"
     r"(?:(?:please\s+)?(?:type|write|reply|respond|add\s+your\s+reply)\b[^\n]{0,40}?\babove\b[^\n]{0,40}"
@@ -905,36 +906,47 @@ class _QuoteStripper(HTMLParser):
             joined = "".join(self._recent)[-_MAX_LINE:]
             self._recent, self._recent_chars = [joined], len(joined)
 
-    def _hold(self, tag: str, kind: str, markup: str) -> None:
-        if self._pending is not None and kind in ("history", "blockquote", "plain"):
-            index, content = self._pending  # a later quote: the earlier one was the sender's
+    def _keep_pending(self) -> None:
+        """History comes after the pending blockquote: that one was the sender's."""
+        if self._pending is not None:
+            index, content = self._pending
             self.out[index] = content
             self.visible = True
             self._pending = None
+
+    def _cut_rest(self) -> None:
+        """An Outlook header block: it and everything below it are history."""
+        self._keep_pending()
+        self._stop = True
+
+    def _hold(self, tag: str, kind: str, markup: str) -> None:
+        if kind in ("history", "blockquote", "plain"):
+            self._keep_pending()
         self._held = (tag, 1, kind)
         self._held_markup = [markup]
         self._held_text = []
         self._held_chars = 0
 
-    def _release(self) -> None:
-        """The held container is closed: decide what it was."""
+    def _release(self, closed: bool = True) -> None:
+        """The held container is closed (or the mail ended inside it): decide what it was."""
         assert self._held is not None
         _tag, _depth, kind = self._held
         text = "".join(self._held_text)
         markup = self._held_markup
+        inner = "".join(markup[1:-1] if closed else markup[1:])
         self._held = None
         if self._forwarded or _starts_with_forward(text) or _ends_with_forward("".join(self._recent)):
             self._emit("".join(markup), text)  # a forwarded message is content
             return
         if kind == "divider":
             if _starts_with_header_block(text):
-                self._stop = True  # Outlook / Windows Mail: the header block and all below are history
+                self._cut_rest()  # Outlook / Windows Mail: the header block and all below are history
             else:
                 self._emit("".join(markup), text)
             return
         if kind in ("blockquote", "plain") and not _looks_attributed("".join(self._recent)):
             # Emitted as a plain block so that the text stage does not take it for a quote either.
-            as_content = "<div>" + ("".join(markup[1:-1]) if len(markup) >= 2 else "") + "</div>"
+            as_content = "<div>" + inner + "</div>"
             if kind == "blockquote":
                 # Gmail's "Quote" button: a quote in the sender's own text, not history.
                 self._emit(as_content, text)
@@ -962,7 +974,7 @@ class _QuoteStripper(HTMLParser):
         values = _attrs(attrs)
         ident = values.get("id", "").lower()
         if ident in ("divrplyfwdmsg", "appendonsend") and not self._forwarded:
-            self._stop = True  # Outlook's header block is a sibling of the quoted body, not its container
+            self._cut_rest()  # Outlook's header block is a sibling of the quoted body, not its container
             return
         if tag in _VOID:
             self._emit(markup, "\n" if tag == "br" else "")
@@ -1013,7 +1025,7 @@ class _QuoteStripper(HTMLParser):
 
     def finish(self) -> str:
         if self._held is not None:  # never closed: judge what arrived
-            self._release()
+            self._release(closed=False)
         return "".join(self.out)
 
 
