@@ -162,6 +162,25 @@ def test_html_only_mail_becomes_readable_text_with_paragraphs_lists_and_links() 
     assert "color" not in m.text
 
 
+def test_html_becomes_plain_text_without_markdown_emphasis_escapes_or_heading_marks() -> None:
+    m = parse(mail("""
+        From: shop@example.de
+        Subject: x
+        Content-Type: text/html; charset=utf-8
+
+        <h2>Angebot der Woche</h2>
+        <p><b>genie&szlig;en Sie Ihre Lieblings-Musik</b> jetzt ohne <i>st&ouml;rende</i> Kabel</p>
+        <p>- 90% nur heute</p><p>1. Preis: 3,90 EUR</p><p>C:\\Users\\anna_b *wichtig* #42 <s>39,90</s></p>
+        <p>Code: <code>make_install</code></p>
+    """, ""))
+    assert "genießen Sie Ihre Lieblings-Musik jetzt ohne störende Kabel" in m.text
+    assert m.text.startswith("Angebot der Woche\n")
+    assert "\n- 90% nur heute\n" in m.text and "\n1. Preis: 3,90 EUR\n" in m.text
+    assert "C:\\Users\\anna_b *wichtig* #42 39,90" in m.text
+    assert "Code: make_install" in m.text
+    assert "**" not in m.text and "~~" not in m.text and "`" not in m.text and "\\-" not in m.text
+
+
 def test_multiple_inline_text_parts_are_concatenated_and_text_attachments_are_not() -> None:
     m = parse(mail("""
         From: a@example.org
@@ -190,6 +209,37 @@ def test_multiple_inline_text_parts_are_concatenated_and_text_attachments_are_no
     """, ""))
     assert m.text == "first\n\nsecond"
     assert [a.filename for a in m.attachments] == ["a.pdf", "notes.txt"]
+
+
+def test_plain_and_html_parts_side_by_side_in_mixed_are_all_body_in_order() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Subject: x
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/html; charset=utf-8
+
+        <p>Hallo <b>Team</b>,</p>
+        --b
+        Content-Type: text/plain; charset=utf-8
+
+        der Drucker ist repariert.
+        --b
+        Content-Type: image/png; name=logo.png
+        Content-Disposition: inline; filename=logo.png
+
+        PNG
+        --b
+        Content-Type: text/html; charset=utf-8
+
+        <div>-- <br>Anna Beispiel | <i>IT-Service</i></div>
+        --b--
+    """, ""))
+    assert m.text.index("Hallo Team,") < m.text.index("der Drucker ist repariert.") < m.text.index("Anna Beispiel")
+    assert "IT-Service" in m.text
+    assert "der Drucker ist repariert." in m.reply_text and "Anna Beispiel" not in m.reply_text
+    assert [a.filename for a in m.attachments] == ["logo.png"]
 
 
 def test_ks_c_5601_body_is_decoded_as_cp949() -> None:
@@ -397,10 +447,10 @@ def test_empty_attachment_is_kept_with_size_zero() -> None:
     assert [(a.filename, a.size) for a in m.attachments] == [("empty.json", 0)]
 
 
-def test_signature_parts_are_not_attachments() -> None:
+def test_smime_signature_part_is_an_attachment_and_the_mail_is_marked_signed() -> None:
     m = parse(mail("""
         From: a@example.org
-        Content-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary=b
+        Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; boundary=b
 
         --b
         Content-Type: text/plain
@@ -409,11 +459,65 @@ def test_signature_parts_are_not_attachments() -> None:
         --b
         Content-Type: application/pkcs7-signature; name=smime.p7s
         Content-Disposition: attachment; filename=smime.p7s
+        Content-Transfer-Encoding: base64
 
         MIIB
         --b--
     """, ""))
-    assert m.attachments == [] and m.text == "signed text"
+    assert m.text == "signed text"
+    assert [(a.filename, a.content_type) for a in m.attachments] == [("smime.p7s", "application/pkcs7-signature")]
+    assert m.signed == ("smime",)
+
+
+def test_pgp_signature_part_without_a_name_is_listed_as_signature_asc() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/signed; micalg=pgp-sha256; protocol="application/pgp-signature"; boundary=b
+
+        --b
+        Content-Type: text/plain; charset=utf-8
+
+        Bitte um Rückruf.
+        --b
+        Content-Type: application/pgp-signature
+
+        -----BEGIN PGP SIGNATURE-----
+        iQEzBAEBCAAdFiEE
+        -----END PGP SIGNATURE-----
+        --b--
+    """, ""))
+    assert [a.filename for a in m.attachments] == ["signature.asc"]
+    assert m.attachments[0].data.startswith(b"-----BEGIN PGP SIGNATURE-----")
+    assert m.signed == ("openpgp",)
+
+
+def test_unsigned_mail_is_not_marked_signed() -> None:
+    assert parse(mail("From: a@example.org\nSubject: x\n")).signed == ()
+
+
+def test_file_names_keep_runs_of_spaces_while_the_storage_name_is_normalised() -> None:
+    m = parse(mail("""
+        From: a@example.org
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/plain
+
+        body
+        --b
+        Content-Type: application/pdf; name="Rechnung  2024   (Kopie).pdf"
+        Content-Disposition: attachment; filename="Rechnung  2024   (Kopie).pdf"
+
+        x
+        --b
+        Content-Type: text/plain; name="=?utf-8?Q?Compte_rendu__r=C3=A9union.txt?="
+        Content-Disposition: attachment
+
+        y
+        --b--
+    """, ""))
+    assert [a.filename for a in m.attachments] == ["Rechnung  2024   (Kopie).pdf", "Compte rendu  réunion.txt"]
+    assert [a.safe_name for a in m.attachments] == ["Rechnung 2024 (Kopie).pdf", "Compte rendu réunion.txt"]
 
 
 def _tnef_with_file(name: bytes, data: bytes) -> bytes:

@@ -13,12 +13,12 @@ Design notes:
 from __future__ import annotations
 
 import binascii
-import codecs
 import logging
 import mimetypes
 import posixpath
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy as email_policy
@@ -33,6 +33,7 @@ import html2text
 import nh3
 
 from mailintake import automail, quoting
+from mailintake.charsets import UNKNOWN_CHARSETS, decode_bytes, message_hints
 
 log = logging.getLogger(__name__)
 # flufl.bounce logs every heuristic detector that trips over an unusual message as an error with a
@@ -84,179 +85,13 @@ class ParsedMessage:
     content_types: list[str] = field(default_factory=list)  # every MIME part's type, in tree order
     report_type: str | None = None  # report-type of a top-level multipart/report, lower-cased
     bounced_recipients: list[str] = field(default_factory=list)  # failed recipients found by flufl.bounce
+    # Kinds of detached signature the mail carries ("openpgp", "smime"); the signature parts themselves are
+    # attachments. Recorded, not verified: nothing here says the signature is valid.
+    signed: tuple[str, ...] = ()
 
     @property
     def size_hint(self) -> int:
         return len(self.text) + sum(a.size for a in self.attachments)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Charsets
-
-# Labels that mailers get wrong in practice, mapped to the codec that decodes what they really send.
-# windows-1252 is a superset of the printable ISO-8859-1 range and is what "iso-8859-1" mail usually is
-# (HTML5's encoding standard makes the same substitution); likewise for Korean, Chinese and Japanese.
-_CHARSET_ALIASES: dict[str, str] = {
-    "iso-8859-1": "cp1252",
-    "iso8859-1": "cp1252",
-    "iso_8859-1": "cp1252",
-    "latin1": "cp1252",
-    "latin-1": "cp1252",
-    "l1": "cp1252",
-    "iso-8859-9": "cp1254",
-    "iso-8859-11": "cp874",
-    "tis-620": "cp874",
-    "windows-874": "cp874",
-    "ks_c_5601-1987": "cp949",
-    "ks_c_5601": "cp949",
-    "ks_c_5601-1989": "cp949",
-    "ksc5601": "cp949",
-    "euc-kr": "cp949",
-    "x-windows-949": "cp949",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "cn-gb": "gb18030",
-    "euc-cn": "gb18030",
-    "shift_jis": "cp932",
-    "shift-jis": "cp932",
-    "x-sjis": "cp932",
-    "sjis": "cp932",
-    "windows-31j": "cp932",
-    "iso-2022-jp": "iso2022_jp_ext",
-    "big5": "big5hkscs",
-    "x-mac-roman": "mac_roman",
-    "macintosh": "mac_roman",
-    "utf8": "utf-8",
-    "unicode-1-1-utf-7": "utf-7",
-    "x-unicode20utf8": "utf-8",
-    "ansi_x3.4-1968": "ascii",
-}
-
-# Labels that say "we do not know": detect instead of trusting them.
-_UNKNOWN_CHARSETS = frozenset({"", "unknown-8bit", "x-unknown", "unknown", "x-user-defined", "default",
-                               "8bit", "charset", "none", "us-ascii", "ascii"})
-
-
-def _codec_for(label: str | None) -> str | None:
-    """Return a Python codec name for a MIME charset label, or None when it is unknown / unusable."""
-    if not label:
-        return None
-    name = label.strip().strip("\"'").lower()
-    name = _CHARSET_ALIASES.get(name, name)
-    if name in _UNKNOWN_CHARSETS:
-        return None
-    try:
-        info = codecs.lookup(name)
-    except (LookupError, ValueError):
-        return None
-    # Refuse non-text codecs ("base64", "zip", ...) that codecs.lookup would happily return.
-    if not getattr(info, "_is_text_encoding", True):
-        return None
-    return info.name
-
-
-def _detect(data: bytes) -> str:
-    """Decode bytes whose charset is unknown: UTF-8 when valid, else a detected charset, else UTF-8 lossy."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        from charset_normalizer import from_bytes
-
-        matches = list(from_bytes(data[:200_000]))
-        if matches:
-            best = matches[0]
-            # Short texts fit several 8-bit charsets equally well; on a tie prefer windows-1252, by far
-            # the most common undeclared 8-bit charset in mail.
-            for m in matches:
-                if m.chaos <= best.chaos + 0.01 and "cp1252" in m.could_be_from_charset:
-                    return data.decode("cp1252", errors="replace")
-            return data.decode(best.encoding, errors="replace")
-    except Exception:  # the detector is a heuristic helper; never let it break parsing
-        log.debug("charset detection failed", exc_info=True)
-    return data.decode("cp1252", errors="replace") if _mostly_latin(data) else data.decode(
-        "utf-8", errors="replace")
-
-
-def _mostly_latin(data: bytes) -> bool:
-    # Without a detector verdict: lone high bytes between ASCII letters look like a Western 8-bit charset.
-    return bool(re.search(rb"[a-zA-Z][\x80-\xff][a-zA-Z]", data)) and not re.search(
-        rb"[\xc2-\xf4][\x80-\xbf]", data)
-
-
-def decode_bytes(data: bytes, charset: str | None, defects: list[str] | None = None, where: str = "") -> str:
-    """Decode text bytes labelled with ``charset``, falling back sensibly; never raises."""
-    codec = _codec_for(charset)
-    if codec is None:
-        if charset and charset.strip().lower() not in _UNKNOWN_CHARSETS and defects is not None:
-            defects.append(f"{where}unknown charset {charset!r}")
-        if data.isascii():
-            return data.decode("ascii")
-        return _detect(data)
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
-        pass
-    # cp1252 leaves five bytes undefined; real "iso-8859-1" mail containing them is plain Latin-1.
-    if codec == "cp1252":
-        return data.decode("latin-1")
-    if codec in ("utf-8", "ascii"):
-        # Mislabelled: a Western 8-bit text sent as UTF-8 is more common than broken UTF-8, but keep
-        # the UTF-8 reading when most of the text is valid UTF-8 (a few bad bytes in a good text).
-        lossy = data.decode("utf-8", errors="replace")
-        if lossy.count("\ufffd") * 20 > len(re.findall(rb"[\x80-\xff]", data)) and _mostly_latin(data):
-            return data.decode("cp1252", errors="replace")
-        if defects is not None:
-            defects.append(f"{where}invalid {charset} bytes replaced")
-        # '?' rather than U+FFFD for the broken bytes: what Redmine and most trackers show, and plain
-        # to readers; the defect above records that bytes were replaced.
-        return lossy if b"\xef\xbf\xbd" in data else lossy.replace("\ufffd", "?")
-    if codec == "iso2022_jp_ext":
-        return _decode_iso2022jp_ms(data)
-    if defects is not None:
-        defects.append(f"{where}invalid {charset} bytes replaced")
-    return data.decode(codec, errors="replace")
-
-
-_ISO2022_ESC = re.compile(rb"\x1b(\$[@B]|\$\(D|\([BJHI])")
-
-
-def _decode_iso2022jp_ms(data: bytes) -> str:
-    """ISO-2022-JP as Japanese mailers really send it (CP50221 / ISO-2022-JP-MS).
-
-    Windows and Japanese phones put NEC and IBM extension characters (circled digits, Roman numerals,
-    ...) into JIS X 0208 sequences; Python's ISO-2022-JP codecs reject them. Each JIS segment is
-    shifted to Shift_JIS and decoded as CP932, which holds those extensions.
-    """
-    out: list[str] = []
-    mode = b"(B"
-    pos = 0
-    for m in [*_ISO2022_ESC.finditer(data), None]:
-        end = m.start() if m is not None else len(data)
-        chunk = data[pos:end]
-        if mode in (b"$B", b"$@", b"$(D"):
-            sjis = bytearray()
-            for i in range(0, len(chunk) - 1, 2):
-                j1, j2 = chunk[i], chunk[i + 1]
-                if not (0x21 <= j1 <= 0x7E and 0x21 <= j2 <= 0x7E):
-                    sjis += b"?"
-                    continue
-                s1 = (j1 + 1) // 2 + (0x70 if j1 <= 0x5E else 0xB0)
-                s2 = j2 + (0x1F if j1 % 2 else 0x7E)
-                if j1 % 2 and s2 >= 0x7F:
-                    s2 += 1
-                sjis += bytes((s1, s2))
-            out.append(bytes(sjis).decode("cp932", errors="replace"))
-        elif mode == b"(I":  # JIS X 0201 half-width katakana
-            out.append(bytes(b + 0x80 if 0x21 <= b <= 0x5F else b for b in chunk).decode("cp932", "replace"))
-        else:
-            out.append(chunk.decode("ascii", errors="replace"))
-        if m is not None:
-            mode = m.group(1)
-            pos = m.end()
-    return "".join(out)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -275,17 +110,18 @@ def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def _decode_plain(text: str, defects: list[str] | None) -> str:
+def _decode_plain(text: str, defects: list[str] | None, hints: Sequence[str] = ()) -> str:
     if not _has_surrogates(text):
         return text
-    return decode_bytes(_raw_bytes(text), None, defects, "header: ")
+    return decode_bytes(_raw_bytes(text), None, defects, "header: ", hints)
 
 
-def decode_header_value(value: object, defects: list[str] | None = None) -> str:
+def decode_header_value(value: object, defects: list[str] | None = None, hints: Sequence[str] = ()) -> str:
     """Decode a raw header value: RFC 2047 words in any charset, raw 8-bit text; unfolded, never raises.
 
     Adjacent encoded words in the same charset are joined as bytes before decoding, because many mailers
-    split a multi-byte character across two words.
+    split a multi-byte character across two words. ``hints`` are the message's charsets for raw 8-bit
+    text (:func:`mailintake.charsets.message_hints`).
     """
     if value is None:
         return ""
@@ -330,9 +166,9 @@ def decode_header_value(value: object, defects: list[str] | None = None) -> str:
     out: list[str] = []
     for charset, chunk in pieces:
         if isinstance(chunk, bytes):
-            out.append(decode_bytes(chunk, charset, defects, "header: "))
+            out.append(decode_bytes(chunk, charset, defects, "header: ", hints))
         else:
-            out.append(_decode_plain(chunk, defects))
+            out.append(_decode_plain(chunk, defects, hints))
     return "".join(out)
 
 
@@ -340,6 +176,15 @@ def _clean_line(text: str) -> str:
     """Collapse white space (incl. folding) and drop control characters, for single-line header values."""
     text = "".join(ch if unicodedata.category(ch) != "Cc" else " " for ch in text)
     return " ".join(text.split())
+
+
+def _exact_name(text: str) -> str:
+    """A file name for display, as the sender wrote it: control characters become spaces, but runs of spaces
+    inside the name stay (people do name files "Scan  2024.pdf"; only ``safe_name`` normalises, for keys).
+
+    Folding was already undone by the header decoding; white space around the name is quoting debris.
+    """
+    return "".join(ch if unicodedata.category(ch) != "Cc" else " " for ch in text).strip()
 
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -357,7 +202,7 @@ def _ids(value: str | None) -> list[str]:
 _ADDR_SPEC = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+")
 
 
-def _addresses(raw_values: list[str], defects: list[str]) -> list[Address]:
+def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()) -> list[Address]:
     result: list[Address] = []
     for raw in raw_values:
         raw = re.sub(r"\r?\n[ \t]*", " ", raw)
@@ -377,8 +222,8 @@ def _addresses(raw_values: list[str], defects: list[str]) -> list[Address]:
                     name = raw.split("<", 1)[0] if "<" in raw else ""
                     pairs = [(name.strip().strip('"'), found[0])]
         for name, addr in pairs:
-            name = _clean_line(decode_header_value(name, defects)).strip("\"' ")
-            addr = _clean_line(_decode_plain(addr, defects)).strip("<> ").lower()
+            name = _clean_line(decode_header_value(name, defects, hints)).strip("\"' ")
+            addr = _clean_line(_decode_plain(addr, defects, hints)).strip("<> ").lower()
             if name.lower() == addr:
                 name = ""
             if addr or name:
@@ -460,7 +305,7 @@ def _unique(name: str, taken: set[str]) -> str:
         i += 1
 
 
-def _param(part: Message, name: str, header: str) -> str | None:
+def _param(part: Message, name: str, header: str, hints: Sequence[str] = ()) -> str | None:
     """A (possibly RFC 2231 encoded, possibly continued) parameter, decoded; never raises."""
     raw = _header_values(part, header)
     if raw and _has_surrogates(raw[0]):
@@ -468,7 +313,7 @@ def _param(part: Message, name: str, header: str) -> str | None:
         # object that has already replaced those bytes, so read it from the raw value.
         m = re.search(rf'(?:^|;)\s*{re.escape(name)}\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', raw[0], re.IGNORECASE)
         if m:
-            return _decode_plain(m.group(1).strip().strip('"'), None)
+            return _decode_plain(m.group(1).strip().strip('"'), None, hints)
     try:
         value = part.get_param(name, header=header)
     except Exception:
@@ -481,17 +326,18 @@ def _param(part: Message, name: str, header: str) -> str | None:
             data = text.encode("latin-1", errors="surrogateescape")
         except UnicodeEncodeError:
             data = _raw_bytes(text)
-        return decode_bytes(data, charset or None)
+        return decode_bytes(data, charset or None, None, "", hints)
     if not isinstance(value, str):
         return None
     return value
 
 
-def _filename(part: Message, defects: list[str]) -> str:
-    raw = _param(part, "filename", "content-disposition") or _param(part, "name", "content-type") or ""
+def _filename(part: Message, defects: list[str], hints: Sequence[str] = ()) -> str:
+    raw = (_param(part, "filename", "content-disposition", hints) or _param(part, "name", "content-type", hints)
+           or "")
     # Encoded words are not allowed in parameters, but Outlook and others put them there anyway.
-    name = decode_header_value(raw.strip().strip('"'), defects) if raw else ""
-    return _clean_line(name)
+    name = decode_header_value(raw.strip().strip('"'), defects, hints) if raw else ""
+    return _exact_name(name)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -522,10 +368,10 @@ def _payload_bytes(part: Message, defects: list[str]) -> bytes:
     return b""
 
 
-def _part_text(part: Message, defects: list[str]) -> str:
+def _part_text(part: Message, defects: list[str], hints: Sequence[str] = ()) -> str:
     data = _payload_bytes(part, defects)
     charset = _param(part, "charset", "content-type")
-    text = decode_bytes(data, charset, defects, f"{part.get_content_type()}: ")
+    text = decode_bytes(data, charset, defects, f"{part.get_content_type()}: ", hints)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     if part.get_param("format") == "flowed" and not part.get_param("delsp"):
         text = _unflow(text)
@@ -555,12 +401,35 @@ def _unflow(text: str) -> str:
     return "\n".join(out)
 
 
+# Tags whose Markdown rendering is markup a reader would see as stray characters in plain text: headings
+# ("## "), strikethrough ("~~") and code ("`") become plain runs of text; emphasis is switched off below.
+_PLAIN_TAGS = {"h1": "p", "h2": "p", "h3": "p", "h4": "p", "h5": "p", "h6": "p",
+               "del": "span", "s": "span", "strike": "span", "code": "span", "tt": "span", "kbd": "span"}
+
+
+class _PlainText(html2text.HTML2Text):
+    """html2text, but writing text for people to read rather than Markdown to render.
+
+    The item description is shown as plain text: "**bold**", "\\-" and "1\\." would be noise there, and a
+    search for the words a sender wrote must find them. Paragraphs, list bullets, block quotes ("> ", which
+    the reply cutting relies on) and links stay, since they read naturally as plain text.
+    """
+
+    def handle_tag(self, tag: str, attrs: dict[str, str | None], start: bool) -> None:
+        super().handle_tag(_PLAIN_TAGS.get(tag, tag), attrs, start)
+
+    def handle_data(self, data: str, entity_char: bool = False) -> None:
+        # html2text escapes Markdown characters in text unless it came from an entity; nothing here is
+        # rendered as Markdown, so no text is escaped.
+        super().handle_data(data, entity_char=True)
+
+
 def html_to_text(html: str) -> str:
-    """Readable plain text from HTML: paragraphs, lists, emphasis and links kept (Markdown-flavoured)."""
-    conv = html2text.HTML2Text()
+    """Readable plain text from HTML: paragraphs, lists and links kept; no Markdown emphasis or escapes."""
+    conv = _PlainText()
     conv.body_width = 0  # no hard wrapping: the UI wraps
     conv.ignore_images = True
-    conv.ignore_emphasis = False
+    conv.ignore_emphasis = True
     conv.ignore_links = False
     conv.inline_links = True
     conv.protect_links = False
@@ -645,9 +514,13 @@ def sanitize_html(html: str) -> str:
 # The MIME walk
 
 
-_SIGNATURE_TYPES = frozenset({
-    "application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature",
-})
+# Detached signature parts (RFC 1847 multipart/signed): the kind of signature, and the name clients give the
+# part when the sender's client gave none.
+_SIGNATURE_TYPES: dict[str, tuple[str, str]] = {
+    "application/pgp-signature": ("openpgp", "signature.asc"),
+    "application/pkcs7-signature": ("smime", "smime.p7s"),
+    "application/x-pkcs7-signature": ("smime", "smime.p7s"),
+}
 _REPORT_TYPES = frozenset({
     "message/delivery-status", "message/global-delivery-status", "message/disposition-notification",
     "message/global-disposition-notification", "message/feedback-report",
@@ -659,6 +532,10 @@ _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 class _Body:
     plain: list[str] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
+    # The body parts in reading order, one alternative chosen per multipart/alternative: ("plain" | "html",
+    # content). A multipart/mixed mail may say part of its text in plain text and part in HTML (Apple Mail
+    # around inline images, a list server's HTML footer, an HTML signature part); all of it is the body.
+    sequence: list[tuple[str, str]] = field(default_factory=list)
 
     def has_plain(self) -> bool:
         return any(p.strip() for p in self.plain)
@@ -675,10 +552,12 @@ def _html_has_text(html: str) -> bool:
 
 
 class _Walker:
-    def __init__(self) -> None:
+    def __init__(self, hints: Sequence[str] = ()) -> None:
+        self.hints = hints  # the message's charsets for undeclared 8-bit text
         self.attachments: list[Attachment] = []
         self.defects: list[str] = []
         self.content_types: list[str] = []
+        self.signed: list[str] = []  # kinds of detached signature parts met, in tree order
         self._taken: set[str] = set()
 
     def walk(self, part: Message, depth: int = 0) -> _Body:
@@ -703,6 +582,7 @@ class _Walker:
                 sub = self.walk(child, depth + 1)
                 body.plain.extend(sub.plain)
                 body.html.extend(sub.html)
+                body.sequence.extend(sub.sequence)
             return body
         return self._leaf(part, ctype)
 
@@ -716,16 +596,27 @@ class _Walker:
                 body.plain = sub.plain
             if sub.has_html():
                 body.html = sub.html
+        # The text reads from the best alternative with plain text, else from the best with HTML.
+        chosen = [sub for sub in results if sub.has_plain()] or [sub for sub in results if sub.has_html()]
+        if chosen:
+            body.sequence = chosen[-1].sequence
         return body
 
     def _leaf(self, part: Message, ctype: str) -> _Body:
-        if ctype in _SIGNATURE_TYPES:
-            return _Body()
         disposition = (part.get_content_disposition() or "").lower()
-        filename = _filename(part, self.defects)
+        filename = _filename(part, self.defects, self.hints)
+        signature = _SIGNATURE_TYPES.get(ctype)
+        if signature is not None:
+            # Kept as an attachment, as Zammad and mail clients list it: whoever checks the signature later
+            # needs the part byte for byte, and dropping it silently hid that the mail was signed at all.
+            if signature[0] not in self.signed:
+                self.signed.append(signature[0])
+            filename = filename or signature[1]
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
-            text = _part_text(part, self.defects)
-            return _Body(plain=[text]) if ctype == "text/plain" else _Body(html=[text])
+            text = _part_text(part, self.defects, self.hints)
+            if ctype == "text/plain":
+                return _Body(plain=[text], sequence=[("plain", text)])
+            return _Body(html=[text], sequence=[("html", text)])
         data = _payload_bytes(part, self.defects)
         if (ctype in _TNEF_TYPES or filename.lower() == "winmail.dat") and self._add_tnef(data):
             return _Body()
@@ -763,11 +654,11 @@ class _Walker:
             except Exception as exc:
                 self.defects.append(f"message/rfc822: cannot serialise ({exc.__class__.__name__})")
                 data = b""
-            subject = _clean_line(decode_header_value(inner.get("subject"), self.defects))
+            subject = _clean_line(decode_header_value(inner.get("subject"), self.defects, self.hints))
         else:
             data = _payload_bytes(part, self.defects)
             subject = ""
-        filename = _filename(part, self.defects)
+        filename = _filename(part, self.defects, self.hints)
         if not filename:
             filename = (subject[:100] or "message") + ".eml"
         elif not filename.lower().endswith((".eml", ".msg")):
@@ -790,8 +681,8 @@ class _Walker:
             except Exception:
                 raw_name = getattr(att, "name", "") or ""
             if isinstance(raw_name, bytes):
-                raw_name = decode_bytes(raw_name, None)
-            name = _clean_line(str(raw_name).rstrip("\x00"))
+                raw_name = decode_bytes(raw_name, None, None, "", self.hints)
+            name = _exact_name(str(raw_name).rstrip("\x00"))
             payload = getattr(att, "data", b"") or b""
             if not isinstance(payload, bytes):
                 continue
@@ -860,6 +751,43 @@ def _bounced(msg: Message) -> list[str]:
     return sorted(set(out))
 
 
+_HINT_MAX_PARTS = 200
+_HINT_BODY_BYTES = 1 << 16
+
+
+def _charset_hints(msg: Message) -> tuple[str, ...]:
+    """The message's evidence for decoding its undeclared 8-bit text (see ``mailintake.charsets``): the
+    charsets it declares anywhere, and the raw 8-bit bytes of its headers and of text parts without a
+    charset, read as one. Bounded: the first parts and the start of each body are plenty."""
+    declared: list[str] = []
+    undeclared: list[bytes] = []
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    seen = 0
+    try:
+        while stack and seen < _HINT_MAX_PARTS:
+            part, depth = stack.pop()
+            seen += 1
+            for _key, value in part.raw_items():
+                if not isinstance(value, str):
+                    continue
+                declared.extend(m.group(1).split("*", 1)[0] for m in _ENCODED_WORD.finditer(value))
+                if _has_surrogates(value):
+                    undeclared.append(_raw_bytes(value))
+            payload = part.get_payload()
+            if part.is_multipart() and isinstance(payload, list) and depth < 50:
+                stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
+            elif part.get_content_maintype() == "text":
+                charset = _param(part, "charset", "content-type")
+                if charset and charset.strip().lower() not in UNKNOWN_CHARSETS:
+                    declared.append(charset)
+                else:
+                    undeclared.append(_payload_bytes(part, [])[:_HINT_BODY_BYTES])
+        return message_hints(declared, undeclared)
+    except Exception:  # evidence is a help; without it every piece is judged alone
+        log.warning("charset evidence failed", exc_info=True)
+        return ()
+
+
 def parse_message(fp: BinaryIO) -> ParsedMessage:
     """Parse a raw RFC 5322 message from a binary stream (read incrementally, not copied whole).
 
@@ -872,20 +800,21 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         values = _header_values(msg, name)
         return values[0] if values else ""
 
+    hints = _charset_hints(msg)
     headers: dict[str, str] = {}
     try:
         for key, value in msg.raw_items():
             k = str(key).strip().lower()
             if k and k not in headers:
-                headers[k] = decode_header_value(value, None).strip()
+                headers[k] = decode_header_value(value, None, hints).strip()
     except Exception:
         defects.append("headers: unreadable")
 
-    subject = _clean_line(decode_header_value(header("subject"), defects))
-    senders = _addresses(_header_values(msg, "from")[:1], defects)
+    subject = _clean_line(decode_header_value(header("subject"), defects, hints))
+    senders = _addresses(_header_values(msg, "from")[:1], defects, hints)
     sender = senders[0] if senders else Address("", "")
 
-    walker = _Walker()
+    walker = _Walker(hints)
     try:
         body = walker.walk(msg)
     except Exception as exc:  # defensive: a bug in the walk must not lose the headers
@@ -895,12 +824,23 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
     defects.extend(walker.defects)
 
     html_source = "\n".join(h for h in body.html if h.strip()) or None
-    if body.has_plain():
+    # A forward's quoted block is the forwarded message: content, not history to cut.
+    forwarded = quoting.is_forward_subject(subject)
+    sequence = [(kind, part) for kind, part in body.sequence
+                if (part.strip() if kind == "plain" else _html_has_text(part))]
+    if len({kind for kind, _ in sequence}) > 1:
+        # Plain and HTML parts side by side in a multipart/mixed: each in its place, HTML as text.
+        text = "\n\n".join(part.strip("\n") if kind == "plain" else html_to_text(part) for kind, part in sequence)
+        reply_text = quoting.cut_reply("\n\n".join(
+            part.strip("\n") if kind == "plain" else html_to_text(quoting.cut_html_quotes(part, forwarded=forwarded))
+            for kind, part in sequence), forwarded=forwarded)
+    elif body.has_plain():
         text = "\n\n".join(p.strip("\n") for p in body.plain if p.strip())
-        reply_text = quoting.cut_reply(text)
+        reply_text = quoting.cut_reply(text, forwarded=forwarded)
     elif html_source is not None:
         text = html_to_text(html_source)
-        reply_text = quoting.cut_reply(html_to_text(quoting.cut_html_quotes(html_source)))
+        reply_text = quoting.cut_reply(html_to_text(quoting.cut_html_quotes(html_source, forwarded=forwarded)),
+                                       forwarded=forwarded)
     else:
         text = reply_text = ""
 
@@ -914,9 +854,9 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         message_id=ids[0] if ids else None,
         subject=subject,
         sender=sender,
-        to=_addresses(_header_values(msg, "to"), defects),
-        cc=_addresses(_header_values(msg, "cc"), defects),
-        reply_to=_addresses(_header_values(msg, "reply-to"), defects),
+        to=_addresses(_header_values(msg, "to"), defects, hints),
+        cc=_addresses(_header_values(msg, "cc"), defects, hints),
+        reply_to=_addresses(_header_values(msg, "reply-to"), defects, hints),
         date=_date(header("date"), defects),
         in_reply_to=_ids(header("in-reply-to")),
         references=_ids(" ".join(_header_values(msg, "references"))),
@@ -929,6 +869,7 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         defects=defects,
         content_types=content_types,
         report_type=report_type,
+        signed=tuple(walker.signed),
     )
     # flufl.bounce's heuristics scan every text part: only where they could count (see automail), and
     # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).
