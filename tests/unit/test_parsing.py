@@ -623,3 +623,17 @@ def test_25_mb_mail_parses_with_its_attachment_whole(tmp_path: Path) -> None:
     assert attachment.filename == "big.zip"
     assert attachment.size == 18 * len(data)
     assert attachment.data[: len(data)] == data and attachment.data[-len(data):] == data
+
+
+def test_a_header_parameter_continued_without_folding_white_space_is_read_as_a_continuation() -> None:
+    # As an SMS gateway writes it: "boundary=" starts a line of its own.
+    raw = (b"From: post_master@sms.example.com\r\nSubject: Re:Hello\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+           b"--outer\r\nContent-Type: multipart/alternative;\r\nboundary=\"inner\"\r\n\r\n"
+           b"--inner\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nError: Invalid user address\r\n"
+           b"--inner--\r\n--outer--\r\n")
+    parsed = parse_message(io.BytesIO(raw))
+    assert parsed.text == "Error: Invalid user address"
+    assert parsed.attachments == []
+    assert parsed.content_types == ["multipart/mixed", "multipart/alternative", "text/plain"]
+    assert any("without folding white space" in d for d in parsed.defects)

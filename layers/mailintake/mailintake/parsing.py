@@ -21,8 +21,9 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import errors
 from email import policy as email_policy
-from email.feedparser import BytesFeedParser
+from email.feedparser import BytesFeedParser, FeedParser
 from email.generator import BytesGenerator
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
@@ -551,6 +552,47 @@ def _html_has_text(html: str) -> bool:
     return bool(text.strip())
 
 
+# A parameter line ("boundary=...", " charset=utf-8") and a header line ("Content-Transfer-Encoding: 7bit").
+_PARAMETER_LINE = re.compile(r"[ \t]*[A-Za-z][\w.-]{0,60}\*?\d{0,3}\*?[ \t]*=")
+_HEADER_LINE = re.compile(r"[!-9;-~]{1,76}:")
+
+
+def _refolded(part: Message) -> Message | None:
+    """A part whose header went on after a line break without the white space that folding needs.
+
+    Some gateways write ``Content-Type: multipart/alternative;`` and then ``boundary="..."`` at the start of
+    the next line. The stdlib ends the header block there and takes the rest (its other headers included)
+    for the body, so the part loses its boundary and its text. Mail clients read the parameter line as a
+    continuation; so does this, re-reading the part with those lines folded back in. None when the part is
+    not that case.
+    """
+    payload = part.get_payload()
+    if not isinstance(payload, str) or not any(
+            isinstance(d, errors.MissingHeaderBodySeparatorDefect) for d in getattr(part, "defects", [])):
+        return None
+    lines = payload.split("\n", 40)
+    if not lines or not _PARAMETER_LINE.match(lines[0]):
+        return None
+    count = 0
+    while count < min(len(lines) - 1, 30) and lines[count].strip() and (
+            _PARAMETER_LINE.match(lines[count]) or _HEADER_LINE.match(lines[count])):
+        count += 1
+    head = []
+    for name, value in part.raw_items():
+        head.append(f"{name}: {value}".rstrip("\r\n"))
+    for line in lines[:count]:
+        line = line.rstrip("\r")
+        head.append(line if _HEADER_LINE.match(line) else " " + line.strip())
+    rest = "\n".join(lines[count:])
+    parser = FeedParser(policy=email_policy.compat32)
+    try:
+        parser.feed("\n".join(head) + "\n" + rest)
+        return parser.close()
+    except Exception:  # leave the part as the stdlib read it
+        log.debug("re-reading a part with broken folding failed", exc_info=True)
+        return None
+
+
 class _Walker:
     def __init__(self, hints: Sequence[str] = ()) -> None:
         self.hints = hints  # the message's charsets for undeclared 8-bit text
@@ -561,6 +603,11 @@ class _Walker:
         self._taken: set[str] = set()
 
     def walk(self, part: Message, depth: int = 0) -> _Body:
+        refolded = _refolded(part)
+        if refolded is not None:
+            self.defects.append(f"{part.get_content_type()}: header continued without folding white space; "
+                                "read as a continuation")
+            part = refolded
         ctype = part.get_content_type()
         self.content_types.append(ctype)
         self.defects.extend(f"{ctype}: {d.__class__.__name__}" for d in getattr(part, "defects", []))
