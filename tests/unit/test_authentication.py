@@ -215,3 +215,44 @@ def test_authserv_ids_setting_takes_a_list_and_refuses_header_syntax() -> None:
         validate("intake.authservIds", "mx.tracker.example; dmarc=pass")
     with pytest.raises(SettingError):
         validate("intake.unauthenticatedSender", "bounce")
+
+
+def _received(from_value: str, result: str, extra: str = "") -> bytes:
+    return (f"Authentication-Results: mx.tracker.example; {result}\r\n{extra}From: {from_value}\r\n"
+            "Subject: Re: [#7] salaries\r\n\r\nbody\r\n").encode()
+
+
+PASS_FOR_SECRET = "dkim=pass header.d=secret.example; spf=pass smtp.mailfrom=intern@secret.example; " \
+                  "dmarc=pass header.from=secret.example"
+
+
+@pytest.mark.parametrize("from_value", [
+    "boss@secret.example <intern@secret.example>",  # the display name is an address
+    "<boss@secret.example> intern@secret.example",  # the angle-addr first, the real one after it
+    "boss@secret.example, intern@secret.example",  # several mailboxes
+    "Board: boss@secret.example, intern@secret.example;",  # a group
+    "Board: intern@secret.example;",  # a group of one is still a group
+])
+def test_forged_from_shapes_are_no_sender_and_authenticate_nobody(from_value: str) -> None:
+    # Before the fix the boss's address was read out of these, and the intern's own pass for secret.example
+    # recorded the mail as "boss@secret.example authenticated".
+    parsed = parse_message(io.BytesIO(_received(from_value, PASS_FOR_SECRET)))
+    assert parsed.sender.email == ""
+    verdict = verify(parsed.authentication_results, parsed.sender.email, TRUSTED)
+    assert (verdict.passed, verdict.detail) == (False, "no From domain to authenticate")
+
+
+def test_two_from_headers_are_no_sender_whatever_the_server_passed() -> None:
+    raw = _received("intern@secret.example", PASS_FOR_SECRET, extra="From: boss@secret.example\r\n")
+    parsed = parse_message(io.BytesIO(raw))
+    assert parsed.sender.email == ""
+    assert not verify(parsed.authentication_results, parsed.sender.email, TRUSTED).passed
+
+
+def test_a_quoted_address_as_display_name_is_only_a_name_and_the_addr_spec_is_judged() -> None:
+    parsed = parse_message(io.BytesIO(_received('"boss@secret.example" <intern@other.example>',
+                                                "dmarc=pass header.from=secret.example")))
+    assert (parsed.sender.email, parsed.sender.name) == ("intern@other.example", "")
+    verdict = verify(parsed.authentication_results, parsed.sender.email, TRUSTED)
+    assert (verdict.passed, verdict.detail) == (False, "mx.tracker.example: dmarc=pass for secret.example, not"
+                                                       " other.example")

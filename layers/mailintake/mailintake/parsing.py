@@ -34,6 +34,7 @@ import html2text
 import nh3
 
 from mailintake import automail, quoting
+from mailintake.addresses import is_address, parse_mailbox
 from mailintake.charsets import UNKNOWN_CHARSETS, decode_bytes, message_hints
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,35 @@ def _ids(value: str | None) -> list[str]:
 _ADDR_SPEC = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+")
 
 
+def _sender(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()) -> Address:
+    """The author: exactly one From header holding exactly one mailbox (:func:`mailintake.addresses.
+    parse_mailbox`), else no address at all, an unknown sender. Only the display name is decoded, and it
+    never supplies the address; a display name holding another address is dropped, as it would show one
+    person's address on another's mail."""
+    if len(raw_values) != 1:
+        if raw_values:
+            defects.append(f"from: {len(raw_values)} From headers; no sender")
+        return Address("", "")
+    mailbox = parse_mailbox(raw_values[0])
+    if mailbox is None:
+        defects.append(f"from: not exactly one mailbox {raw_values[0][:80]!r}; no sender")
+        return Address("", "")
+    email = mailbox.addr_spec.lower()
+    # A mailbox without an address (a bounce's "<MAILER-DAEMON>") keeps its local part as a name, for automail.
+    raw_name = mailbox.display_name or mailbox.comment or mailbox.local_part
+    name = _clean_line(decode_header_value(raw_name, defects, hints))
+    name = name.strip("\"' ")
+    if name.lower() == email:
+        name = ""
+    elif any(found.lower().rstrip(".") != email for found in _ADDR_SPEC.findall(name)):
+        defects.append(f"from: display name {name[:80]!r} names another address; dropped")
+        name = ""
+    return Address(email, name)
+
+
 def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()) -> list[Address]:
+    """To, Cc, Reply-To: read leniently (they add readers and editors, or say where a reply goes), but an
+    address that is not a plain addr-spec is dropped, so that garbage names no user."""
     result: list[Address] = []
     for raw in raw_values:
         raw = re.sub(r"\r?\n[ \t]*", " ", raw)
@@ -212,7 +241,8 @@ def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] =
         except Exception:
             pairs = []
         pairs = [(n, a) for n, a in pairs if a or n]
-        if not pairs or (any("@" not in a and a for _, a in pairs) and _ADDR_SPEC.search(raw)):
+        junk = any(a and not is_address(a.strip("<> ").lower()) for _, a in pairs)
+        if not pairs or (junk and _ADDR_SPEC.search(raw)):
             # The stdlib gave up (or produced junk): fall back to finding addr-specs in the raw value.
             found = _ADDR_SPEC.findall(raw)
             if found:
@@ -227,6 +257,9 @@ def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] =
             addr = _clean_line(_decode_plain(addr, defects, hints)).strip("<> ").lower()
             if name.lower() == addr:
                 name = ""
+            if addr and not is_address(addr):
+                defects.append(f"address: not an address {addr[:80]!r}")
+                addr = ""
             if addr or name:
                 result.append(Address(addr, name))
     return result
@@ -858,8 +891,7 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         defects.append("headers: unreadable")
 
     subject = _clean_line(decode_header_value(header("subject"), defects, hints))
-    senders = _addresses(_header_values(msg, "from")[:1], defects, hints)
-    sender = senders[0] if senders else Address("", "")
+    sender = _sender(_header_values(msg, "from"), defects, hints)
 
     walker = _Walker(hints)
     try:
