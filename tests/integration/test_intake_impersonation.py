@@ -85,6 +85,41 @@ def test_an_address_in_the_display_name_never_speaks_for_its_owner(
     assert [m["Subject"] for m in ses_sent(boss)] == [f"[#{number}] Salary review"]
 
 
+def test_dmarc_pass_binds_to_the_from_domain_and_spf_or_dkim_only_when_aligned(
+    settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None]
+) -> None:
+    # Mail really sent from attacker.example with Ada's example.org address in From: the server's DMARC
+    # pass is for the attacker's domain, or names no header.from at all. Before the fix the latter was
+    # trusted for whatever domain From had, and the mail was filed as Ada's.
+    tag = uuid.uuid4().hex[:8]
+    ada = f"ada-{tag}@example.org"
+    directory.put_user(ada, "Ada Lovelace")
+    box = mailbox("imap", "ssl", system=True)
+    configure({"intake.authservIds": SERVER})
+    attacker = "spf=pass smtp.mailfrom=eve@attacker.example; dkim=pass header.d=attacker.example"
+    cases = {
+        "dmarc pass without header.from": f"{attacker}; dmarc=pass",
+        "dmarc pass for another domain": f"{attacker}; dmarc=pass header.from=attacker.example",
+        "spf and dkim for another domain": attacker,
+        "dmarc pass for a subdomain": "dmarc=pass header.from=mail.example.org",
+        "real": "dkim=pass header.d=example.org; dmarc=pass header.from=example.org",
+    }
+    for label, result in cases.items():
+        deliver(box, raw_mail(f"Ada <{ada}>", label, result))
+    run_cycle(settings)
+
+    items = {i.title: i for i in store.list_items()}
+    ledger = ledger_by_subject()
+    for label in cases:
+        expected = (ada, "Ada Lovelace") if label == "real" else ("guest", "Guest")
+        assert (items[label].author, items[label].author_name) == expected, label
+    assert ledger["dmarc pass without header.from"].notes == [
+        f"authentication: sender {ada} is a user's address but not authenticated ({SERVER}: spf=pass for"
+        " attacker.example, not aligned with example.org; dkim=pass for attacker.example, not aligned with"
+        " example.org; dmarc=pass without header.from); treated as an unknown sender"]
+    assert {u.email for u in directory.list_users()} == {ada}
+
+
 def test_garbage_from_or_cc_creates_no_user(
     settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None]
 ) -> None:
