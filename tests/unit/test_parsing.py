@@ -162,6 +162,28 @@ def test_html_only_mail_becomes_readable_text_with_paragraphs_lists_and_links() 
     assert "color" not in m.text
 
 
+@pytest.mark.parametrize("layout", ["html-only", "alternative-without-plain", "mixed"])
+def test_text_from_html_comes_from_the_sanitised_html_so_dropped_links_stay_dropped(layout: str) -> None:
+    # Before the fix the description was converted from the raw HTML: "[click](javascript:alert(1))".
+    html = ('<p><a href="javascript:alert(1)">click</a> <a href=" JaVaScRiPt:x()">again</a>'
+            ' <a href="vbscript:msgbox(1)">vb</a> <a href="data:text/html,x">data</a>'
+            ' <a href="https://example.org/ok">safe</a></p><blockquote type="cite">old <a href="javascript:y()">q</a>'
+            "</blockquote>")
+    part = f"Content-Type: text/html; charset=utf-8\n\n{html}\n"
+    bodies = {
+        "html-only": part,
+        "alternative-without-plain": f"Content-Type: multipart/alternative; boundary=b\n\n--b\n{part}--b--\n",
+        "mixed": ("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nplain words\n"
+                  f"--b\n{part}--b--\n"),
+    }
+    m = parse(f"From: a@example.org\nSubject: Re: x\n{bodies[layout]}")
+    for text in (m.text, m.reply_text):
+        assert "script:" not in text.lower() and "data:" not in text
+        assert "click" in text and "again" in text and "vb" in text
+        assert "[safe](https://example.org/ok)" in text
+    assert "old" in m.text
+
+
 def test_html_becomes_plain_text_without_markdown_emphasis_escapes_or_heading_marks() -> None:
     m = parse(mail("""
         From: shop@example.de

@@ -482,6 +482,12 @@ def html_to_text(html: str) -> str:
     return text.strip("\n")
 
 
+def _readable(html: str) -> str:
+    """The text of mail HTML, converted from the sanitised HTML and not the raw: a link the sanitiser drops
+    (``javascript:``, ``vbscript:``, ``data:``) must not come back as a Markdown link in the description."""
+    return html_to_text(sanitize_html(html))
+
+
 # CSS properties that cannot load anything (no url() values) and cannot overlay the UI.
 _SAFE_CSS = frozenset({
     "color", "background-color", "font", "font-family", "font-size", "font-style", "font-weight",
@@ -903,22 +909,23 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
     defects.extend(walker.defects)
 
     html_source = "\n".join(h for h in body.html if h.strip()) or None
+    html = sanitize_html(html_source) if html_source is not None else None
     # A forward's quoted block is the forwarded message: content, not history to cut.
     forwarded = quoting.is_forward_subject(subject)
     sequence = [(kind, part) for kind, part in body.sequence
                 if (part.strip() if kind == "plain" else _html_has_text(part))]
     if len({kind for kind, _ in sequence}) > 1:
         # Plain and HTML parts side by side in a multipart/mixed: each in its place, HTML as text.
-        text = "\n\n".join(part.strip("\n") if kind == "plain" else html_to_text(part) for kind, part in sequence)
+        text = "\n\n".join(part.strip("\n") if kind == "plain" else _readable(part) for kind, part in sequence)
         reply_text = quoting.cut_reply("\n\n".join(
-            part.strip("\n") if kind == "plain" else html_to_text(quoting.cut_html_quotes(part, forwarded=forwarded))
+            part.strip("\n") if kind == "plain" else _readable(quoting.cut_html_quotes(part, forwarded=forwarded))
             for kind, part in sequence), forwarded=forwarded)
     elif body.has_plain():
         text = "\n\n".join(p.strip("\n") for p in body.plain if p.strip())
         reply_text = quoting.cut_reply(text, forwarded=forwarded)
     elif html_source is not None:
-        text = html_to_text(html_source)
-        reply_text = quoting.cut_reply(html_to_text(quoting.cut_html_quotes(html_source, forwarded=forwarded)),
+        text = html_to_text(html or "")
+        reply_text = quoting.cut_reply(_readable(quoting.cut_html_quotes(html_source, forwarded=forwarded)),
                                        forwarded=forwarded)
     else:
         text = reply_text = ""
@@ -940,7 +947,7 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         in_reply_to=_ids(header("in-reply-to")),
         references=_ids(" ".join(_header_values(msg, "references"))),
         text=text,
-        html=sanitize_html(html_source) if html_source is not None else None,
+        html=html,
         reply_text=reply_text,
         attachments=walker.attachments,
         headers=headers,
