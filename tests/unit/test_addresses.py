@@ -94,6 +94,7 @@ def test_is_address(address: str, valid: bool) -> None:
     (f"{INTERN} ({BOSS})", Address(INTERN, "")),
     (f'"{INTERN}" <{INTERN}>', Address(INTERN, "")),
     (f'"Intern ({INTERN})" <{INTERN}>', Address(INTERN, f"Intern ({INTERN})")),
+    ("Ad\u202ea <ada@example.org>", Address("ada@example.org", "Ada")),  # names are shown: no bidi controls
     # A bounce keeps a name automail can read, and no address.
     ("Mail Delivery Subsystem <MAILER-DAEMON>", Address("", "Mail Delivery Subsystem")),
     ("mailer-daemon", Address("", "mailer-daemon")),

@@ -184,6 +184,37 @@ def test_text_from_html_comes_from_the_sanitised_html_so_dropped_links_stay_drop
     assert "old" in m.text
 
 
+def test_bidi_controls_are_removed_from_the_title_and_attachment_names_only() -> None:
+    # "\u202e" shows "invoice\u202efdp.exe" as "invoiceexe.pdf"; every reordering control goes.
+    controls = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u206a"
+    subject = base64.b64encode(f"Rechnung {controls}fdp.exe".encode()).decode()
+    name = base64.b64encode(f"invoice\u202efdp.exe{controls}".encode()).decode()
+    m = parse(mail(f"""
+        From: a@example.org
+        Subject: =?utf-8?b?{subject}?=
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/plain; charset=utf-8
+
+        Body keeps \u202e as sent.
+        --b
+        Content-Type: application/octet-stream
+        Content-Disposition: attachment; filename="=?utf-8?b?{name}?="
+
+        MZ
+        --b--
+    """, ""))
+    assert m.subject == "Rechnung fdp.exe"
+    assert [a.filename for a in m.attachments] == ["invoicefdp.exe"]
+    assert "\u202e" in m.text  # the body is the sender's text, shown as text, not as a name
+    # Joiners and right-to-left text itself are not reordering controls: they stay.
+    hebrew = parse(mail("From: a@example.org\nSubject: =?utf-8?b?"
+                        + base64.b64encode("\u05e9\u05dc\u05d5\u05dd \U0001f469\u200d\U0001f4bb".encode()).decode()
+                        + "?=\n"))
+    assert hebrew.subject == "\u05e9\u05dc\u05d5\u05dd \U0001f469\u200d\U0001f4bb"
+
+
 def test_html_becomes_plain_text_without_markdown_emphasis_escapes_or_heading_marks() -> None:
     m = parse(mail("""
         From: shop@example.de

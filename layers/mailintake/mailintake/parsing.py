@@ -180,6 +180,19 @@ def _clean_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# Characters that only change the order in which the text around them is shown: the bidirectional embeddings,
+# overrides, isolates and marks (and the deprecated U+206A-F, which switch mirroring and shaping). With U+202E
+# "invoice\u202efdp.exe" shows as "invoiceexe.pdf". They are removed, not replaced by a visible mark: what is
+# left reads in its true order, and right-to-left titles (Hebrew and Arabic mailers put U+200F marks in their
+# subjects) stay clean; the display's own bidi algorithm still lays out each script in its direction.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u206a-\u206f]")
+
+
+def display_text(text: str) -> str:
+    """Text to show as a title or a name, without the characters that reorder its display."""
+    return _BIDI_CONTROLS.sub("", text)
+
+
 def _exact_name(text: str) -> str:
     """A file name for display, as the sender wrote it: control characters become spaces, but runs of spaces
     inside the name stay (people do name files "Scan  2024.pdf"; only ``safe_name`` normalises, for keys).
@@ -220,7 +233,7 @@ def _sender(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()
     email = mailbox.addr_spec.lower()
     # A mailbox without an address (a bounce's "<MAILER-DAEMON>") keeps its local part as a name, for automail.
     raw_name = mailbox.display_name or mailbox.comment or mailbox.local_part
-    name = _clean_line(decode_header_value(raw_name, defects, hints))
+    name = display_text(_clean_line(decode_header_value(raw_name, defects, hints)))
     name = name.strip("\"' ")
     if name.lower() == email:
         name = ""
@@ -721,7 +734,7 @@ class _Walker:
     def _add(self, filename: str, ctype: str, data: bytes, content_id: str | None = None,
              inline: bool = False) -> None:
         self.attachments.append(Attachment(
-            filename=filename,
+            filename=display_text(filename),
             safe_name=_unique(safe_name(filename, ctype), self._taken),
             content_type=ctype,
             data=data,
@@ -896,7 +909,7 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
     except Exception:
         defects.append("headers: unreadable")
 
-    subject = _clean_line(decode_header_value(header("subject"), defects, hints))
+    subject = display_text(_clean_line(decode_header_value(header("subject"), defects, hints)))
     sender = _sender(_header_values(msg, "from"), defects, hints)
 
     walker = _Walker(hints)
