@@ -10,7 +10,9 @@ Rejections in known-senders, permitted, subject, guard and permission deserve a 
 discards (automail, filter lists, duplicates) never get one, and neither does machine-made mail that is
 filed (list, bulk, auto-generated: see ``mailintake.automail``). Nor does mail from a user's address that the
 receiving server did not authenticate (``mailintake.authentication``): its From is likely forged, and a
-reply would go to the address's real owner.
+reply would go to the address's real owner. Nor does mail whose From is not exactly one valid mailbox
+(``mailintake.addresses``): it is from an unknown sender without an address, its author is ``guest``, and no
+user is made from it.
 """
 
 from __future__ import annotations
