@@ -98,9 +98,27 @@ def test_topmost_trusted_header_decides_past_untrusted_ones_above_it() -> None:
     assert verdict.detail == "mx.tracker.example: dmarc=pass"
 
 
-def test_dmarc_pass_is_enough() -> None:
+def test_dmarc_pass_for_the_from_domain_is_enough() -> None:
     assert verify(["mx.tracker.example; dmarc=pass header.from=example.org"], ADA, TRUSTED).passed
-    assert verify(["mx.tracker.example; dmarc=pass"], ADA, TRUSTED).passed
+    assert verify(["mx.tracker.example; dmarc=pass header.from=EXAMPLE.org."], ADA, TRUSTED).passed
+
+
+def test_dmarc_pass_without_header_from_is_not() -> None:
+    # The server may have judged another From (a second header, another reading of a broken one): a pass
+    # that does not say for which domain proves nothing about this one. Before the fix it was trusted for
+    # whatever domain From had, so mail really sent from attacker.example passed as ada@example.org.
+    verdict = verify(["mx.tracker.example; spf=pass smtp.mailfrom=attacker.example; dmarc=pass"], ADA, TRUSTED)
+    assert not verdict.passed
+    assert verdict.detail == ("mx.tracker.example: spf=pass for attacker.example, not aligned with example.org;"
+                              " dmarc=pass without header.from")
+
+
+@pytest.mark.parametrize("header_from", ["mail.example.org", "org", "example.org.attacker.example",
+                                         "example.org header.from=attacker.example"])
+def test_dmarc_pass_binds_to_exactly_the_from_domain(header_from: str) -> None:
+    # A subdomain or a parent is another domain to DMARC (it found that From, not ours); two header.from
+    # values that disagree leave it open which one passed.
+    assert not verify([f"mx.tracker.example; dmarc=pass header.from={header_from}"], ADA, TRUSTED).passed
 
 
 def test_dmarc_pass_for_another_from_domain_is_not() -> None:
@@ -215,3 +233,60 @@ def test_authserv_ids_setting_takes_a_list_and_refuses_header_syntax() -> None:
         validate("intake.authservIds", "mx.tracker.example; dmarc=pass")
     with pytest.raises(SettingError):
         validate("intake.unauthenticatedSender", "bounce")
+
+
+def _received(from_value: str, result: str, extra: str = "") -> bytes:
+    return (f"Authentication-Results: mx.tracker.example; {result}\r\n{extra}From: {from_value}\r\n"
+            "Subject: Re: [#7] salaries\r\n\r\nbody\r\n").encode()
+
+
+PASS_FOR_SECRET = "dkim=pass header.d=secret.example; spf=pass smtp.mailfrom=intern@secret.example; " \
+                  "dmarc=pass header.from=secret.example"
+
+
+@pytest.mark.parametrize("from_value", [
+    "boss@secret.example <intern@secret.example>",  # the display name is an address
+    "<boss@secret.example> intern@secret.example",  # the angle-addr first, the real one after it
+    "boss@secret.example, intern@secret.example",  # several mailboxes
+    "Board: boss@secret.example, intern@secret.example;",  # a group
+    "Board: intern@secret.example;",  # a group of one is still a group
+])
+def test_forged_from_shapes_are_no_sender_and_authenticate_nobody(from_value: str) -> None:
+    # Before the fix the boss's address was read out of these, and the intern's own pass for secret.example
+    # recorded the mail as "boss@secret.example authenticated".
+    parsed = parse_message(io.BytesIO(_received(from_value, PASS_FOR_SECRET)))
+    assert parsed.sender.email == ""
+    verdict = verify(parsed.authentication_results, parsed.sender.email, TRUSTED)
+    assert (verdict.passed, verdict.detail) == (False, "no From domain to authenticate")
+
+
+def test_two_from_headers_are_no_sender_whatever_the_server_passed() -> None:
+    raw = _received("intern@secret.example", PASS_FOR_SECRET, extra="From: boss@secret.example\r\n")
+    parsed = parse_message(io.BytesIO(raw))
+    assert parsed.sender.email == ""
+    assert not verify(parsed.authentication_results, parsed.sender.email, TRUSTED).passed
+
+
+def test_a_quoted_address_as_display_name_is_only_a_name_and_the_addr_spec_is_judged() -> None:
+    parsed = parse_message(io.BytesIO(_received('"boss@secret.example" <intern@other.example>',
+                                                "dmarc=pass header.from=secret.example")))
+    assert (parsed.sender.email, parsed.sender.name) == ("intern@other.example", "")
+    verdict = verify(parsed.authentication_results, parsed.sender.email, TRUSTED)
+    assert (verdict.passed, verdict.detail) == (False, "mx.tracker.example: dmarc=pass for secret.example, not"
+                                                       " other.example")
+
+
+@pytest.mark.parametrize(("result", "detail"), [
+    ("spf=pass smtp.mailfrom=eve@attacker.example",
+     "spf=pass for attacker.example, not aligned with example.org"),
+    ("dkim=pass header.d=attacker.example header.i=@attacker.example",
+     "dkim=pass for attacker.example, not aligned with example.org"),
+    ("dkim=pass header.d=attacker.example; spf=pass smtp.mailfrom=attacker.example; dmarc=pass",
+     "dkim=pass for attacker.example, not aligned with example.org; spf=pass for attacker.example, not"
+     " aligned with example.org; dmarc=pass without header.from"),
+    ("dmarc=pass header.from=attacker.example", "dmarc=pass for attacker.example, not example.org"),
+])
+def test_passes_for_another_domain_do_not_authenticate_a_from_address(result: str, detail: str) -> None:
+    parsed = parse_message(io.BytesIO(_received("Ada <ada@example.org>", result)))
+    verdict = verify(parsed.authentication_results, parsed.sender.email, TRUSTED)
+    assert (verdict.passed, verdict.detail) == (False, f"mx.tracker.example: {detail}")

@@ -8,6 +8,7 @@ Budgets are bounded (``max_examples``, no deadline) so this runs in `make test` 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email
 import io
 import re
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mailintake import outgoing
-from mailintake.parsing import ParsedMessage, parse_message, safe_name, sanitize_html
+from mailintake.parsing import Address, ParsedMessage, parse_message, safe_name, sanitize_html
 from mailintake.processing import attachment_key, attachment_prefix
 from mailintake.settings import Settings
 from mailintake.system_settings import Config
@@ -379,10 +380,16 @@ def _header_count(raw: bytes, name: str) -> int:
 def test_sender_address_the_header_registry_refuses_ends_as_a_failed_reply_not_an_exception(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Found by the property below: an unterminated quote makes the parser take the encoded word itself
-    # as the address, and EmailMessage decodes it to CR/LF and raises ValueError. Uncaught, that failed
-    # the whole message (retries, dead-letter queue) instead of recording its rejection.
-    parsed = parse(_hostile_mail("=?utf-8?Q?=0D=0ABcc:_x@attacker.example?=\r\nBcc: x@attacker.example", "", ""))
+    # Found by the property below: an unterminated quote made the lenient parser take the encoded word
+    # itself as the address, and EmailMessage decodes it to CR/LF and raises ValueError. Uncaught, that
+    # failed the whole message (retries, dead-letter queue) instead of recording its rejection. The strict
+    # From parse now reads that header as no sender at all, so no reply is even tried...
+    raw = _hostile_mail("=?utf-8?Q?=0D=0ABcc:_x@attacker.example?=\r\nBcc: x@attacker.example", "", "")
+    parsed = parse(raw)
+    assert parsed.sender == Address("", "")
+    assert _send_both(parsed, monkeypatch) == []
+    # ...and should such an address reach a reply anyway, it still ends as a failed reply, not an exception.
+    parsed = dataclasses.replace(parsed, sender=Address("=?utf-8?q?=0d=0abcc:_x@attacker.example?=", ""))
     sent = _send_both(parsed, monkeypatch)
     assert sent == []
     config = Config(system={"reply.from": "tracker@tracker.example"})

@@ -162,6 +162,59 @@ def test_html_only_mail_becomes_readable_text_with_paragraphs_lists_and_links() 
     assert "color" not in m.text
 
 
+@pytest.mark.parametrize("layout", ["html-only", "alternative-without-plain", "mixed"])
+def test_text_from_html_comes_from_the_sanitised_html_so_dropped_links_stay_dropped(layout: str) -> None:
+    # Before the fix the description was converted from the raw HTML: "[click](javascript:alert(1))".
+    html = ('<p><a href="javascript:alert(1)">click</a> <a href=" JaVaScRiPt:x()">again</a>'
+            ' <a href="vbscript:msgbox(1)">vb</a> <a href="data:text/html,x">data</a>'
+            ' <a href="https://example.org/ok">safe</a></p><blockquote type="cite">old <a href="javascript:y()">q</a>'
+            "</blockquote>")
+    part = f"Content-Type: text/html; charset=utf-8\n\n{html}\n"
+    bodies = {
+        "html-only": part,
+        "alternative-without-plain": f"Content-Type: multipart/alternative; boundary=b\n\n--b\n{part}--b--\n",
+        "mixed": ("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nplain words\n"
+                  f"--b\n{part}--b--\n"),
+    }
+    m = parse(f"From: a@example.org\nSubject: Re: x\n{bodies[layout]}")
+    for text in (m.text, m.reply_text):
+        assert "script:" not in text.lower() and "data:" not in text
+        assert "click" in text and "again" in text and "vb" in text
+        assert "[safe](https://example.org/ok)" in text
+    assert "old" in m.text
+
+
+def test_bidi_controls_are_removed_from_the_title_and_attachment_names_only() -> None:
+    # "\u202e" shows "invoice\u202efdp.exe" as "invoiceexe.pdf"; every reordering control goes.
+    controls = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u206a"
+    subject = base64.b64encode(f"Rechnung {controls}fdp.exe".encode()).decode()
+    name = base64.b64encode(f"invoice\u202efdp.exe{controls}".encode()).decode()
+    m = parse(mail(f"""
+        From: a@example.org
+        Subject: =?utf-8?b?{subject}?=
+        Content-Type: multipart/mixed; boundary=b
+
+        --b
+        Content-Type: text/plain; charset=utf-8
+
+        Body keeps \u202e as sent.
+        --b
+        Content-Type: application/octet-stream
+        Content-Disposition: attachment; filename="=?utf-8?b?{name}?="
+
+        MZ
+        --b--
+    """, ""))
+    assert m.subject == "Rechnung fdp.exe"
+    assert [a.filename for a in m.attachments] == ["invoicefdp.exe"]
+    assert "\u202e" in m.text  # the body is the sender's text, shown as text, not as a name
+    # Joiners and right-to-left text itself are not reordering controls: they stay.
+    hebrew = parse(mail("From: a@example.org\nSubject: =?utf-8?b?"
+                        + base64.b64encode("\u05e9\u05dc\u05d5\u05dd \U0001f469\u200d\U0001f4bb".encode()).decode()
+                        + "?=\n"))
+    assert hebrew.subject == "\u05e9\u05dc\u05d5\u05dd \U0001f469\u200d\U0001f4bb"
+
+
 def test_html_becomes_plain_text_without_markdown_emphasis_escapes_or_heading_marks() -> None:
     m = parse(mail("""
         From: shop@example.de

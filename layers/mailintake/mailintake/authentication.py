@@ -9,10 +9,20 @@ sits below it. RFC 8601 section 5 also asks the border server to remove (or rena
 its own authserv-id before adding its own; not every server does, which is why the topmost rule stands
 on its own.
 
-Pass is ``dmarc=pass`` (the server's own verdict on the From domain), or ``spf=pass`` for an
-``smtp.mailfrom`` domain aligned with the From domain, or ``dkim=pass`` for a signing domain
-(``header.d``, else the domain of ``header.i``) aligned with it. An explicit ``dmarc=fail`` is final:
-the domain's owner may ask for strict alignment, which the server applied and we do not know.
+The From address judged is the one addr-spec that ``mailintake.addresses`` reads strictly out of From; a
+From that is not exactly one mailbox has no domain, and nothing authenticates it. Pass is bound to that
+exact domain:
+
+* ``dmarc=pass`` (the server's own verdict) only with ``header.from`` equal to the From domain: a pass
+  without ``header.from``, or naming another domain (a subdomain or parent included), proves nothing
+  about this From;
+* ``spf=pass`` only for an ``smtp.mailfrom`` domain aligned with the From domain (a HELO-only pass, or
+  a mail-from of another domain, counts for nothing);
+* ``dkim=pass`` only for a signing domain (``header.d``, else the domain of ``header.i``) aligned with it.
+
+Aligned (:func:`aligned`) is DMARC's relaxed alignment without the public-suffix list: the same domain,
+or one a subdomain of the other, never a bare top-level domain. An explicit ``dmarc=fail`` is final: the
+domain's owner may ask for strict alignment, which the server applied and we do not know.
 
 The parser is our own, not the ``authres`` package: authres rejects the whole header when the
 authserv-id is missing (Microsoft 365 writes it so) and on any syntax it does not expect, and it loses a
@@ -162,7 +172,11 @@ def aligned(one: str, other: str) -> bool:
     public suffix with a dot (``co.uk``) still aligns with its children, but a pass for it needs its SPF
     record or DKIM key, which only the registry controls. Siblings (``a.example.org`` and
     ``b.example.org``) do not align here although DMARC's organisational domains would; the server's
-    own ``dmarc=pass`` covers them.
+    own ``dmarc=pass`` covers them. Without the list, a parent and a child cannot be told from two
+    registrants under a public suffix with a dot, so exact-or-subdomain is the widest safe rule. As in
+    DMARC's relaxed mode, a subdomain whose DNS the owner handed to someone else (an ESP's return-path
+    domain, a customer's subdomain) vouches for its parent; a domain that must not allow it publishes
+    strict alignment (``adkim=s``/``aspf=s``), and the server's ``dmarc=fail`` then overrules.
     """
     one, other = _domain(one), _domain(other)
     if not one or not other:
@@ -181,9 +195,14 @@ def judge(results: AuthenticationResults, from_domain: str) -> Verdict:
     passed = False
     for result in results.results:
         if result.method == "dmarc":
-            header_from = result.get("header.from")
-            if result.result == "pass" and header_from and _domain(header_from) != from_domain:
-                said.append(f"dmarc=pass for {_domain(header_from)}, not {from_domain}")
+            # The server's verdict is about the domain it read From as; it counts only when it names that
+            # domain and it is ours. Without header.from it may have judged another From (a second From
+            # header, another reading of a broken one), so a pass then proves nothing about this one.
+            checked = {_domain(value) for key, value in result.properties if key == "header.from"}
+            if result.result == "pass" and not checked:
+                said.append("dmarc=pass without header.from")
+            elif result.result == "pass" and checked != {from_domain}:
+                said.append(f"dmarc=pass for {', '.join(sorted(checked - {from_domain}))}, not {from_domain}")
             else:
                 said.append(f"dmarc={result.result}")
                 dmarc_failed |= result.result == "fail"

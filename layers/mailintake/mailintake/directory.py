@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
+from mailintake.addresses import is_address
 from mailintake.store import ItemRecord, UserRecord, WorkspaceRecord, plain_map
 from mailintake.system_settings import ROLES, Config, SettingError
 
@@ -122,8 +123,14 @@ def put_user(email: str, name: str = "", roles: dict[str, str] | None = None,
 
 
 def create_from_mail(email: str, name: str) -> UserRecord:
-    """A user made from a sender or CC; never overwrites one that exists (a concurrent mail made it)."""
+    """A user made from a sender or CC; never overwrites one that exists (a concurrent mail made it).
+
+    Only a plain addr-spec names a user: the intake rules pass nothing else, and this refuses it anyway, so
+    that no reading of a garbage header (``"unterminated``) can ever create a user named after it.
+    """
     address = normalise(email)
+    if not is_address(address):
+        raise SettingError(f"{email!r} is not an email address; no user is made from it")
     key = UserRecord.key(address)
     user = UserRecord(*key, kind="user", sort=address, email=address, name=name, roles={}, created_by="email")
     try:

@@ -10,7 +10,9 @@ Rejections in known-senders, permitted, subject, guard and permission deserve a 
 discards (automail, filter lists, duplicates) never get one, and neither does machine-made mail that is
 filed (list, bulk, auto-generated: see ``mailintake.automail``). Nor does mail from a user's address that the
 receiving server did not authenticate (``mailintake.authentication``): its From is likely forged, and a
-reply would go to the address's real owner.
+reply would go to the address's real owner. Nor does mail whose From is not exactly one valid mailbox
+(``mailintake.addresses``): it is from an unknown sender without an address, its author is ``guest``, and no
+user is made from it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from mailintake import authentication, automail, directory, scripts
+from mailintake.addresses import is_address
 from mailintake.markers import find_markers
 from mailintake.parsing import Attachment, ParsedMessage
 from mailintake.settings import Settings
@@ -175,12 +178,17 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     trusted = config.names("intake.authservIds", ctx.scope)
     proof = authentication.verify(parsed.authentication_results, sender, trusted) if trusted else None
     treat_unknown = config.get("intake.unauthenticatedSender", ctx.scope) != "reject"
-    if guest_mode or (proof is not None and not proof.passed and treat_unknown):
+    if guest_mode or not sender or (proof is not None and not proof.passed and treat_unknown):
         wanted.append(directory.GUEST)
     # One BatchGetItem for every person the decision may need and this container has not read lately.
     users = dict(directory.lookup(wanted, settings.config_cache_seconds))
     state = _State()
     withheld = ""
+    if not sender:
+        # From was missing, or not exactly one mailbox (mailintake.addresses): an unknown sender with no
+        # address, which nobody may be answered for (a Reply-To would only be the writer's choice).
+        withheld = "the From header names no single valid address"
+        state.notes.append("sender: From names no single valid address; an unknown sender")
 
     def rejected(reason: str, step: str) -> Decision:
         return Decision("rejected", reason, step, workspace, notes=tuple(state.notes), reply_withheld=withheld)
@@ -279,8 +287,9 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     author, author_name = sender, parsed.sender.name
     if author_user is not None:
         author_name = author_user.name or author_name
-    elif guest_mode or unauthenticated:
-        # An unauthenticated user's address must not become a second user, nor be named as the author.
+    elif guest_mode or unauthenticated or not sender:
+        # An unauthenticated user's address must not become a second user, nor be named as the author; a
+        # mail without a valid From is nobody's either.
         author_user, author, author_name = users.get(directory.GUEST), directory.GUEST, "Guest"
     elif sender:
         new_users.append((sender, parsed.sender.name))
@@ -298,7 +307,7 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
         own = config.own_addresses()
         for cc in parsed.cc:
             address = directory.normalise(cc.email)
-            if not address or address == sender or address in own:
+            if not is_address(address) or address == sender or address in own:
                 continue
             if address not in users:
                 if guest_mode:

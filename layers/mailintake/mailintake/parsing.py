@@ -34,6 +34,7 @@ import html2text
 import nh3
 
 from mailintake import automail, quoting
+from mailintake.addresses import is_address, parse_mailbox
 from mailintake.charsets import UNKNOWN_CHARSETS, decode_bytes, message_hints
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,19 @@ def _clean_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# Characters that only change the order in which the text around them is shown: the bidirectional embeddings,
+# overrides, isolates and marks (and the deprecated U+206A-F, which switch mirroring and shaping). With U+202E
+# "invoice\u202efdp.exe" shows as "invoiceexe.pdf". They are removed, not replaced by a visible mark: what is
+# left reads in its true order, and right-to-left titles (Hebrew and Arabic mailers put U+200F marks in their
+# subjects) stay clean; the display's own bidi algorithm still lays out each script in its direction.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u206a-\u206f]")
+
+
+def display_text(text: str) -> str:
+    """Text to show as a title or a name, without the characters that reorder its display."""
+    return _BIDI_CONTROLS.sub("", text)
+
+
 def _exact_name(text: str) -> str:
     """A file name for display, as the sender wrote it: control characters become spaces, but runs of spaces
     inside the name stay (people do name files "Scan  2024.pdf"; only ``safe_name`` normalises, for keys).
@@ -203,7 +217,35 @@ def _ids(value: str | None) -> list[str]:
 _ADDR_SPEC = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+")
 
 
+def _sender(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()) -> Address:
+    """The author: exactly one From header holding exactly one mailbox (:func:`mailintake.addresses.
+    parse_mailbox`), else no address at all, an unknown sender. Only the display name is decoded, and it
+    never supplies the address; a display name holding another address is dropped, as it would show one
+    person's address on another's mail."""
+    if len(raw_values) != 1:
+        if raw_values:
+            defects.append(f"from: {len(raw_values)} From headers; no sender")
+        return Address("", "")
+    mailbox = parse_mailbox(raw_values[0])
+    if mailbox is None:
+        defects.append(f"from: not exactly one mailbox {raw_values[0][:80]!r}; no sender")
+        return Address("", "")
+    email = mailbox.addr_spec.lower()
+    # A mailbox without an address (a bounce's "<MAILER-DAEMON>") keeps its local part as a name, for automail.
+    raw_name = mailbox.display_name or mailbox.comment or mailbox.local_part
+    name = display_text(_clean_line(decode_header_value(raw_name, defects, hints)))
+    name = name.strip("\"' ")
+    if name.lower() == email:
+        name = ""
+    elif any(found.lower().rstrip(".") != email for found in _ADDR_SPEC.findall(name)):
+        defects.append(f"from: display name {name[:80]!r} names another address; dropped")
+        name = ""
+    return Address(email, name)
+
+
 def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()) -> list[Address]:
+    """To, Cc, Reply-To: read leniently (they add readers and editors, or say where a reply goes), but an
+    address that is not a plain addr-spec is dropped, so that garbage names no user."""
     result: list[Address] = []
     for raw in raw_values:
         raw = re.sub(r"\r?\n[ \t]*", " ", raw)
@@ -212,7 +254,8 @@ def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] =
         except Exception:
             pairs = []
         pairs = [(n, a) for n, a in pairs if a or n]
-        if not pairs or (any("@" not in a and a for _, a in pairs) and _ADDR_SPEC.search(raw)):
+        junk = any(a and not is_address(a.strip("<> ").lower()) for _, a in pairs)
+        if not pairs or (junk and _ADDR_SPEC.search(raw)):
             # The stdlib gave up (or produced junk): fall back to finding addr-specs in the raw value.
             found = _ADDR_SPEC.findall(raw)
             if found:
@@ -227,6 +270,9 @@ def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] =
             addr = _clean_line(_decode_plain(addr, defects, hints)).strip("<> ").lower()
             if name.lower() == addr:
                 name = ""
+            if addr and not is_address(addr):
+                defects.append(f"address: not an address {addr[:80]!r}")
+                addr = ""
             if addr or name:
                 result.append(Address(addr, name))
     return result
@@ -447,6 +493,12 @@ def html_to_text(html: str) -> str:
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip("\n")
+
+
+def _readable(html: str) -> str:
+    """The text of mail HTML, converted from the sanitised HTML and not the raw: a link the sanitiser drops
+    (``javascript:``, ``vbscript:``, ``data:``) must not come back as a Markdown link in the description."""
+    return html_to_text(sanitize_html(html))
 
 
 # CSS properties that cannot load anything (no url() values) and cannot overlay the UI.
@@ -682,7 +734,7 @@ class _Walker:
     def _add(self, filename: str, ctype: str, data: bytes, content_id: str | None = None,
              inline: bool = False) -> None:
         self.attachments.append(Attachment(
-            filename=filename,
+            filename=display_text(filename),
             safe_name=_unique(safe_name(filename, ctype), self._taken),
             content_type=ctype,
             data=data,
@@ -857,9 +909,8 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
     except Exception:
         defects.append("headers: unreadable")
 
-    subject = _clean_line(decode_header_value(header("subject"), defects, hints))
-    senders = _addresses(_header_values(msg, "from")[:1], defects, hints)
-    sender = senders[0] if senders else Address("", "")
+    subject = display_text(_clean_line(decode_header_value(header("subject"), defects, hints)))
+    sender = _sender(_header_values(msg, "from"), defects, hints)
 
     walker = _Walker(hints)
     try:
@@ -871,22 +922,23 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
     defects.extend(walker.defects)
 
     html_source = "\n".join(h for h in body.html if h.strip()) or None
+    html = sanitize_html(html_source) if html_source is not None else None
     # A forward's quoted block is the forwarded message: content, not history to cut.
     forwarded = quoting.is_forward_subject(subject)
     sequence = [(kind, part) for kind, part in body.sequence
                 if (part.strip() if kind == "plain" else _html_has_text(part))]
     if len({kind for kind, _ in sequence}) > 1:
         # Plain and HTML parts side by side in a multipart/mixed: each in its place, HTML as text.
-        text = "\n\n".join(part.strip("\n") if kind == "plain" else html_to_text(part) for kind, part in sequence)
+        text = "\n\n".join(part.strip("\n") if kind == "plain" else _readable(part) for kind, part in sequence)
         reply_text = quoting.cut_reply("\n\n".join(
-            part.strip("\n") if kind == "plain" else html_to_text(quoting.cut_html_quotes(part, forwarded=forwarded))
+            part.strip("\n") if kind == "plain" else _readable(quoting.cut_html_quotes(part, forwarded=forwarded))
             for kind, part in sequence), forwarded=forwarded)
     elif body.has_plain():
         text = "\n\n".join(p.strip("\n") for p in body.plain if p.strip())
         reply_text = quoting.cut_reply(text, forwarded=forwarded)
     elif html_source is not None:
-        text = html_to_text(html_source)
-        reply_text = quoting.cut_reply(html_to_text(quoting.cut_html_quotes(html_source, forwarded=forwarded)),
+        text = html_to_text(html or "")
+        reply_text = quoting.cut_reply(_readable(quoting.cut_html_quotes(html_source, forwarded=forwarded)),
                                        forwarded=forwarded)
     else:
         text = reply_text = ""
@@ -908,7 +960,7 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         in_reply_to=_ids(header("in-reply-to")),
         references=_ids(" ".join(_header_values(msg, "references"))),
         text=text,
-        html=sanitize_html(html_source) if html_source is not None else None,
+        html=html,
         reply_text=reply_text,
         attachments=walker.attachments,
         headers=headers,
