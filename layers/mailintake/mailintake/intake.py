@@ -8,9 +8,10 @@ The checks run in a fixed order and the first that decides names itself in ``Dec
 
 Rejections in known-senders, permitted, subject, guard and permission deserve a reply to the sender;
 discards (automail, filter lists, duplicates) never get one, and neither does machine-made mail that is
-filed (list, bulk, auto-generated: see ``mailintake.automail``). Nor does mail from a user's address that the
-receiving server did not authenticate (``mailintake.authentication``): its From is likely forged, and a
-reply would go to the address's real owner.
+filed (list, bulk, auto-generated: see ``mailintake.automail``). With sender authentication on, nor does
+mail whose From the receiving server did not authenticate (``mailintake.authentication``): its From may be
+forged, and a reply would go to the address's real owner. What a reply says is fixed per step
+(``mailintake.outgoing``); ``Decision.reason`` is for the ledger only.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from mailintake.system_settings import Config
 _PREFIXES = re.compile(r"^\s*((re|aw|sv|vs|antw|wg|fw|fwd|tr|rif|r|odp|ynt)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 REPLY_STEPS = frozenset({"known-senders", "permitted", "subject", "guard", "permission"})
+NOT_AUTHENTICATED = "the sender's address is not authenticated; a reply would go to its real owner"
 # The per-mailbox choice to discard list or bulk mail instead of filing it.
 LIST_SETTINGS = {"list": "intake.listMail", "bulk": "intake.bulkMail"}
 
@@ -53,6 +55,9 @@ class Decision:
     attachments: tuple[Attachment, ...] | None = None  # kept after filter.dropAttachments, when it dropped
     notes: tuple[str, ...] = ()  # filter-list matches that changed the message, the authentication verdict
     reply_withheld: str = ""  # why the sender gets no reply or acknowledgement whatever the step
+    # What of ``reason`` the sender may be told: only a guard script's own words. ``reason`` is for the
+    # ledger (the admin) and may name settings and items; the reply's words are fixed per step.
+    told: str = ""
 
     @property
     def wants_reply(self) -> bool:
@@ -182,9 +187,15 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     state = _State()
     withheld = ""
 
-    def rejected(reason: str, step: str) -> Decision:
-        return Decision("rejected", reason, step, workspace, notes=tuple(state.notes), reply_withheld=withheld)
+    def rejected(reason: str, step: str, told: str = "") -> Decision:
+        return Decision("rejected", reason, step, workspace, notes=tuple(state.notes), reply_withheld=withheld,
+                        told=told)
 
+    # With authentication on, only a From the receiving server vouched for is ever answered, whoever it
+    # belongs to: any other may be a third party's address written in by someone else, and a reply or an
+    # acknowledgement would reflect the mail to them.
+    if proof is not None and not proof.passed:
+        withheld = NOT_AUTHENTICATED
     # 2a. Authentication: only a user's address needs proof, it is what the address would be trusted with.
     unauthenticated, problem = False, ""
     if proof is not None and sender in users:
@@ -192,7 +203,6 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
             state.notes.append(f"authentication: {sender} authenticated ({proof.detail})")
         else:
             unauthenticated = True
-            withheld = "the sender's address is not authenticated; a reply would go to its real owner"
             problem = f"sender {sender} is a user's address but not authenticated ({proof.detail})"
             if not treat_unknown:
                 return rejected(problem, "authentication")
@@ -210,7 +220,6 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     if permitted is not None and proof is not None and not proof.passed:
         # The pattern vouches for addresses, not for whoever writes one into From: an address the
         # receiving server did not authenticate is no better than one outside the pattern.
-        withheld = "the sender's address is not authenticated; a reply would go to its real owner"
         return rejected(f"sender {sender} matches the permitted pattern {permitted.source} but is not"
                         f" authenticated ({proof.detail})", "permitted")
     # 4. Empty subject.
@@ -246,7 +255,7 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
         except scripts.ScriptFailure as exc:
             return Decision("failed", str(exc), "guard", workspace)
         if reason is not None:
-            return rejected(f"guard script: {reason}", "guard")
+            return rejected(f"guard script: {reason}", "guard", told=reason)
 
     target = thread_target(parsed, settings.marker_format)
     plan = scripts.Plan(workspace=workspace)

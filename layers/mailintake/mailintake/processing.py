@@ -152,8 +152,7 @@ class Processor:
         outcome = f"{decision.action}: {decision.reason}"
         reply = None
         if decision.wants_reply:
-            reply = outgoing.reply_to_rejection(parsed, decision.step, decision.reason, source.mailbox, config,
-                                                self.settings)
+            reply = outgoing.reply_to_rejection(parsed, decision.step, decision.told, config, self.settings)
         elif decision.action == "rejected" and decision.reply_withheld:
             reply = f"no reply: {decision.reply_withheld}"
         if decision.action == "failed":

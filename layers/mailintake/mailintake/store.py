@@ -276,6 +276,11 @@ def _connection() -> Connection:
     return _shared
 
 
+def shared_connection() -> Connection:
+    """The one connection :func:`bind` made, for transactions written outside this module."""
+    return _connection()
+
+
 class _Numbering:
     """Item numbers, taken inside the item's own transaction.
 
