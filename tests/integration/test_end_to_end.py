@@ -151,14 +151,14 @@ def test_reply_with_marker_or_references_becomes_comment(
     (item,) = store.list_items()
     number = int(item.number)
 
-    deliver(box, make_mail(f"AW: Re: [#{number}] Printer jams", "Still jams.\n\n> quoted\n"))
+    deliver(box, make_mail(f"AW: Re: [HD#{number}] Printer jams", "Still jams.\n\n> quoted\n"))
     deliver(box, make_mail("Re: Printer jams", "Fixed by itself.\n", headers={"In-Reply-To": "<orig@example.org>"}))
-    deliver(box, make_mail("Re: [#9999] unknown item", "Marker of nothing.\n"))
+    deliver(box, make_mail("Re: [HD#9999] unknown item", "Marker of nothing.\n"))
     run_cycle(settings)
 
     comments = store.list_comments(number)
     assert sorted(c.text.strip() for c in comments) == ["Fixed by itself.", "Still jams."]
-    assert sorted(i.title for i in store.list_items()) == ["Printer jams", "Re: [#9999] unknown item"]
+    assert sorted(i.title for i in store.list_items()) == ["Printer jams", "Re: [HD#9999] unknown item"]
     assert outcomes() == Counter({"item": 2, "comment": 2})
 
 

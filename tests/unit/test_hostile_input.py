@@ -364,7 +364,7 @@ def _send_both(parsed: ParsedMessage, monkeypatch: pytest.MonkeyPatch) -> list[d
     app = Settings()
     notes = [
         outgoing.reply_to_rejection(parsed, "subject", "", config, app),
-        outgoing.acknowledge(parsed, "[#7]", 7, config, app),
+        outgoing.acknowledge(parsed, "[HD#7]", 7, config, app),
     ]
     if parsed.sender.email == INTENDED and not parsed.reply_to:
         # Not vacuous: whenever the sender is readable, both mails really are built and sent.

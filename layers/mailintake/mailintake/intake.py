@@ -3,8 +3,8 @@
 The checks run in a fixed order and the first that decides names itself in ``Decision.step``:
 
 ``authentication`` -> ``known-senders`` -> ``permitted`` -> ``subject`` -> ``automail`` -> ``filter``
-(reject lists; then the body is cut and attachments dropped) -> ``guard`` -> ``thread`` / ``new`` ->
-``activity`` -> author and CC -> ``permission``.
+(reject lists; then the body is cut and attachments dropped) -> ``guard`` -> author -> ``thread`` (only
+into an item the author may see) / ``new`` -> ``activity`` -> CC -> ``permission``.
 
 Rejections in known-senders, permitted, subject, guard and permission deserve a reply to the sender;
 discards (automail, filter lists, duplicates) never get one, and neither does machine-made mail that is
@@ -17,6 +17,7 @@ forged, and a reply would go to the address's real owner. What a reply says is f
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mailintake import authentication, automail, directory, scripts
@@ -101,18 +102,28 @@ def subject_is_empty(subject: str) -> bool:
     return not _PREFIXES.sub("", subject).strip()
 
 
-def thread_target(parsed: ParsedMessage, marker_format: str) -> ItemRecord | None:
-    """The existing item a message belongs to: a marker in its subject, else its In-Reply-To/References."""
-    for number in find_markers(parsed.subject, marker_format):
+# Each candidate costs a read; a subject full of markers or a References header of hundreds of ids must
+# not cost hundreds. The newest references come first, and a thread's mails all name the same item.
+MAX_MARKERS = 3
+MAX_REFERENCES = 10
+
+
+def thread_candidates(parsed: ParsedMessage, marker_formats: Sequence[str]) -> Iterator[ItemRecord]:
+    """The existing items a message may belong to, best first, read as they are asked for: the items its
+    subject's markers name, then those its In-Reply-To/References name."""
+    head, *accepted = marker_formats
+    for number in find_markers(parsed.subject, head, accepted)[:MAX_MARKERS]:
         item = get_item(number)
         if item is not None:
-            return item
+            yield item
     # Newest reference first: In-Reply-To, then References from the end.
-    for message_id in [*parsed.in_reply_to, *reversed(parsed.references)]:
+    references = list(dict.fromkeys([*parsed.in_reply_to, *reversed(parsed.references)]))[:MAX_REFERENCES]
+    for message_id in references:
         known = get_message_id(message_id)
         if known is not None and known.item_number is not None:
-            return get_item(int(known.item_number))
-    return None
+            item = get_item(int(known.item_number))
+            if item is not None:
+                yield item
 
 
 def _automail_discard(verdict: automail.AutomailVerdict, config: Config, scope: str | None) -> str | None:
@@ -257,7 +268,29 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
         if reason is not None:
             return rejected(f"guard script: {reason}", "guard", told=reason)
 
-    target = thread_target(parsed, settings.marker_format)
+    # 8. Author (before threading: who writes decides whether a marker or a reference may be followed).
+    new_users: list[tuple[str, str]] = []
+    author_user: UserRecord | None = users.get(sender)
+    author, author_name = sender, parsed.sender.name
+    if author_user is not None:
+        author_name = author_user.name or author_name
+    elif guest_mode or unauthenticated:
+        # An unauthenticated user's address must not become a second user, nor be named as the author.
+        author_user, author, author_name = users.get(directory.GUEST), directory.GUEST, "Guest"
+    elif sender:
+        new_users.append((sender, parsed.sender.name))
+
+    # Threading: a marker or a reference names an item, but only one the author may see is followed. Any
+    # other is passed over as if it did not exist, and the mail is judged as new mail (the permission
+    # step for new items below): so a stranger cannot write into someone else's item by its number,
+    # another tracker's marker cannot file a customer's mail into ours, and whether the item exists
+    # makes no difference the sender could observe. The ledger's notes tell the admin.
+    target: ItemRecord | None = None
+    for candidate in thread_candidates(parsed, settings.marker_formats):
+        if directory.may_see(author_user, author, candidate, config):
+            target = candidate
+            break
+        state.notes.append(f"not threaded into item {int(candidate.number)}: {author} may not see it")
     plan = scripts.Plan(workspace=workspace)
     if target is not None:
         plan.action, plan.item_number = "comment", int(target.number)
@@ -282,19 +315,8 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
             return Decision("failed", f"activity script: no workspace {plan.workspace!r}", "activity", workspace)
     workspace = plan.workspace if target is None else str(target.workspace)
 
-    # 8. Author.
-    new_users: list[tuple[str, str]] = []
-    author_user: UserRecord | None = users.get(sender)
-    author, author_name = sender, parsed.sender.name
-    if author_user is not None:
-        author_name = author_user.name or author_name
-    elif guest_mode or unauthenticated:
-        # An unauthenticated user's address must not become a second user, nor be named as the author.
-        author_user, author, author_name = users.get(directory.GUEST), directory.GUEST, "Guest"
-    elif sender:
-        new_users.append((sender, parsed.sender.name))
-
-    # 10. Permission (before CC: a refused mail creates nobody).
+    # 10. Permission (before CC: a refused mail creates nobody). A target chosen by the activity script
+    # has not been checked yet; the words the sender reads are the same either way (mailintake.outgoing).
     if target is not None:
         if not directory.may_see(author_user, author, target, config):
             return rejected(f"{author} may not see item {int(target.number)}", "permission")
