@@ -119,6 +119,9 @@ class ItemRecord(Record):
     item_type = UnicodeAttribute(null=True)
     priority = UnicodeAttribute(null=True)
     fields = MapAttribute[str, Any](null=True)
+    # Set when the item would pass DynamoDB's item limit: the S3 key of the whole texts (mailintake.bodies);
+    # description (and title) are then previews, html is none.
+    body_key = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(number: int) -> tuple[str, str]:
@@ -140,6 +143,7 @@ class CommentRecord(Record):
     source_key = UnicodeAttribute()
     mailbox = UnicodeAttribute()
     attachments = ListAttribute(of=AttachmentMap, default=list)
+    body_key = UnicodeAttribute(null=True)  # as ItemRecord.body_key: text and full_text are then previews
 
 
 class LedgerRecord(Record):
@@ -397,6 +401,41 @@ def compact_uidls(mailbox: str, parts: dict[str, set[str]], keep: set[str]) -> N
     with UidlsRecord.batch_write() as batch:
         for sk in stale:
             batch.delete(UidlsRecord(UidlsRecord.key_for(mailbox, "")[0], sk))
+
+
+# --- item size ------------------------------------------------------------------------------------
+
+# DynamoDB refuses an item over 400 KB (409,600 bytes), counting every attribute's name and value.
+ITEM_LIMIT_BYTES = 400 * 1024
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    """The size DynamoDB counts for one serialised attribute value (as documented, rounded up)."""
+    ((kind, data),) = value.items()
+    if kind == "S":
+        return len(str(data).encode("utf-8", "surrogatepass"))
+    if kind == "N":
+        return len(str(data)) // 2 + 2  # about one byte per two digits, plus one
+    if kind == "B":
+        return len(data) if isinstance(data, bytes) else len(str(data)) * 3 // 4
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(str(v).encode("utf-8", "surrogatepass")) for v in data)
+    if kind == "NS":
+        return sum(len(str(v)) // 2 + 2 for v in data)
+    if kind == "BS":
+        return sum(len(v) if isinstance(v, bytes) else len(str(v)) * 3 // 4 for v in data)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in data)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode("utf-8", "surrogatepass")) + _value_size(v) for k, v in data.items())
+    raise ValueError(f"unknown DynamoDB type {kind}")
+
+
+def item_size(record: Model) -> int:
+    """The bytes DynamoDB counts for ``record`` against its item limit: all attribute names and values."""
+    return sum(len(name.encode("utf-8")) + _value_size(value) for name, value in record.serialize().items())
 
 
 # --- outcomes -------------------------------------------------------------------------------------
