@@ -5,7 +5,10 @@
   four-operation transaction, so every write copied the whole table four times and ingesting a mailbox
   got slower with every item (45 ms per write at 300 records). Here only the items the transaction
   touches are snapshotted, and put back if it is cancelled. The all-or-nothing behaviour is covered by
-  tests/integration/test_localstack.py.
+  tests/integration/test_localstack.py. Transactions run one at a time: moto checks and applies them
+  without a lock, and with two server threads a cancelled transaction's put-back could undo another's
+  committed writes (two processes taking item numbers at once then found the counter behind an item
+  that existed, and retried one number until they gave up).
 - SQS: every send reads the queue's attributes, which count visible and delayed messages, and each
   message's visibility check built two datetimes (about 10 us): 0.3 s per batch sent to a queue of 500.
   Here the check compares epoch milliseconds directly, as moto's own arithmetic does.
@@ -19,6 +22,7 @@ import argparse
 import copy
 import functools
 import os
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -52,7 +56,15 @@ def _key_of(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> tuple
     return table, hash_value, range_value
 
 
+_one_transaction_at_a_time = threading.Lock()
+
+
 def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    with _one_transaction_at_a_time:
+        _transact_write_items(self, transact_items)
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
     touched = []
     for entry in transact_items:
         for op_type, op in entry.items():
