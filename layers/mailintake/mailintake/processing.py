@@ -115,8 +115,9 @@ class Processor:
             message_id=parsed.message_id or f"sha256:{job.sha256}",
             sender=parsed.sender.email,
             subject=parsed.subject,
-            fingerprint=Source.fingerprint_of(parsed.sender.email, parsed.headers.get("date", ""), parsed.subject,
-                                              parsed.text, [(a.filename, a.size) for a in parsed.attachments]),
+            fingerprint=Source.fingerprint_of(parsed.sender.email, parsed.date, parsed.headers.get("date", ""),
+                                              parsed.subject, parsed.text,
+                                              [(a.filename, a.size) for a in parsed.attachments]),
         )
         config = system_settings.current(self.settings)
         mailbox = system_settings.mailbox_record(self.settings, job.mailbox)

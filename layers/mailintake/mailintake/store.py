@@ -176,10 +176,11 @@ class MessageIdRecord(Record):
     """A stored mail's identity -> the item it made or was threaded into; guards against doubles and
     drives threading.
 
-    Keyed by Message-ID and a fingerprint of From, Date, Subject, the decoded text and the attachments: a
-    copy of one mail (a retry, a second poll, the same mail delivered to two mailboxes) has all of them
-    equal; different mails that reuse a Message-ID (broken mailers, hand-edited copies) do not. Threading
-    looks up the Message-ID alone.
+    Keyed by Message-ID and a fingerprint (``Source.fingerprint_of``) of the From address and the Date
+    header: a copy of one mail (a retry, a second poll, the same mail delivered to two mailboxes, also
+    through a gateway that tags the subject or adds a banner to the body) has both equal; different mails
+    that reuse a Message-ID (broken mailers, hand-edited copies) differ in one of them. Threading looks up
+    the Message-ID alone.
     """
 
     class Meta(_TableMeta):
@@ -450,13 +451,30 @@ class Source:
     message_id: str  # the Message-ID, or a content hash when the mail has none
     sender: str
     subject: str
-    fingerprint: str = ""  # of From, Date, Subject, text, attachments: tells copies of one mail from reused Message-IDs
+    fingerprint: str = ""  # of From and Date: tells copies of one mail from other mails reusing its Message-ID
 
     @staticmethod
-    def fingerprint_of(sender: str, date: str, subject: str, text: str, attachments: list[tuple[str, int]]) -> str:
-        # Decoded text and attachment sizes, so a copy that reached us re-encoded by another route matches.
-        body = "\n".join(line.rstrip() for line in text.splitlines()).strip()
-        parts = (sender.lower(), date.strip(), subject, body, *(f"{name}:{size}" for name, size in attachments))
+    def fingerprint_of(sender: str, date: datetime | None, raw_date: str, subject: str, text: str,
+                       attachments: list[tuple[str, int]]) -> str:
+        """What makes two mails with one Message-ID the same mail: the From address and the Date header.
+
+        Not the subject or the body: gateways rewrite those on the way (``[EXTERNAL]`` tags, "this mail
+        came from outside" banners, disclaimers), and one mail copied through one must stay one item. The
+        author's mailer sets From and Date once, and they survive forwarding gateways. Mails that reuse a
+        Message-ID (broken mailers, templates, hand-edited copies) differ in the second they were written,
+        or in their sender. The date is compared as an instant (``date``, parsed), so a gateway that only
+        reformats the header does not split a mail; an unparsable header counts as its text. Only a mail
+        without a Date falls back to its content: subject, decoded text and attachment names and sizes
+        (decoded, so that a copy re-encoded on another route still matches).
+        """
+        address = sender.strip().lower()
+        if date is not None:
+            parts: tuple[str, ...] = ("from+date", address, str(int(date.timestamp())))
+        elif raw_date.strip():
+            parts = ("from+date-text", address, " ".join(raw_date.split()))
+        else:
+            body = "\n".join(line.rstrip() for line in text.splitlines()).strip()
+            parts = ("content", address, subject, body, *(f"{name}:{size}" for name, size in attachments))
         return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
