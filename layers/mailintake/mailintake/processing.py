@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import io
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import PutError
@@ -65,6 +66,32 @@ def attachment_prefix(source_key: str) -> str:
 def attachment_key(source_key: str, index: int, safe_name: str) -> str:
     """The S3 key of one attachment: ``safe_name`` (from parsing.safe_name) is its last segment."""
     return f"{attachment_prefix(source_key)}/{index:03d}/{safe_name}"
+
+
+# Types a browser only shows (or hands to a viewer), never runs: an attachment of one of them keeps it in
+# S3, so that an inline image still loads from a link. Every other type, above all text/html, SVG, XHTML,
+# XML and scripts, which a browser would render as a page with its scripts on the bucket's origin, is
+# stored as an opaque download. An allow-list: a type nobody thought of is a download too.
+SHOWN_TYPES = frozenset({
+    "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff", "image/heic",
+    "application/pdf", "text/plain", "text/csv", "application/zip", "application/gzip",
+    "application/octet-stream", "audio/mpeg", "audio/ogg", "audio/wav", "video/mp4", "video/webm",
+    "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.spreadsheet",
+})
+
+
+def download_headers(content_type: str, safe_name: str) -> tuple[str, str]:
+    """The Content-Type and Content-Disposition an attachment is stored with: always a download (RFC 6266,
+    with an ASCII fallback name), of its declared type only when that type is in SHOWN_TYPES."""
+    declared = content_type.split(";", 1)[0].strip().lower()
+    stored_type = declared if declared in SHOWN_TYPES else "application/octet-stream"
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in safe_name)
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(safe_name, safe='')}"
+    return stored_type, disposition
 
 
 class Processor:
@@ -220,8 +247,9 @@ class Processor:
         stored = []
         for index, att in enumerate(attachments):
             key = attachment_key(source.key, index, att.safe_name)
-            self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data,
-                               ContentType=att.content_type or "application/octet-stream")
+            content_type, disposition = download_headers(att.content_type, att.safe_name)
+            self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data, ContentType=content_type,
+                               ContentDisposition=disposition)
             stored.append(AttachmentMap(filename=att.filename, content_type=att.content_type, size=att.size,
                                         key=key, content_id=att.content_id, inline=att.inline))
         return stored
