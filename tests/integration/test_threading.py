@@ -41,7 +41,7 @@ def test_a_stranger_naming_an_item_by_marker_or_reference_does_not_comment_on_it
     # Mallory is a user of the default workspace like any stranger (the default role, reporter), but is
     # neither the item's author, reader nor editor: a marker or a reference is not a key to the item.
     deliver(box, make_mail(f"Re: {marker} Printer jams", "Mallory's text in Ada's item.\n",
-                           sender=f"Mallory <{mallory}>"))
+                           sender=f"Mallory <{mallory}>", headers={"References": f"<orig-{tag}@example.org>"}))
     deliver(box, make_mail("Re: Printer jams (mallory)", "Mallory again.\n", sender=f"Mallory <{mallory}>",
                            headers={"In-Reply-To": f"<orig-{tag}@example.org>"}))
     # The author, a CC who became a reader, and staff (editor everywhere) still thread in.
@@ -60,7 +60,7 @@ def test_a_stranger_naming_an_item_by_marker_or_reference_does_not_comment_on_it
         mallorys = [r for r in store.list_ledger() if r.sender == mallory and r.subject == subject]
         (record,) = [store.get_ledger(r.key) for r in mallorys]
         assert record is not None and record.status == "item" and record.item_number != number
-        assert f"not threaded into item {number}: {mallory} may not see it" in (record.notes or [])
+        assert record.notes == [f"not threaded into item {number}: {mallory} may not see it"]
     assert ledger["Re: Printer jams (kim)"].status == "comment"
 
 

@@ -112,15 +112,19 @@ def thread_candidates(parsed: ParsedMessage, marker_formats: Sequence[str]) -> I
     """The existing items a message may belong to, best first, read as they are asked for: the items its
     subject's markers name, then those its In-Reply-To/References name."""
     head, *accepted = marker_formats
-    for number in find_markers(parsed.subject, head, accepted)[:MAX_MARKERS]:
-        item = get_item(number)
-        if item is not None:
-            yield item
+    numbers = find_markers(parsed.subject, head, accepted)[:MAX_MARKERS]
     # Newest reference first: In-Reply-To, then References from the end.
     references = list(dict.fromkeys([*parsed.in_reply_to, *reversed(parsed.references)]))[:MAX_REFERENCES]
+    seen: set[int] = set()
+    for number in numbers:
+        item = get_item(number)
+        if item is not None:
+            seen.add(number)
+            yield item
     for message_id in references:
         known = get_message_id(message_id)
-        if known is not None and known.item_number is not None:
+        if known is not None and known.item_number is not None and int(known.item_number) not in seen:
+            seen.add(int(known.item_number))
             item = get_item(int(known.item_number))
             if item is not None:
                 yield item
