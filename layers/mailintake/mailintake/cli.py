@@ -230,14 +230,19 @@ def cmd_items_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_item_show(args: argparse.Namespace) -> int:
+def item_data(number: int) -> dict[str, Any] | None:
+    """What ``item show N --json`` prints: the item with its comments and their whole texts."""
     from mailintake.store import get_item, list_comments
 
-    item = get_item(args.number)
-    if item is None:
+    item = get_item(number)
+    return None if item is None else _item_dict(item, list_comments(number))
+
+
+def cmd_item_show(args: argparse.Namespace) -> int:
+    data = item_data(args.number)
+    if data is None:
         print(f"no item {args.number}", file=sys.stderr)
         return 1
-    data = _item_dict(item, list_comments(args.number))
     lines = [f"#{data['number']} {data['title']}", f"by {data['author']} in {data['workspace']} at {data['created']}"]
     lines += [f"{label}: {value}" for label, value in (
         ("type", data["item_type"]), ("priority", data["priority"]), ("readers", ", ".join(data["readers"])),
