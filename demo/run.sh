@@ -7,6 +7,9 @@ mi=.venv/bin/mailintake
 
 echo "== workspaces and mailboxes (a mailbox naming a missing workspace fails the configuration check)"
 $mi workspaces add operations --title "Operations"
+# Margaret works in operations: as an editor there she sees, and so may answer, every item of it. Anyone
+# else's reply threads only into items they are party to (author, reader or editor).
+$mi users add margaret@example.net --name Margaret --role operations=editor
 $mi local mailbox helpdesk --protocol imap --security ssl --after seen
 $mi local mailbox ops --protocol pop3 --security starttls --after delete --workspace operations
 $mi mailbox list

@@ -151,14 +151,14 @@ def test_reply_with_marker_or_references_becomes_comment(
     (item,) = store.list_items()
     number = int(item.number)
 
-    deliver(box, make_mail(f"AW: Re: [#{number}] Printer jams", "Still jams.\n\n> quoted\n"))
+    deliver(box, make_mail(f"AW: Re: [HD#{number}] Printer jams", "Still jams.\n\n> quoted\n"))
     deliver(box, make_mail("Re: Printer jams", "Fixed by itself.\n", headers={"In-Reply-To": "<orig@example.org>"}))
-    deliver(box, make_mail("Re: [#9999] unknown item", "Marker of nothing.\n"))
+    deliver(box, make_mail("Re: [HD#9999] unknown item", "Marker of nothing.\n"))
     run_cycle(settings)
 
     comments = store.list_comments(number)
     assert sorted(c.text.strip() for c in comments) == ["Fixed by itself.", "Still jams."]
-    assert sorted(i.title for i in store.list_items()) == ["Printer jams", "Re: [#9999] unknown item"]
+    assert sorted(i.title for i in store.list_items()) == ["Printer jams", "Re: [HD#9999] unknown item"]
     assert outcomes() == Counter({"item": 2, "comment": 2})
 
 
@@ -308,14 +308,16 @@ def test_event_files_drive_the_handlers_as_sam_local_invoke_would(
     assert [i.title for i in store.list_items()] == ["Through the event files"]
 
 
-def test_reused_message_id_with_other_content_is_a_new_item_but_a_rerouted_copy_is_not(
+def test_reused_message_id_with_another_date_is_a_new_item_but_a_rerouted_copy_is_not(
     settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None]
 ) -> None:
     box = mailbox("imap", "ssl")
     original = make_mail("Printer jams", "It jams on duplex.\n", message_id="reused")
     rerouted = b"Received: from relay.example.net by mx.tracker.example\r\nDelivered-To: ops@tracker.example\r\n" + (
         original.replace(b"Content-Transfer-Encoding: 7bit", b"Content-Transfer-Encoding: quoted-printable"))
-    other = make_mail("Printer jams", "A different mail that reuses the Message-ID.\n", message_id="reused")
+    # Another mail reusing the Message-ID was written at another time (identity: Message-ID, From, Date).
+    other = make_mail("Printer jams", "A different mail that reuses the Message-ID.\n", message_id="reused").replace(
+        b"09:12:00 +0000", b"09:47:13 +0000")
     for raw in (original, rerouted, other):
         deliver(box, raw)
     run_cycle(settings)

@@ -86,9 +86,13 @@ def test_forged_user_address_is_treated_as_unknown_and_never_answered(
     assert (items["Forged to system"].author, items["Forged to system"].author_name) == ("guest", "Guest")
     assert (items["Authenticated"].author, items["Authenticated"].workspace) == (ada, "support")
     assert items["Authenticated"].author_name == "Ada Lovelace"
-    assert ledger_by_subject()["Re: Authenticated"].status == "comment"
-    (comment,) = store.list_comments(int(items["Authenticated"].number))
-    assert (comment.author, comment.author_name) == ("guest", "Guest")
+    # Nor a comment of the guest's: the guest is party to no item (every stranger is the guest), so the
+    # reference is not followed and the forged reply is filed as new mail of the guest's.
+    forged_reply = ledger_by_subject()["Re: Authenticated"]
+    assert forged_reply.status == "item"
+    assert f"not threaded into item {int(items['Authenticated'].number)}: guest may not see it" in (
+        forged_reply.notes or [])
+    assert store.list_comments(int(items["Authenticated"].number)) == []
     # No second user for Ada's address, none for the guest; an unknown sender still becomes one.
     users = {u.email: u for u in directory.list_users()}
     assert set(users) == {ada, bob}

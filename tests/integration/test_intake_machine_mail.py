@@ -126,7 +126,7 @@ def test_precision_suite_through_the_real_stack(
     for entry in entries:
         raw = entry.path.read_bytes()
         parsed = parse_message(io.BytesIO(raw))
-        address = (parsed.reply_to[0].email if parsed.reply_to else "") or parsed.sender.email
+        address = parsed.sender.email  # replies and acknowledgements go to From only, never Reply-To
         expected[(parsed.sender.email, parsed.subject)] = (
             str(entry.data["kind"]), bool(entry.data["auto_answer"]), address, parsed.message_id)
         deliver(box, raw)

@@ -79,6 +79,6 @@ def test_smtp_replies_are_limited_and_never_go_to_machines_or_ourselves(
     assert len(to_pat) == 2
     assert all(m["Auto-Submitted"] == "auto-replied" and m["From"] == REPLY_FROM for m in to_pat)
     (ack,) = [m for m in collector.messages if m["To"] == f"ok-{tag}@example.org"]
-    assert ack["Subject"] == "[#1] Real request"
+    assert ack["Subject"] == "[HD#1] Real request"
     assert ack["In-Reply-To"] == f"<real-{tag}@example.org>"
     assert {m["To"] for m in collector.messages} == {person, f"ok-{tag}@example.org"}

@@ -94,7 +94,10 @@ def test_authors_cc_and_permissions(
     assert ledger["Dan's request"].outcome == f"rejected: {dan} may not create items in workspace restricted"
     assert ledger["Dan's request"].step == "permission"
     assert ledger["Re: Ada's request"].status == "comment"
-    assert ledger["Re: Ada's request (frank)"].outcome == f"rejected: {frank} may not see item 1"
+    # Frank may not see item 1, so the reference is not followed: as new mail he may not create items here.
+    assert ledger["Re: Ada's request (frank)"].outcome == (
+        f"rejected: {frank} may not create items in workspace restricted")
+    assert ledger["Re: Ada's request (frank)"].notes == [f"not threaded into item 1: {frank} may not see it"]
     (item,) = store.list_items()
     full = store.get_item(int(item.number))
     assert full is not None and full.author == ada

@@ -159,7 +159,7 @@ def test_subject_marker_cannot_reach_an_item_the_sender_may_not_see(
     run_cycle(settings)
     (item,) = store.list_items()
 
-    deliver(box, make_mail(f"Re: [#{int(item.number)}] Salary review", "Let me in.\n",
+    deliver(box, make_mail(f"Re: [HD#{int(item.number)}] Salary review", "Let me in.\n",
                            sender="Mallory <mallory@example.net>"))
     run_cycle(settings)
 

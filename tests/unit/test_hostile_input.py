@@ -360,12 +360,12 @@ def _send_both(parsed: ParsedMessage, monkeypatch: pytest.MonkeyPatch) -> list[d
     """Send a rejection reply and an acknowledgement for ``parsed`` through a fake SES; what went out."""
     ses = _FakeSes()
     monkeypatch.setattr(outgoing, "client", lambda service, region: ses)
-    monkeypatch.setattr(outgoing, "take_reply_slot", lambda address, limit, now=None: True)
+    monkeypatch.setattr(outgoing, "take_reply_slots", lambda address, per_address, per_hour, now=None: None)
     config = Config(system={"reply.from": "tracker@tracker.example", "reply.acknowledgeItems": "true"})
     app = Settings()
     notes = [
-        outgoing.reply_to_rejection(parsed, "subject", "injected", "support", config, app),
-        outgoing.acknowledge(parsed, "[#7]", 7, config, app),
+        outgoing.reply_to_rejection(parsed, "subject", "", config, app),
+        outgoing.acknowledge(parsed, "[HD#7]", 7, config, app),
     ]
     if parsed.sender.email == INTENDED and not parsed.reply_to:
         # Not vacuous: whenever the sender is readable, both mails really are built and sent.
@@ -393,7 +393,7 @@ def test_sender_address_the_header_registry_refuses_ends_as_a_failed_reply_not_a
     sent = _send_both(parsed, monkeypatch)
     assert sent == []
     config = Config(system={"reply.from": "tracker@tracker.example"})
-    note = outgoing.reply_to_rejection(parsed, "subject", "empty subject", "support", config, Settings())
+    note = outgoing.reply_to_rejection(parsed, "subject", "", config, Settings())
     assert note.startswith("reply failed: ses: ValueError: not a plain address")
 
 
@@ -463,7 +463,7 @@ def test_reply_to_with_several_or_injected_addresses_gets_one_recipient(reply_to
     with pytest.MonkeyPatch.context() as monkeypatch:
         sent = _send_both(parsed, monkeypatch)
     for call in sent:
-        # One recipient, the first Reply-To entry: never a second entry nor an injected header's.
+        # One recipient, the From address: never a Reply-To entry nor an injected header's.
         assert call["Destinations"] == [outgoing.reply_address(parsed)]
         assert len(_recipients(call["RawMessage"]["Data"])) == 1
         assert _header_count(call["RawMessage"]["Data"], "cc") == _header_count(call["RawMessage"]["Data"], "bcc") == 0

@@ -122,3 +122,41 @@ def test_replies_keep_long_message_ids_plain_so_answers_thread() -> None:
     raw = msg.as_bytes()
     assert f"In-Reply-To: <{outlook_id}>".encode() in raw
     assert b"=?" not in raw.split(b"\n\n", 1)[0]
+
+
+def _item(author: str, workspace: str = "default", readers: set[str] | None = None) -> Any:
+    from mailintake.store import ItemRecord
+
+    return ItemRecord("ITEM#0000000001", "ITEM", number=1, title="t", author=author, workspace=workspace,
+                      readers=readers)
+
+
+def _user(roles: dict[str, str]) -> Any:
+    from mailintake.store import UserRecord
+
+    return UserRecord("USER#u@example.org", "USER", email="u@example.org", roles=roles)
+
+
+def test_a_reporter_sees_only_items_it_is_party_to_and_reader_editor_manager_see_all() -> None:
+    from mailintake.directory import may_see
+    from mailintake.system_settings import Config
+
+    config = Config()
+    item = _item("ada@example.org", readers={"kim@example.org"})
+    # Party to the item: author and readers, whatever their role.
+    assert may_see(None, "Ada@Example.org", item, config) and may_see(_user({"*": "none"}), "kim@example.org",
+                                                                      item, config)
+    # Everyone else by role: the default role (reporter) is what any stranger has, and sees only its own.
+    assert not may_see(None, "mallory@example.org", item, config)
+    assert not may_see(_user({"default": "reporter"}), "mallory@example.org", item, config)
+    for role in ("reader", "editor", "manager"):
+        assert may_see(_user({"*": role}), "staff@example.org", item, config)
+    assert not may_see(_user({"other": "editor"}), "staff@example.org", item, config)
+
+
+def test_being_the_guest_makes_nobody_party_to_the_guests_items() -> None:
+    from mailintake.directory import may_see
+    from mailintake.system_settings import Config
+
+    assert not may_see(None, "guest", _item("guest"), Config())
+    assert may_see(_user({"*": "reader"}), "guest", _item("guest"), Config())

@@ -22,7 +22,7 @@ ALLOWED_TEMPLATES = {
 }
 
 # Wildcards that stay, with the reason none narrower exists. Keyed by (resource, action).
-JUSTIFIED_WILDCARDS = {
+JUSTIFIED_WILDCARDS: dict[tuple[str, str], str | tuple[str, ...]] = {
     # reply.from (and admin.address) are runtime settings: which verified SES identity sends is not
     # known when the stack is deployed. Scoped to this account and region's identities.
     ("FetchFunction", "ses:SendRawEmail"): ":identity/*",
@@ -34,7 +34,7 @@ JUSTIFIED_WILDCARDS = {
     # Object keys are made at runtime; each function gets only its own prefix of the bucket.
     ("FetchFunction", "s3:PutObject"): "/raw/*",
     ("ProcessFunction", "s3:GetObject"): "/raw/*",
-    ("ProcessFunction", "s3:PutObject"): "/attachments/*",
+    ("ProcessFunction", "s3:PutObject"): ("/attachments/*", "/bodies/*"),
 }
 
 

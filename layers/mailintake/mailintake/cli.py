@@ -98,11 +98,25 @@ def _attachments(record: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _whole_texts(record: Any) -> dict[str, str]:
+    """The whole texts of an item or comment whose texts were too large for the table (else nothing)."""
+    if not getattr(record, "body_key", None):
+        return {}
+    from mailintake import bodies
+    from mailintake.aws_clients import client
+
+    settings = _settings()
+    return bodies.load(client("s3", settings.region), settings.bucket, record.body_key)
+
+
 def _item_dict(item: Any, comments: list[Any] | None = None) -> dict[str, Any]:
+    """An item as the CLI shows it; with ``comments`` (item show) the whole texts, read from S3 if need be."""
     from mailintake.store import plain_map
 
+    whole = _whole_texts(item) if comments is not None else {}
     data: dict[str, Any] = {
-        "number": int(item.number), "title": item.title, "description": item.description,
+        "number": int(item.number), "title": whole.get("title", item.title),
+        "description": whole.get("description", item.description),
         "author": item.author, "author_name": item.author_name, "workspace": item.workspace,
         "created": _plain(item.created), "message_id": item.message_id, "mailbox": item.mailbox,
         "source_key": item.source_key, "attachments": _attachments(item),
@@ -110,14 +124,22 @@ def _item_dict(item: Any, comments: list[Any] | None = None) -> dict[str, Any]:
         "readers": sorted(item.readers or ()), "editors": sorted(item.editors or ()),
         "fields": plain_map(item.fields),
     }
+    if item.body_key:
+        data["body_key"] = item.body_key
     if comments is not None:
-        data["html"] = item.html
-        data["comments"] = [
-            {"author": c.author, "author_name": c.author_name, "created": _plain(c.created), "text": c.text,
-             "full_text": c.full_text, "message_id": c.message_id, "attachments": _attachments(c)}
-            for c in comments
-        ]
+        data["html"] = whole.get("html", item.html)
+        data["comments"] = [_comment_dict(c) for c in comments]
     return data
+
+
+def _comment_dict(comment: Any) -> dict[str, Any]:
+    whole = _whole_texts(comment)
+    full_text = whole.get("full_text", comment.full_text)
+    return {"author": comment.author, "author_name": comment.author_name, "created": _plain(comment.created),
+            # A comment's whole reply text is kept only where it differs from its whole text.
+            "text": whole.get("text", full_text if whole else comment.text), "full_text": full_text,
+            "html": whole.get("html", comment.html), "message_id": comment.message_id,
+            "attachments": _attachments(comment)}
 
 
 def _ledger_dict(rec: Any) -> dict[str, Any]:
@@ -208,14 +230,19 @@ def cmd_items_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_item_show(args: argparse.Namespace) -> int:
+def item_data(number: int) -> dict[str, Any] | None:
+    """What ``item show N --json`` prints: the item with its comments and their whole texts."""
     from mailintake.store import get_item, list_comments
 
-    item = get_item(args.number)
-    if item is None:
+    item = get_item(number)
+    return None if item is None else _item_dict(item, list_comments(number))
+
+
+def cmd_item_show(args: argparse.Namespace) -> int:
+    data = item_data(args.number)
+    if data is None:
         print(f"no item {args.number}", file=sys.stderr)
         return 1
-    data = _item_dict(item, list_comments(args.number))
     lines = [f"#{data['number']} {data['title']}", f"by {data['author']} in {data['workspace']} at {data['created']}"]
     lines += [f"{label}: {value}" for label, value in (
         ("type", data["item_type"]), ("priority", data["priority"]), ("readers", ", ".join(data["readers"])),

@@ -2,6 +2,11 @@
 
 A user's role in a workspace is, first match wins: the user's own role for that workspace, the user's
 role for ``*`` (every workspace), the workspace's default role, the system's ``intake.defaultRole``.
+
+Roles: ``none``; ``reader`` sees every item of the workspace; ``reporter`` creates items and sees those
+it is party to (author, reader or editor); ``editor`` and ``manager`` create items and see every item. A
+reporter does not see the rest because ``reporter`` is what every stranger is by default: seeing (and so
+commenting on) every item of the default workspace must not come with writing to its address once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from mailintake.store import ItemRecord, UserRecord, WorkspaceRecord, plain_map
 from mailintake.system_settings import ROLES, Config, SettingError
 
 GUEST = "guest"
-CAN_SEE = frozenset({"reader", "reporter", "editor", "manager"})
+SEES_ALL = frozenset({"reader", "editor", "manager"})  # every item of the workspace, not only their own
 CAN_CREATE = frozenset({"reporter", "editor", "manager"})
 
 
@@ -84,12 +89,23 @@ def may_create(user: UserRecord | None, workspace: str, config: Config) -> bool:
     return role_in(user, workspace, config) in CAN_CREATE
 
 
-def may_see(user: UserRecord | None, address: str, item: ItemRecord, config: Config) -> bool:
+def party_to(address: str, item: ItemRecord) -> bool:
+    """Whether ``address`` is the item's author, or one of its readers or editors.
+
+    Never for the guest: every sender filed as the guest is one, so being the guest proves nothing.
+    """
     address = normalise(address)
+    if not address or address == GUEST:
+        return False
     people = {normalise(item.author)}
     for attribute in ("readers", "editors"):
         people |= {normalise(a) for a in (getattr(item, attribute, None) or ())}
-    return address in people or role_in(user, item.workspace, config) in CAN_SEE
+    return address in people
+
+
+def may_see(user: UserRecord | None, address: str, item: ItemRecord, config: Config) -> bool:
+    """May see (and so comment on) ``item``: a party to it, or a role that sees every item of its workspace."""
+    return party_to(address, item) or role_in(user, item.workspace, config) in SEES_ALL
 
 
 def check_role(role: str) -> str:

@@ -3,21 +3,23 @@
 The checks run in a fixed order and the first that decides names itself in ``Decision.step``:
 
 ``authentication`` -> ``known-senders`` -> ``permitted`` -> ``subject`` -> ``automail`` -> ``filter``
-(reject lists; then the body is cut and attachments dropped) -> ``guard`` -> ``thread`` / ``new`` ->
-``activity`` -> author and CC -> ``permission``.
+(reject lists; then the body is cut and attachments dropped) -> ``guard`` -> author -> ``thread`` (only
+into an item the author may see) / ``new`` -> ``activity`` -> CC -> ``permission``.
 
 Rejections in known-senders, permitted, subject, guard and permission deserve a reply to the sender;
 discards (automail, filter lists, duplicates) never get one, and neither does machine-made mail that is
-filed (list, bulk, auto-generated: see ``mailintake.automail``). Nor does mail from a user's address that the
-receiving server did not authenticate (``mailintake.authentication``): its From is likely forged, and a
-reply would go to the address's real owner. Nor does mail whose From is not exactly one valid mailbox
-(``mailintake.addresses``): it is from an unknown sender without an address, its author is ``guest``, and no
-user is made from it.
+filed (list, bulk, auto-generated: see ``mailintake.automail``). With sender authentication on, nor does
+mail whose From the receiving server did not authenticate (``mailintake.authentication``): its From may be
+forged, and a reply would go to the address's real owner. Nor does mail whose From is not exactly one valid
+mailbox (``mailintake.addresses``): it is from an unknown sender without an address, its author is
+``guest``, and no user is made from it. What a reply says is fixed per step (``mailintake.outgoing``);
+``Decision.reason`` is for the ledger only.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mailintake import authentication, automail, directory, scripts
@@ -32,6 +34,7 @@ from mailintake.system_settings import Config
 _PREFIXES = re.compile(r"^\s*((re|aw|sv|vs|antw|wg|fw|fwd|tr|rif|r|odp|ynt)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 REPLY_STEPS = frozenset({"known-senders", "permitted", "subject", "guard", "permission"})
+NOT_AUTHENTICATED = "the sender's address is not authenticated; a reply would go to its real owner"
 # The per-mailbox choice to discard list or bulk mail instead of filing it.
 LIST_SETTINGS = {"list": "intake.listMail", "bulk": "intake.bulkMail"}
 
@@ -56,6 +59,9 @@ class Decision:
     attachments: tuple[Attachment, ...] | None = None  # kept after filter.dropAttachments, when it dropped
     notes: tuple[str, ...] = ()  # filter-list matches that changed the message, the authentication verdict
     reply_withheld: str = ""  # why the sender gets no reply or acknowledgement whatever the step
+    # What of ``reason`` the sender may be told: only a guard script's own words. ``reason`` is for the
+    # ledger (the admin) and may name settings and items; the reply's words are fixed per step.
+    told: str = ""
 
     @property
     def wants_reply(self) -> bool:
@@ -99,18 +105,32 @@ def subject_is_empty(subject: str) -> bool:
     return not _PREFIXES.sub("", subject).strip()
 
 
-def thread_target(parsed: ParsedMessage, marker_format: str) -> ItemRecord | None:
-    """The existing item a message belongs to: a marker in its subject, else its In-Reply-To/References."""
-    for number in find_markers(parsed.subject, marker_format):
+# Each candidate costs a read; a subject full of markers or a References header of hundreds of ids must
+# not cost hundreds. The newest references come first, and a thread's mails all name the same item.
+MAX_MARKERS = 3
+MAX_REFERENCES = 10
+
+
+def thread_candidates(parsed: ParsedMessage, marker_formats: Sequence[str]) -> Iterator[ItemRecord]:
+    """The existing items a message may belong to, best first, read as they are asked for: the items its
+    subject's markers name, then those its In-Reply-To/References name."""
+    head, *accepted = marker_formats
+    numbers = find_markers(parsed.subject, head, accepted)[:MAX_MARKERS]
+    # Newest reference first: In-Reply-To, then References from the end.
+    references = list(dict.fromkeys([*parsed.in_reply_to, *reversed(parsed.references)]))[:MAX_REFERENCES]
+    seen: set[int] = set()
+    for number in numbers:
         item = get_item(number)
         if item is not None:
-            return item
-    # Newest reference first: In-Reply-To, then References from the end.
-    for message_id in [*parsed.in_reply_to, *reversed(parsed.references)]:
+            seen.add(number)
+            yield item
+    for message_id in references:
         known = get_message_id(message_id)
-        if known is not None and known.item_number is not None:
-            return get_item(int(known.item_number))
-    return None
+        if known is not None and known.item_number is not None and int(known.item_number) not in seen:
+            seen.add(int(known.item_number))
+            item = get_item(int(known.item_number))
+            if item is not None:
+                yield item
 
 
 def _automail_discard(verdict: automail.AutomailVerdict, config: Config, scope: str | None) -> str | None:
@@ -190,9 +210,15 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
         withheld = "the From header names no single valid address"
         state.notes.append("sender: From names no single valid address; an unknown sender")
 
-    def rejected(reason: str, step: str) -> Decision:
-        return Decision("rejected", reason, step, workspace, notes=tuple(state.notes), reply_withheld=withheld)
+    def rejected(reason: str, step: str, told: str = "") -> Decision:
+        return Decision("rejected", reason, step, workspace, notes=tuple(state.notes), reply_withheld=withheld,
+                        told=told)
 
+    # With authentication on, only a From the receiving server vouched for is ever answered, whoever it
+    # belongs to: any other may be a third party's address written in by someone else, and a reply or an
+    # acknowledgement would reflect the mail to them.
+    if proof is not None and not proof.passed:
+        withheld = NOT_AUTHENTICATED
     # 2a. Authentication: only a user's address needs proof, it is what the address would be trusted with.
     unauthenticated, problem = False, ""
     if proof is not None and sender in users:
@@ -200,7 +226,6 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
             state.notes.append(f"authentication: {sender} authenticated ({proof.detail})")
         else:
             unauthenticated = True
-            withheld = "the sender's address is not authenticated; a reply would go to its real owner"
             problem = f"sender {sender} is a user's address but not authenticated ({proof.detail})"
             if not treat_unknown:
                 return rejected(problem, "authentication")
@@ -218,7 +243,6 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     if permitted is not None and proof is not None and not proof.passed:
         # The pattern vouches for addresses, not for whoever writes one into From: an address the
         # receiving server did not authenticate is no better than one outside the pattern.
-        withheld = "the sender's address is not authenticated; a reply would go to its real owner"
         return rejected(f"sender {sender} matches the permitted pattern {permitted.source} but is not"
                         f" authenticated ({proof.detail})", "permitted")
     # 4. Empty subject.
@@ -254,9 +278,32 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
         except scripts.ScriptFailure as exc:
             return Decision("failed", str(exc), "guard", workspace)
         if reason is not None:
-            return rejected(f"guard script: {reason}", "guard")
+            return rejected(f"guard script: {reason}", "guard", told=reason)
 
-    target = thread_target(parsed, settings.marker_format)
+    # 8. Author (before threading: who writes decides whether a marker or a reference may be followed).
+    new_users: list[tuple[str, str]] = []
+    author_user: UserRecord | None = users.get(sender)
+    author, author_name = sender, parsed.sender.name
+    if author_user is not None:
+        author_name = author_user.name or author_name
+    elif guest_mode or unauthenticated or not sender:
+        # An unauthenticated user's address must not become a second user, nor be named as the author; a
+        # mail without a valid From is nobody's either.
+        author_user, author, author_name = users.get(directory.GUEST), directory.GUEST, "Guest"
+    elif sender:
+        new_users.append((sender, parsed.sender.name))
+
+    # Threading: a marker or a reference names an item, but only one the author may see is followed. Any
+    # other is passed over as if it did not exist, and the mail is judged as new mail (the permission
+    # step for new items below): so a stranger cannot write into someone else's item by its number,
+    # another tracker's marker cannot file a customer's mail into ours, and whether the item exists
+    # makes no difference the sender could observe. The ledger's notes tell the admin.
+    target: ItemRecord | None = None
+    for candidate in thread_candidates(parsed, settings.marker_formats):
+        if directory.may_see(author_user, author, candidate, config):
+            target = candidate
+            break
+        state.notes.append(f"not threaded into item {int(candidate.number)}: {author} may not see it")
     plan = scripts.Plan(workspace=workspace)
     if target is not None:
         plan.action, plan.item_number = "comment", int(target.number)
@@ -281,20 +328,8 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
             return Decision("failed", f"activity script: no workspace {plan.workspace!r}", "activity", workspace)
     workspace = plan.workspace if target is None else str(target.workspace)
 
-    # 8. Author.
-    new_users: list[tuple[str, str]] = []
-    author_user: UserRecord | None = users.get(sender)
-    author, author_name = sender, parsed.sender.name
-    if author_user is not None:
-        author_name = author_user.name or author_name
-    elif guest_mode or unauthenticated or not sender:
-        # An unauthenticated user's address must not become a second user, nor be named as the author; a
-        # mail without a valid From is nobody's either.
-        author_user, author, author_name = users.get(directory.GUEST), directory.GUEST, "Guest"
-    elif sender:
-        new_users.append((sender, parsed.sender.name))
-
-    # 10. Permission (before CC: a refused mail creates nobody).
+    # 10. Permission (before CC: a refused mail creates nobody). A target chosen by the activity script
+    # has not been checked yet; the words the sender reads are the same either way (mailintake.outgoing).
     if target is not None:
         if not directory.may_see(author_user, author, target, config):
             return rejected(f"{author} may not see item {int(target.number)}", "permission")

@@ -1,9 +1,14 @@
-"""What marks mail as this system's: item markers in subjects (``[#123]``), and the Message-IDs of the mail
-it sends (so that an answer to one, an auto-reply above all, is known as such)."""
+"""What marks mail as this system's: item markers in subjects (``[HD#123]``), and the Message-IDs of the
+mail it sends (so that an answer to one, an auto-reply above all, is known as such).
+
+A marker is written in one format and recognised in that one and any formats an installation used before
+(``Settings.marker_formats``).
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from email.utils import make_msgid
 from functools import lru_cache
 
@@ -32,9 +37,12 @@ def make_marker(number: int, marker_format: str = DEFAULT_MARKER) -> str:
     return marker_format.replace("{number}", str(number))
 
 
-def find_markers(subject: str, marker_format: str = DEFAULT_MARKER) -> list[int]:
-    """Item numbers named in the subject, wherever they stand (after Re:/AW:/Fwd: and all), in order."""
-    return [int(m.group(1)) for m in _pattern(marker_format).finditer(subject)]
+def find_markers(subject: str, marker_format: str = DEFAULT_MARKER, accepted: Iterable[str] = ()) -> list[int]:
+    """Item numbers named in the subject in any of the formats, wherever they stand (after Re:/AW:/Fwd: and
+    all), in the order they stand, each once."""
+    found = sorted((m.start(), int(m.group(1))) for fmt in dict.fromkeys((marker_format, *accepted))
+                   for m in _pattern(fmt).finditer(subject))
+    return list(dict.fromkeys(number for _, number in found))
 
 
 # The Message-IDs of mail this system sends end their local part with this tag, whatever the domain.

@@ -3,6 +3,12 @@
 Every mail carries ``Auto-Submitted`` (RFC 3834) so other systems do not answer it, and replies go out
 at most ``reply.maxPerSenderPerHour`` times per address and hour, counted in the table, so two automatic
 systems can never keep a loop going. Sending goes through SES (``send_raw_email``) or SMTP.
+
+A reply is mail the system sends on a stranger's behalf, so it must not be worth abusing: it goes to the
+From address only (never to a Reply-To, which anyone can point at a third party; the intake rules withhold
+it when authentication is on and did not vouch for that From), at most ``reply.maxPerHour`` replies go
+out per hour in all, and its text is fixed per step: of the incoming mail it quotes only a short,
+sanitised excerpt of the subject, and it names no setting and no item the sender may not see.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import re
 import smtplib
 import ssl
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -20,14 +27,15 @@ from email.utils import formatdate
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from mailintake import automail
 from mailintake.aws_clients import client
 from mailintake.markers import make_message_id
 from mailintake.parsing import ParsedMessage
 from mailintake.settings import Settings
-from mailintake.store import ReplyCounterRecord
+from mailintake.store import ReplyCounterRecord, shared_connection
 from mailintake.system_settings import Config
 
 logger = Logger(child=True)
@@ -142,7 +150,7 @@ def _send_smtp(message: EmailMessage, config: Config, recipient: str) -> None:
 
 def why_not_reply(parsed: ParsedMessage, config: Config) -> str | None:
     """The reason no reply may go to this message's sender, or None."""
-    address = (parsed.reply_to[0].email if parsed.reply_to else "") or parsed.sender.email
+    address = reply_address(parsed)
     if not config.flag("reply.enabled"):
         return "replies are off (reply.enabled=false)"
     if not address or "@" not in address:
@@ -153,7 +161,7 @@ def why_not_reply(parsed: ParsedMessage, config: Config) -> str | None:
     if verdict is not None:  # discarded kinds never get here from processing; filed ones are never answered
         return f"the message is {verdict.description} ({verdict.reason})"
     own = config.own_addresses()
-    if address.lower() in own or parsed.sender.email.lower() in own:
+    if address.lower() in own:
         return "the sender is one of the system's own addresses"
     if not config.get("reply.from"):
         return "no reply.from configured"
@@ -161,62 +169,126 @@ def why_not_reply(parsed: ParsedMessage, config: Config) -> str | None:
 
 
 def reply_address(parsed: ParsedMessage) -> str:
-    return (parsed.reply_to[0].email if parsed.reply_to else "") or parsed.sender.email
+    """Where automatic mail about a message may go: its From address, never its Reply-To.
+
+    Reply-To is the sender's wish, not their identity: anyone can point it at a third party and have the
+    system mail them. The From address is what authentication (when on) vouched for, and what a forger
+    would have to claim instead, which the intake rules then refuse to answer.
+    """
+    return parsed.sender.email
 
 
-def take_reply_slot(address: str, limit: int, now: datetime | None = None) -> bool:
-    """Count one reply to ``address`` in this hour; False when the hour's limit is reached."""
+# Per address (the old per-sender limit) and in all: the second bounds what any number of strangers,
+# each writing from a fresh address, can make the system send.
+GLOBAL_COUNTER = "*"
+
+
+def take_reply_slots(address: str, per_address: int, per_hour: int, now: datetime | None = None) -> str | None:
+    """Count one reply to ``address`` in this hour, against both limits at once; why not, when one is full.
+
+    One transaction of two conditional counter updates: a reply refused by either limit takes no slot of
+    the other.
+    """
     now = now or datetime.now(UTC)
     hour = now.strftime("%Y%m%d%H")
-    counter = ReplyCounterRecord(*ReplyCounterRecord.key(address, hour))
     expires = int(time.time()) + 2 * 3600
+    limits = ((address, per_address), (GLOBAL_COUNTER, per_hour))
     try:
-        counter.update(
-            actions=[ReplyCounterRecord.replies.add(1), ReplyCounterRecord.expires_at.set(expires)],
-            condition=ReplyCounterRecord.pk.does_not_exist() | (ReplyCounterRecord.replies < limit),
-        )
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+        with TransactWrite(connection=shared_connection()) as tx:
+            for key, limit in limits:
+                tx.update(
+                    ReplyCounterRecord(*ReplyCounterRecord.key(key, hour)),
+                    actions=[ReplyCounterRecord.replies.add(1), ReplyCounterRecord.expires_at.set(expires)],
+                    condition=ReplyCounterRecord.pk.does_not_exist() | (ReplyCounterRecord.replies < limit),
+                )
+    except TransactWriteError as exc:
+        reasons = exc.cancellation_reasons or []
+        full = [i for i, r in enumerate(reasons) if r is not None and r.code == "ConditionalCheckFailed"]
+        if not full:
+            raise
+        if 0 in full:
+            return f"{address} already got {per_address} replies this hour"
+        return f"the system already sent {per_hour} replies this hour (reply.maxPerHour)"
+    return None
+
+
+# What a reply may quote of the incoming mail: its subject, this short and with nothing that is not text.
+SUBJECT_EXCERPT_CHARS = 80
+# Control, format (bidi overrides and isolates, zero-width characters, BOM), separator, surrogate and
+# unassigned characters: they reorder or hide what a reader sees, or break header lines.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def sanitised_excerpt(text: str, limit: int = SUBJECT_EXCERPT_CHARS) -> str:
+    """``text`` with hidden and control characters removed, white space collapsed, at most ``limit``
+    characters (an ellipsis marks a cut)."""
+    visible = "".join(" " if unicodedata.category(c) in _HIDDEN_CATEGORIES else c for c in text[: limit * 8])
+    collapsed = " ".join(visible.split())
+    if len(collapsed) > limit:
+        collapsed = collapsed[: limit - 1].rstrip() + "\u2026"
+    return collapsed
 
 
 REJECTION_TEXT = """Hello,
 
-your message "{subject}" to {mailbox} was not accepted: {reason}.
+your message "{subject}" was not accepted: {reason}.
 
 Nothing was created from it. {advice}
 
 This is an automatic reply; answers to it are not read.
 """
 
+# What the sender of a rejected mail is told, per step: fixed words that name no setting (the permitted
+# pattern would tell a stranger which address to forge) and no item (whether an item exists, and which
+# number a Message-ID belongs to, is for those who may see it). The ledger keeps the detailed reason.
+REASONS = {
+    "known-senders": "the sender is not a known user of this address",
+    "permitted": "the sender is not permitted to write to this address",
+    "subject": "it has no subject",
+    "guard": "it was refused by a rule of this address",
+    "permission": "the sender has no permission to write this here",
+}
 ADVICE = {
     "known-senders": "Only registered users may write to this address; ask an administrator to add you.",
-    "permitted": "This address accepts mail only from certain senders.",
+    "permitted": "Ask an administrator if you should be able to write here.",
     "subject": "Please send it again with a subject that says what it is about.",
     "guard": "",
-    "permission": "Ask an administrator for access to the workspace.",
+    "permission": "Ask an administrator if you should be able to write here.",
 }
+# A guard script's own words reach the sender (they are the admin's message), bounded like the subject:
+# a script that quotes the mail (a file name, say) must not turn the reply into a carrier.
+GUARD_REASON_CHARS = 200
 
 
-def rejection_reply(parsed: ParsedMessage, step: str, reason: str, mailbox: str) -> Outgoing:
-    subject = parsed.subject.strip() or "(no subject)"
-    body = REJECTION_TEXT.format(subject=subject, mailbox=mailbox, reason=reason, advice=ADVICE.get(step, ""))
+def rejection_reply(parsed: ParsedMessage, step: str, told: str = "") -> Outgoing:
+    """The reply to a mail rejected at ``step``; ``told`` is a guard script's reason, if any."""
+    subject = sanitised_excerpt(parsed.subject) or "(no subject)"
+    reason = REASONS.get(step, "it was refused")
+    if step == "guard" and told:
+        reason = sanitised_excerpt(told, GUARD_REASON_CHARS) or reason
+    body = REJECTION_TEXT.format(subject=subject, reason=reason, advice=ADVICE.get(step, ""))
+    body = "\n".join(line.rstrip() for line in body.split("\n"))
     reply_subject = subject if subject.lower().startswith("re:") else f"Re: {subject}"
-    return Outgoing(
-        to=reply_address(parsed), subject=reply_subject,
-        body=body, in_reply_to=parsed.message_id or None, references=tuple(parsed.references),
-    )
+    # In-Reply-To alone threads the reply; the mail's own References (any length, the sender's text) are
+    # not copied.
+    return Outgoing(to=reply_address(parsed), subject=reply_subject, body=body,
+                    in_reply_to=_thread_id(parsed.message_id))
 
 
-def reply_to_rejection(parsed: ParsedMessage, step: str, reason: str, mailbox: str, config: Config,
-                       settings: Settings) -> str:
+# Longer Message-IDs are not echoed (RFC 5322 lines stop at 998 characters; real ids are far shorter).
+_MAX_ECHOED_ID = 250
+
+
+def _thread_id(message_id: str | None) -> str | None:
+    return message_id if message_id and len(message_id) <= _MAX_ECHOED_ID else None
+
+
+def reply_to_rejection(parsed: ParsedMessage, step: str, told: str, config: Config, settings: Settings) -> str:
     """Send the rejection reply when allowed; the ledger's line on what happened."""
     refusal = why_not_reply(parsed, config)
     if refusal is not None:
         return f"no reply: {refusal}"
-    return _send_limited(rejection_reply(parsed, step, reason, mailbox), config, settings)
+    return _send_limited(rejection_reply(parsed, step, told), config, settings)
 
 
 def acknowledge(parsed: ParsedMessage, marker: str, number: int, config: Config, settings: Settings) -> str:
@@ -227,15 +299,15 @@ def acknowledge(parsed: ParsedMessage, marker: str, number: int, config: Config,
         return f"no acknowledgement: {refusal}"
     body = (f"Hello,\n\nyour message was filed as item {number}. Replies to this mail (keep {marker} in the"
             " subject) are added to it as comments.\n")
-    mail = Outgoing(to=reply_address(parsed), subject=f"{marker} {parsed.subject.strip()}", body=body,
-                    in_reply_to=parsed.message_id or None, references=tuple(parsed.references))
+    mail = Outgoing(to=reply_address(parsed), subject=f"{marker} {sanitised_excerpt(parsed.subject)}".rstrip(),
+                    body=body, in_reply_to=_thread_id(parsed.message_id))
     return _send_limited(mail, config, settings)
 
 
 def _send_limited(mail: Outgoing, config: Config, settings: Settings) -> str:
-    limit = config.number("reply.maxPerSenderPerHour")
-    if not take_reply_slot(mail.to, limit):
-        return f"no reply: {mail.to} already got {limit} replies this hour"
+    refusal = take_reply_slots(mail.to, config.number("reply.maxPerSenderPerHour"), config.number("reply.maxPerHour"))
+    if refusal is not None:
+        return f"no reply: {refusal}"
     try:
         return send(mail, config, settings)
     except SendError as exc:

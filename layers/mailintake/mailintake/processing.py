@@ -11,13 +11,14 @@ import contextlib
 import hashlib
 import io
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import PutError
 
-from mailintake import directory, outgoing, system_settings
+from mailintake import bodies, directory, outgoing, system_settings
 from mailintake.aws_clients import client
-from mailintake.handover import HEADER_SCAN_BYTES, QueuedMessage, header_block
+from mailintake.handover import HEADER_SCAN_BYTES, InlineMismatch, QueuedMessage, header_block
 from mailintake.intake import Context, Decision, decide
 from mailintake.markers import make_marker
 from mailintake.parsing import Attachment, ParsedMessage, parse_message
@@ -67,6 +68,32 @@ def attachment_key(source_key: str, index: int, safe_name: str) -> str:
     return f"{attachment_prefix(source_key)}/{index:03d}/{safe_name}"
 
 
+# Types a browser only shows (or hands to a viewer), never runs: an attachment of one of them keeps it in
+# S3, so that an inline image still loads from a link. Every other type, above all text/html, SVG, XHTML,
+# XML and scripts, which a browser would render as a page with its scripts on the bucket's origin, is
+# stored as an opaque download. An allow-list: a type nobody thought of is a download too.
+SHOWN_TYPES = frozenset({
+    "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff", "image/heic",
+    "application/pdf", "text/plain", "text/csv", "application/zip", "application/gzip",
+    "application/octet-stream", "audio/mpeg", "audio/ogg", "audio/wav", "video/mp4", "video/webm",
+    "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.spreadsheet",
+})
+
+
+def download_headers(content_type: str, safe_name: str) -> tuple[str, str]:
+    """The Content-Type and Content-Disposition an attachment is stored with: always a download (RFC 6266,
+    with an ASCII fallback name), of its declared type only when that type is in SHOWN_TYPES."""
+    declared = content_type.split(";", 1)[0].strip().lower()
+    stored_type = declared if declared in SHOWN_TYPES else "application/octet-stream"
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in safe_name)
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(safe_name, safe='')}"
+    return stored_type, disposition
+
+
 class Processor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -85,6 +112,9 @@ class Processor:
                 return Outcome.of(done)
         try:
             return self._process(job, admitted_over)
+        except bodies.StillTooLarge as exc:
+            # Retrying cannot make the record smaller: recorded as failed here, not sent round the queue.
+            return Outcome.of(self._record_failure(job, exc, attempt))
         except Exception as exc:
             self._record_failure(job, exc, attempt)
             raise
@@ -93,9 +123,7 @@ class Processor:
         size = job.size
         if size > self.settings.max_message_bytes:
             # Only the header block is read (one ranged GET), so the ledger still says who sent what.
-            head = self.s3.get_object(Bucket=job.bucket, Key=job.key,
-                                      Range=f"bytes=0-{HEADER_SCAN_BYTES - 1}")["Body"].read()
-            headers = parse_message(io.BytesIO(header_block(head) + b"\r\n\r\n"))
+            headers = self._headers(job)
             source = Source(job.key, job.mailbox, headers.message_id or f"sha256:{job.sha256}",
                             headers.sender.email, headers.subject)
             limit = self.settings.max_message_bytes
@@ -114,8 +142,9 @@ class Processor:
             message_id=parsed.message_id or f"sha256:{job.sha256}",
             sender=parsed.sender.email,
             subject=parsed.subject,
-            fingerprint=Source.fingerprint_of(parsed.sender.email, parsed.headers.get("date", ""), parsed.subject,
-                                              parsed.text, [(a.filename, a.size) for a in parsed.attachments]),
+            fingerprint=Source.fingerprint_of(parsed.sender.email, parsed.date, parsed.headers.get("date", ""),
+                                              parsed.subject, parsed.text,
+                                              [(a.filename, a.size) for a in parsed.attachments]),
         )
         config = system_settings.current(self.settings)
         mailbox = system_settings.mailbox_record(self.settings, job.mailbox)
@@ -152,8 +181,7 @@ class Processor:
         outcome = f"{decision.action}: {decision.reason}"
         reply = None
         if decision.wants_reply:
-            reply = outgoing.reply_to_rejection(parsed, decision.step, decision.reason, source.mailbox, config,
-                                                self.settings)
+            reply = outgoing.reply_to_rejection(parsed, decision.step, decision.told, config, self.settings)
         elif decision.action == "rejected" and decision.reply_withheld:
             reply = f"no reply: {decision.reply_withheld}"
         if decision.action == "failed":
@@ -182,8 +210,27 @@ class Processor:
         ledger.save()
         return Outcome.of(ledger)
 
-    def _record_failure(self, job: QueuedMessage, exc: Exception, attempt: int) -> None:
-        source = Source(job.key, job.mailbox, f"sha256:{job.sha256}", "", "")
+    def _headers(self, job: QueuedMessage) -> ParsedMessage:
+        """The mail's header block alone, parsed: from the inline copy, else one ranged GET."""
+        head: bytes | None = None
+        with contextlib.suppress(InlineMismatch):  # the stored object is the mail; the copy is only a shortcut
+            head = job.inline_bytes()
+        if head is None:
+            head = self.s3.get_object(Bucket=job.bucket, Key=job.key,
+                                      Range=f"bytes=0-{HEADER_SCAN_BYTES - 1}")["Body"].read()
+        return parse_message(io.BytesIO(header_block(head) + b"\r\n\r\n"))
+
+    def _record_failure(self, job: QueuedMessage, exc: Exception, attempt: int) -> LedgerRecord:
+        # The ledger names sender and subject whenever the headers can be read, whatever failed later: an
+        # admin looking at failures must know whose mail it is. Read again (cheap: the header block), as
+        # the failure may have come before, during or after parsing.
+        try:
+            headers = self._headers(job)
+            source = Source(job.key, job.mailbox, headers.message_id or f"sha256:{job.sha256}",
+                            headers.sender.email, headers.subject)
+        except Exception:
+            logger.warning("headers unreadable for the failure record", extra={"key": job.key}, exc_info=True)
+            source = Source(job.key, job.mailbox, f"sha256:{job.sha256}", "", "")
         error = f"{type(exc).__name__}: {exc}"
         cause = getattr(exc, "cause_response_code", None)
         if cause:  # pynamodb's own message is generic ("Failed to write transaction items"): add why
@@ -194,28 +241,39 @@ class Processor:
         # Never overwrite a final outcome: the write may have landed before the error.
         with contextlib.suppress(PutError):
             ledger.save(condition=LedgerRecord.pk.does_not_exist() | (LedgerRecord.status == "failed"))
+        return ledger
 
     def _store_attachments(self, source: Source, attachments: list[Attachment]) -> list[AttachmentMap]:
         stored = []
         for index, att in enumerate(attachments):
             key = attachment_key(source.key, index, att.safe_name)
-            self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data,
-                               ContentType=att.content_type or "application/octet-stream")
+            content_type, disposition = download_headers(att.content_type, att.safe_name)
+            self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data, ContentType=content_type,
+                               ContentDisposition=disposition)
             stored.append(AttachmentMap(filename=att.filename, content_type=att.content_type, size=att.size,
                                         key=key, content_id=att.content_id, inline=att.inline))
         return stored
+
+    def _fit(self, record: ItemRecord | CommentRecord, source: Source) -> None:
+        """Keep the record under DynamoDB's item limit: large texts go to S3 whole (mailintake.bodies)."""
+        key = bodies.key_for(source.key)
+        whole = bodies.shrink(record, key)
+        if whole is not None:
+            bodies.put(self.s3, self.settings.bucket, key, source.key, whole)
 
     def _item(self, parsed: ParsedMessage, source: Source, decision: Decision) -> LedgerRecord:
         kept = list(decision.attachments) if decision.attachments is not None else parsed.attachments
         attachments = self._store_attachments(source, kept)
         created = utcnow()
         text = decision.text if decision.text is not None else parsed.text
+        texts: dict[str, str | None] = {"title": parsed.subject, "description": text,
+                                        "html": parsed.html if decision.text is None else None, "body_key": None}
 
         def build(number: int) -> ItemRecord:
             key = ItemRecord.key(number)
             return ItemRecord(
-                *key, kind="item", sort=key[0], number=number, title=parsed.subject,
-                description=text, html=parsed.html if decision.text is None else None,
+                *key, kind="item", sort=key[0], number=number, title=texts["title"],
+                description=texts["description"], html=texts["html"], body_key=texts["body_key"],
                 author=decision.author or parsed.sender.email,
                 author_name=decision.author_name, workspace=decision.workspace, created=created,
                 message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
@@ -224,6 +282,10 @@ class Processor:
                 fields=dict(decision.fields) or None,
             )
 
+        # The size hardly depends on the number (a few digits against a margin of kilobytes): fitted once.
+        probe = build(0)
+        self._fit(probe, source)
+        texts.update(title=probe.title, description=probe.description, html=probe.html, body_key=probe.body_key)
         return write_item(build, source, list(decision.notes) or None)
 
     def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision) -> LedgerRecord:
@@ -241,6 +303,7 @@ class Processor:
             message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
             attachments=attachments,
         )
+        self._fit(comment, source)
         return write_comment(comment, source, list(decision.notes) or None)
 
 

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-DEFAULT_MARKER = "[#{number}]"
+# Unmistakably this system's: other trackers write "[#123]" too, and their customers' mail must not land in
+# our item 123. An installation picks its own prefix (MarkerFormat); "[#123]" from before is recognised
+# only where AcceptedMarkerFormats names it.
+DEFAULT_MARKER = "[HD#{number}]"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class Settings:
     scheduler_role_arn: str = ""
     fetch_function_arn: str = ""
     marker_format: str = DEFAULT_MARKER
+    # Further marker formats still recognised in subjects (never written), separated by commas: the
+    # formats an installation used before, so that replies to its old mail keep threading.
+    accepted_marker_formats: str = ""
     default_poll_minutes: int = 5
     max_message_bytes: int = 25 * 1024 * 1024
     # Seconds a fetch run keeps for itself before the Lambda deadline, to finish cleanly.
@@ -34,6 +40,12 @@ class Settings:
     # Seconds system settings, filter lists, workspaces and mailbox records are cached per container:
     # they change rarely, and reading them per message would double the requests a mail costs.
     config_cache_seconds: int = 60
+
+    @property
+    def marker_formats(self) -> tuple[str, ...]:
+        """The marker format written, then the formats also recognised."""
+        accepted = (f.strip() for f in self.accepted_marker_formats.split(","))
+        return tuple(dict.fromkeys((self.marker_format, *(f for f in accepted if f))))
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> Settings:

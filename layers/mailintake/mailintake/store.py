@@ -119,6 +119,9 @@ class ItemRecord(Record):
     item_type = UnicodeAttribute(null=True)
     priority = UnicodeAttribute(null=True)
     fields = MapAttribute[str, Any](null=True)
+    # Set when the item would pass DynamoDB's item limit: the S3 key of the whole texts (mailintake.bodies);
+    # description (and title) are then previews, html is none.
+    body_key = UnicodeAttribute(null=True)
 
     @staticmethod
     def key(number: int) -> tuple[str, str]:
@@ -140,6 +143,7 @@ class CommentRecord(Record):
     source_key = UnicodeAttribute()
     mailbox = UnicodeAttribute()
     attachments = ListAttribute(of=AttachmentMap, default=list)
+    body_key = UnicodeAttribute(null=True)  # as ItemRecord.body_key: text and full_text are then previews
 
 
 class LedgerRecord(Record):
@@ -172,10 +176,11 @@ class MessageIdRecord(Record):
     """A stored mail's identity -> the item it made or was threaded into; guards against doubles and
     drives threading.
 
-    Keyed by Message-ID and a fingerprint of From, Date, Subject, the decoded text and the attachments: a
-    copy of one mail (a retry, a second poll, the same mail delivered to two mailboxes) has all of them
-    equal; different mails that reuse a Message-ID (broken mailers, hand-edited copies) do not. Threading
-    looks up the Message-ID alone.
+    Keyed by Message-ID and a fingerprint (``Source.fingerprint_of``) of the From address and the Date
+    header: a copy of one mail (a retry, a second poll, the same mail delivered to two mailboxes, also
+    through a gateway that tags the subject or adds a banner to the body) has both equal; different mails
+    that reuse a Message-ID (broken mailers, hand-edited copies) differ in one of them. Threading looks up
+    the Message-ID alone.
     """
 
     class Meta(_TableMeta):
@@ -274,6 +279,11 @@ def _connection() -> Connection:
     if _shared is None:
         raise RuntimeError("store.bind(settings) was not called")
     return _shared
+
+
+def shared_connection() -> Connection:
+    """The one connection :func:`bind` made, for transactions written outside this module."""
+    return _connection()
 
 
 class _Numbering:
@@ -394,6 +404,41 @@ def compact_uidls(mailbox: str, parts: dict[str, set[str]], keep: set[str]) -> N
             batch.delete(UidlsRecord(UidlsRecord.key_for(mailbox, "")[0], sk))
 
 
+# --- item size ------------------------------------------------------------------------------------
+
+# DynamoDB refuses an item over 400 KB (409,600 bytes), counting every attribute's name and value.
+ITEM_LIMIT_BYTES = 400 * 1024
+
+
+def _value_size(value: dict[str, Any]) -> int:
+    """The size DynamoDB counts for one serialised attribute value (as documented, rounded up)."""
+    ((kind, data),) = value.items()
+    if kind == "S":
+        return len(str(data).encode("utf-8", "surrogatepass"))
+    if kind == "N":
+        return len(str(data)) // 2 + 2  # about one byte per two digits, plus one
+    if kind == "B":
+        return len(data) if isinstance(data, bytes) else len(str(data)) * 3 // 4
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(str(v).encode("utf-8", "surrogatepass")) for v in data)
+    if kind == "NS":
+        return sum(len(str(v)) // 2 + 2 for v in data)
+    if kind == "BS":
+        return sum(len(v) if isinstance(v, bytes) else len(str(v)) * 3 // 4 for v in data)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in data)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode("utf-8", "surrogatepass")) + _value_size(v) for k, v in data.items())
+    raise ValueError(f"unknown DynamoDB type {kind}")
+
+
+def item_size(record: Model) -> int:
+    """The bytes DynamoDB counts for ``record`` against its item limit: all attribute names and values."""
+    return sum(len(name.encode("utf-8")) + _value_size(value) for name, value in record.serialize().items())
+
+
 # --- outcomes -------------------------------------------------------------------------------------
 
 
@@ -406,13 +451,30 @@ class Source:
     message_id: str  # the Message-ID, or a content hash when the mail has none
     sender: str
     subject: str
-    fingerprint: str = ""  # of From, Date, Subject, text, attachments: tells copies of one mail from reused Message-IDs
+    fingerprint: str = ""  # of From and Date: tells copies of one mail from other mails reusing its Message-ID
 
     @staticmethod
-    def fingerprint_of(sender: str, date: str, subject: str, text: str, attachments: list[tuple[str, int]]) -> str:
-        # Decoded text and attachment sizes, so a copy that reached us re-encoded by another route matches.
-        body = "\n".join(line.rstrip() for line in text.splitlines()).strip()
-        parts = (sender.lower(), date.strip(), subject, body, *(f"{name}:{size}" for name, size in attachments))
+    def fingerprint_of(sender: str, date: datetime | None, raw_date: str, subject: str, text: str,
+                       attachments: list[tuple[str, int]]) -> str:
+        """What makes two mails with one Message-ID the same mail: the From address and the Date header.
+
+        Not the subject or the body: gateways rewrite those on the way (``[EXTERNAL]`` tags, "this mail
+        came from outside" banners, disclaimers), and one mail copied through one must stay one item. The
+        author's mailer sets From and Date once, and they survive forwarding gateways. Mails that reuse a
+        Message-ID (broken mailers, templates, hand-edited copies) differ in the second they were written,
+        or in their sender. The date is compared as an instant (``date``, parsed), so a gateway that only
+        reformats the header does not split a mail; an unparsable header counts as its text. Only a mail
+        without a Date falls back to its content: subject, decoded text and attachment names and sizes
+        (decoded, so that a copy re-encoded on another route still matches).
+        """
+        address = sender.strip().lower()
+        if date is not None:
+            parts: tuple[str, ...] = ("from+date", address, str(int(date.timestamp())))
+        elif raw_date.strip():
+            parts = ("from+date-text", address, " ".join(raw_date.split()))
+        else:
+            body = "\n".join(line.rstrip() for line in text.splitlines()).strip()
+            parts = ("content", address, subject, body, *(f"{name}:{size}" for name, size in attachments))
         return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 

@@ -101,6 +101,8 @@ DEFINITIONS: tuple[Definition, ...] = (
                "Sender address of replies and alerts (for SES a verified identity). Empty: nothing is sent."),
     Definition("reply.transport", "choice", "ses", "How replies are sent.", choices=("ses", "smtp")),
     Definition("reply.maxPerSenderPerHour", "int", "3", "At most this many replies to one address per hour."),
+    Definition("reply.maxPerHour", "int", "100",
+               "At most this many replies and acknowledgements per clock hour in all, whoever they go to."),
     Definition("reply.acknowledgeItems", "bool", "false",
                "Acknowledge a new item to its author, with the item's marker in the subject."),
     Definition("reply.smtpHost", "text", "", "SMTP server for reply.transport=smtp."),

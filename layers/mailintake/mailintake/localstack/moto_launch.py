@@ -5,7 +5,15 @@
   four-operation transaction, so every write copied the whole table four times and ingesting a mailbox
   got slower with every item (45 ms per write at 300 records). Here only the items the transaction
   touches are snapshotted, and put back if it is cancelled. The all-or-nothing behaviour is covered by
-  tests/integration/test_localstack.py.
+  tests/integration/test_localstack.py. Transactions run one at a time: moto checks and applies them
+  without a lock, and with two server threads a cancelled transaction's put-back could undo another's
+  committed writes (two processes taking item numbers at once then found the counter behind an item
+  that existed, and retried one number until they gave up).
+- S3: moto's data API (``/moto-api/data.json``, where the tests read the mail SES sent) reads every
+  object's restore status, which "completes" on its first read and then looks up the object's bucket.
+  The parts of a multipart upload (mails over 8 MiB) are objects without a bucket: after the first large
+  mail the data API answered 500 for the rest of the server's life. Restores are never made here, so
+  their status is held where it starts.
 - SQS: every send reads the queue's attributes, which count visible and delayed messages, and each
   message's visibility check built two datetimes (about 10 us): 0.3 s per batch sent to a queue of 500.
   Here the check compares epoch milliseconds directly, as moto's own arithmetic does.
@@ -19,6 +27,8 @@ import argparse
 import copy
 import functools
 import os
+import sys
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -28,6 +38,7 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.moto_api import state_manager
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sqs.models import Message as SqsMessage
 
@@ -52,7 +63,15 @@ def _key_of(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> tuple
     return table, hash_value, range_value
 
 
+_one_transaction_at_a_time = threading.Lock()
+
+
 def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+    with _one_transaction_at_a_time:
+        _transact_write_items(self, transact_items)
+
+
+def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
     touched = []
     for entry in transact_items:
         for op_type, op in entry.items():
@@ -90,6 +109,8 @@ def install() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     SqsMessage.visible = property(_visible)  # type: ignore[assignment,method-assign]
     SqsMessage.delayed = property(_delayed)  # type: ignore[assignment,method-assign]
+    # "manual" progression advances only after this many explicit advances, which nothing makes.
+    state_manager.set_transition("s3::keyrestore", {"progression": "manual", "times": sys.maxsize})
 
 
 def _no_continue_without_body(parse_header: Any) -> Any:

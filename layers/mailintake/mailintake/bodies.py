@@ -1,0 +1,93 @@
+"""Texts too large for a DynamoDB item, kept whole in S3 beside it.
+
+DynamoDB refuses an item over 400 KB, counting every attribute, while a mail may be 25 MiB of text, or
+text and HTML together, or a comment's reply text, full text and HTML. An item or comment keeps its texts
+in the table as long as the whole record stays under ``BUDGET_BYTES``; a larger one keeps a preview of
+each text (``PREVIEW_BYTES``; no HTML, a cut HTML document is not one) and ``body_key``, the key of one S3
+object that holds the whole texts. Readers fetch it (``mailintake item show``). Small mails cost no S3
+write, and the key is derived from the raw mail's key, so a retry writes the same object again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from mailintake.store import ITEM_LIMIT_BYTES, CommentRecord, ItemRecord, item_size
+
+PREFIX = "bodies/"
+# A text preview: enough to read what the mail is about and to search the table by, a sixth of the limit.
+PREVIEW_BYTES = 64 * 1024
+TITLE_PREVIEW_BYTES = 1000  # as much of a subject as the ledger keeps
+# Below the limit by a margin for what the size estimate may miss (DynamoDB's rounding of numbers and
+# lists), so that an item judged to fit does fit.
+BUDGET_BYTES = ITEM_LIMIT_BYTES - 48 * 1024
+FORMAT = 1
+
+# The text attributes of each record, in the order they are moved out; a title only when it is itself large.
+_TEXTS: dict[type, tuple[str, ...]] = {
+    ItemRecord: ("description", "html"),
+    CommentRecord: ("full_text", "text", "html"),
+}
+
+
+class StillTooLarge(Exception):
+    """Even with its texts in S3 the record passes the limit (thousands of attachments or CC addresses):
+    retrying cannot help."""
+
+
+def key_for(source_key: str) -> str:
+    """The S3 key of a raw mail's whole texts (one per raw mail: an item or a comment, never both)."""
+    return f"{PREFIX}{hashlib.sha256(source_key.encode()).hexdigest()[:24]}.json"
+
+
+def preview(text: str, limit: int = PREVIEW_BYTES) -> str:
+    """The start of ``text``, at most ``limit`` UTF-8 bytes, cut at a character boundary."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
+
+
+def shrink(record: ItemRecord | CommentRecord, key: str) -> dict[str, str] | None:
+    """Make ``record`` fit DynamoDB's item limit, in place, its whole texts to be stored under ``key``;
+    those texts, or None when it fits as it is (the usual case: nothing changes, nothing goes to S3).
+
+    Raises StillTooLarge when the rest of the record alone passes the budget.
+    """
+    if item_size(record) <= BUDGET_BYTES:
+        return None
+    whole: dict[str, str] = {}
+    for name in _TEXTS[type(record)]:
+        value = getattr(record, name)
+        if not value:
+            continue
+        if not (name == "text" and value == whole.get("full_text")):  # a reply that is all of the mail: once
+            whole[name] = value
+        setattr(record, name, None if name == "html" else preview(value))
+    title = getattr(record, "title", None)
+    if title and len(title.encode("utf-8", "surrogatepass")) > TITLE_PREVIEW_BYTES:
+        whole["title"] = title
+        record.title = preview(title, TITLE_PREVIEW_BYTES)
+    record.body_key = key
+    size = item_size(record)
+    if size > BUDGET_BYTES:
+        raise StillTooLarge(f"the record is {size} bytes even with its texts in S3 (limit {ITEM_LIMIT_BYTES})")
+    return whole
+
+
+def put(s3: Any, bucket: str, key: str, source_key: str, whole: dict[str, str]) -> None:
+    """Store the whole texts under ``key`` (the same bytes on every retry)."""
+    body = json.dumps({"format": FORMAT, "source_key": source_key, "texts": whole}, ensure_ascii=False)
+    # Served as a download, never rendered: it holds the sender's (sanitised) HTML.
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode("utf-8", "surrogatepass"),
+                  ContentType="application/json; charset=utf-8", ContentDisposition="attachment")
+
+
+def load(s3: Any, bucket: str, key: str) -> dict[str, str]:
+    """The whole texts stored under ``key``: attribute name -> value (a comment's ``text`` may be absent,
+    meaning its ``full_text``)."""
+    data = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", "surrogatepass"))
+    texts: dict[str, str] = data["texts"]
+    return texts
