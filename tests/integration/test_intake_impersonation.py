@@ -61,28 +61,32 @@ def test_an_address_in_the_display_name_never_speaks_for_its_owner(
         "group": f"board: {boss}, {intern};",
     }
     for label, sender in shapes.items():
-        deliver(box, raw_mail(sender, f"Re: [#{number}] Salary review ({label})", passing))
+        deliver(box, raw_mail(sender, f"Re: [HD#{number}] Salary review ({label})", passing))
     run_cycle(settings)
 
     ledger = ledger_by_subject()
     assert store.list_comments(number) == []  # nothing reached the boss's item, least of all as the boss
     for label in shapes:
-        record = ledger[f"Re: [#{number}] Salary review ({label})"]
+        record = ledger[f"Re: [HD#{number}] Salary review ({label})"]
         assert record.sender != boss, label
         assert not any(boss in note and "authenticated" in note for note in record.notes or []), label
         assert (record.status, record.step) == ("rejected", "permission"), label
+        # The marker names an item the sender may not see, so it is not followed: the mail is judged as a
+        # new item of the board, where the sender may not create one either.
         if label in ("quoted address as display name", "encoded address as display name"):
             # Valid syntax: the sender is the intern, who is no user, and no member of the board.
             assert record.sender == intern
-            assert record.outcome.startswith(f"rejected: {intern} may not see item {number}")
+            assert f"not threaded into item {number}: {intern} may not see it" in record.notes
+            assert record.outcome == f"rejected: {intern} may not create items in workspace board"
         else:
             # Not exactly one mailbox: an unknown sender without an address, the guest, answered by no one.
             assert record.sender == ""
-            assert record.outcome.startswith(f"rejected: guest may not see item {number}"), label
+            assert f"not threaded into item {number}: guest may not see it" in record.notes, label
+            assert record.outcome == "rejected: guest may not create items in workspace board", label
     # Nobody was created: not the intern, not a user named after a display name.
     assert {u.email for u in directory.list_users()} == {boss}
     # The boss hears only about the mail the boss sent: the acknowledgement of the real item.
-    assert [m["Subject"] for m in ses_sent(boss)] == [f"[#{number}] Salary review"]
+    assert [m["Subject"] for m in ses_sent(boss)] == [f"[HD#{number}] Salary review"]
 
 
 def test_dmarc_pass_binds_to_the_from_domain_and_spf_or_dkim_only_when_aligned(
