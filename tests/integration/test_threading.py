@@ -87,3 +87,28 @@ def test_another_systems_marker_is_not_ours_unless_accepted(
     raw = make_mail(f"Re: [#{number}] Printer jams", "Old-style reply.\n", sender=f"Ada <{ada}>")
     outcome = Processor(legacy).process(stage(settings, raw, mailbox=box.name))
     assert (outcome.status, outcome.item_number) == ("comment", number)
+
+
+def test_in_guest_mode_an_unknown_sender_replies_into_their_own_item_and_no_one_elses(
+    settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None]
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    ada, mallory = f"ada-{tag}@example.org", f"mallory-{tag}@example.org"
+    configure({"intake.unknownSenders": "guest"})
+    box = mailbox("imap", "ssl", system=True)
+    deliver(box, make_mail("Printer jams", sender=f"Ada <{ada}>", message_id=f"orig-{tag}"))
+    run_cycle(settings)
+    (item,) = store.list_items()
+    number = int(item.number)
+    assert (item.author, item.reporter) == ("guest", ada)
+    marker = make_marker(number, settings.marker_format)
+
+    deliver(box, make_mail(f"Re: {marker} Printer jams", "Ada's follow-up.\n", sender=f"Ada <{ada}>"))
+    deliver(box, make_mail(f"Re: {marker} Printer jams (mallory)", "Mallory's text.\n",
+                           sender=f"Mallory <{mallory}>"))
+    run_cycle(settings)
+
+    assert [c.text.strip() for c in store.list_comments(number)] == ["Ada's follow-up."]
+    mallorys = ledger_by_subject()[f"Re: {marker} Printer jams (mallory)"]
+    assert mallorys.status == "item" and mallorys.item_number != number
+    assert directory.list_users() == [] or all(u.email not in (ada, mallory) for u in directory.list_users())

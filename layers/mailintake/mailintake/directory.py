@@ -90,14 +90,14 @@ def may_create(user: UserRecord | None, workspace: str, config: Config) -> bool:
 
 
 def party_to(address: str, item: ItemRecord) -> bool:
-    """Whether ``address`` is the item's author, or one of its readers or editors.
+    """Whether ``address`` is the item's author or reporter, or one of its readers or editors.
 
     Never for the guest: every sender filed as the guest is one, so being the guest proves nothing.
     """
     address = normalise(address)
     if not address or address == GUEST:
         return False
-    people = {normalise(item.author)}
+    people = {normalise(item.author), normalise(getattr(item, "reporter", None) or "")}
     for attribute in ("readers", "editors"):
         people |= {normalise(a) for a in (getattr(item, attribute, None) or ())}
     return address in people

@@ -48,6 +48,7 @@ class Decision:
     item_number: int | None = None
     author: str = ""
     author_name: str = ""
+    reporter: str = ""  # the From address, when the author is someone else (the guest for an unknown sender)
     new_users: tuple[tuple[str, str], ...] = ()  # (address, display name) to create
     readers: frozenset[str] = frozenset()
     editors: frozenset[str] = frozenset()
@@ -292,6 +293,10 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
         author_user, author, author_name = users.get(directory.GUEST), directory.GUEST, "Guest"
     elif sender:
         new_users.append((sender, parsed.sender.name))
+    # An unknown sender filed as the guest is still the one who wrote: recorded as the item's reporter, so
+    # that their own replies thread into it (as much as any From address is believed; never for one that
+    # authentication refused).
+    reporter = sender if author == directory.GUEST and sender and not unauthenticated else ""
 
     # Threading: a marker or a reference names an item, but only one the author may see is followed. Any
     # other is passed over as if it did not exist, and the mail is judged as new mail (the permission
@@ -300,7 +305,7 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     # makes no difference the sender could observe. The ledger's notes tell the admin.
     target: ItemRecord | None = None
     for candidate in thread_candidates(parsed, settings.marker_formats):
-        if directory.may_see(author_user, author, candidate, config):
+        if directory.may_see(author_user, reporter or author, candidate, config):
             target = candidate
             break
         state.notes.append(f"not threaded into item {int(candidate.number)}: {author} may not see it")
@@ -331,7 +336,7 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
     # 10. Permission (before CC: a refused mail creates nobody). A target chosen by the activity script
     # has not been checked yet; the words the sender reads are the same either way (mailintake.outgoing).
     if target is not None:
-        if not directory.may_see(author_user, author, target, config):
+        if not directory.may_see(author_user, reporter or author, target, config):
             return rejected(f"{author} may not see item {int(target.number)}", "permission")
     elif not directory.may_create(author_user, workspace, config):
         return rejected(f"{author} may not create items in workspace {workspace}", "permission")
@@ -358,7 +363,7 @@ def decide(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Decision:
         step="thread" if target is not None else "new",
         workspace=workspace,
         item_number=int(target.number) if target is not None else None,
-        author=author, author_name=author_name, new_users=tuple(dict.fromkeys(new_users)),
+        author=author, author_name=author_name, reporter=reporter, new_users=tuple(dict.fromkeys(new_users)),
         readers=frozenset(readers), editors=frozenset(editors), item_type=plan.item_type,
         priority=plan.priority, fields=tuple(sorted((str(k), str(v)) for k, v in plan.fields.items())),
         text=state.text, reply_text=state.reply_text,

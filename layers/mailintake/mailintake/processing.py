@@ -274,7 +274,7 @@ class Processor:
             return ItemRecord(
                 *key, kind="item", sort=key[0], number=number, title=texts["title"],
                 description=texts["description"], html=texts["html"], body_key=texts["body_key"],
-                author=decision.author or parsed.sender.email,
+                author=decision.author or parsed.sender.email, reporter=decision.reporter or None,
                 author_name=decision.author_name, workspace=decision.workspace, created=created,
                 message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
                 attachments=attachments, readers=set(decision.readers) or None,

@@ -107,6 +107,9 @@ class ItemRecord(Record):
     html = UnicodeAttribute(null=True)
     author = UnicodeAttribute()
     author_name = UnicodeAttribute(default="")
+    # The address that wrote the mail, when the author is someone else (the guest, for an unknown sender
+    # with intake.unknownSenders=guest): a party to the item like its author.
+    reporter = UnicodeAttribute(null=True)
     workspace = UnicodeAttribute()
     created = UTCDateTimeAttribute()
     message_id = UnicodeAttribute()
