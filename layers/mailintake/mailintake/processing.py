@@ -3,20 +3,52 @@
 Every message ends with exactly one ledger record. Item and comment writes carry their ledger and
 message-id records in the same transaction, so a retry, a second poll or the same mail in two mailboxes
 never makes a second item or comment.
+
+Each mail has a time budget (``Settings.processing_budget_seconds``), enforced by a
+:class:`~mailintake.bounds.Deadline` that parsing and this module check between steps. A mail over its
+budget is recorded ``failed: processing budget exceeded`` with the sender and subject of its header block
+and is not retried (it would fail the same way five times and hold up its conversation); it stays in S3 and
+``mailintake messages reprocess KEY --budget SECONDS`` replays it. Why a cooperative deadline and not
+something that stops the work from outside:
+
+* a thread cannot be stopped in Python: an abandoned parse would go on using the container's CPU through
+  the next mails and invocations;
+* a child process (fork) would copy or pickle the parsed mail back, doubling the memory of a 25 MB mail
+  (the budget is 200 MB of 512), and Lambda has no /dev/shm for multiprocessing's queues;
+* SIGALRM works only in the main thread (the local runner's consumers are threads), can raise inside any
+  library holding a lock, and cannot interrupt a C or Rust call either.
+
+What a check cannot interrupt (one call into nh3, the stdlib feed parser on one 64 KB chunk) is kept short
+by the bounds of :mod:`mailintake.bounds`, which make every stage's work linear in the mail's size.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import PutError
 
 from mailintake import directory, outgoing, system_settings
 from mailintake.aws_clients import client
+from mailintake.bounds import (
+    ATTACHMENT_WRITERS,
+    DEADLINE_RESERVE_SECONDS,
+    MAX_ATTACHMENTS,
+    RECORD_MAX_BYTES,
+    BudgetExceeded,
+    Deadline,
+    check,
+)
 from mailintake.handover import HEADER_SCAN_BYTES, QueuedMessage, header_block
 from mailintake.intake import Context, Decision, decide
 from mailintake.markers import make_marker
@@ -67,35 +99,131 @@ def attachment_key(source_key: str, index: int, safe_name: str) -> str:
     return f"{attachment_prefix(source_key)}/{index:03d}/{safe_name}"
 
 
+def deadline_for(settings: Settings, remaining_seconds: float | None) -> Deadline:
+    """A mail's deadline: its budget, or less when the invocation (``remaining_seconds`` of it left, None
+    outside Lambda) ends sooner; DEADLINE_RESERVE_SECONDS are kept to record the outcome.
+
+    A batch of ten shares one invocation: the first mail always gets its whole budget (60 of 120 s), a later
+    one what is left. A mail whose budget was cut short that way and runs out is retried (another
+    invocation gives it its whole budget) rather than recorded as over budget.
+    """
+    budget = settings.processing_budget_seconds
+    if remaining_seconds is None:
+        return Deadline.after(budget)
+    available = remaining_seconds - DEADLINE_RESERVE_SECONDS
+    if available < budget:
+        return Deadline.after(max(available, 0.0), shortened=True)
+    return Deadline.after(budget)
+
+
+def _dynamo_size(value: Any) -> int:
+    """Roughly what DynamoDB counts for one serialised attribute value (UTF-8 strings, digits, overheads)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return 8
+    kind, inner = next(iter(value.items()))
+    if kind == "S":
+        return len(inner.encode("utf-8", "surrogatepass"))
+    if kind == "N":
+        return len(inner) // 2 + 2
+    if kind in ("SS", "NS"):
+        return sum(len(x.encode("utf-8", "surrogatepass")) + 1 for x in inner)
+    if kind == "L":
+        return 3 + sum(_dynamo_size(x) + 1 for x in inner)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + _dynamo_size(x) + 1 for k, x in inner.items())
+    return 8
+
+
+def record_size(record: Any) -> int:
+    """Roughly the size DynamoDB gives a record (a pynamodb model instance), to keep it under 400 KB."""
+    return sum(len(name.encode()) + _dynamo_size(value) for name, value in record.serialize(null_check=False).items())
+
+
+def _utf8(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _cut_to(text: str, max_bytes: int) -> str:
+    head = text[:max_bytes].encode("utf-8", "surrogatepass")[:max(max_bytes, 0)].decode("utf-8", "ignore")
+    return head.rstrip() + "\n\n[…]" if head != text else text
+
+
+@dataclass
+class _RecordText:
+    """The text fields and HTML of a record, fitted to what DynamoDB takes (RECORD_MAX_BYTES)."""
+
+    texts: list[str]  # description; or a comment's text and full text
+    html: str | None
+    extra: list[Attachment] = dataclasses.field(default_factory=list)  # body.html when moved out
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def size(self) -> int:
+        return sum(map(_utf8, self.texts)) + (_utf8(self.html) if self.html is not None else 0)
+
+    def fit(self, fixed: int) -> None:
+        """Fit into what the record's other fields (``fixed`` bytes) leave: HTML out first, then the text cut."""
+        room = RECORD_MAX_BYTES - fixed
+        if self.html is not None and sum(map(_utf8, self.texts)) + _utf8(self.html) > room:
+            self.extra.append(Attachment("body.html", "body.html", "text/html",
+                                         self.html.encode("utf-8", "surrogatepass")))
+            self.notes.append(f"the HTML does not fit in the record (DynamoDB holds {RECORD_MAX_BYTES // 1024} KB)"
+                              ": shown as text; attached as body.html")
+            self.html = None
+        total = sum(map(_utf8, self.texts))
+        if total > room:
+            share = max(room, 0) // max(len(self.texts), 1)
+            self.texts = [_cut_to(t, share - 16) for t in self.texts]
+            self.notes.append(f"the text does not fit in the record (DynamoDB holds {RECORD_MAX_BYTES // 1024} KB)"
+                              ": cut; the raw mail has all of it")
+
+
 class Processor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.s3 = client("s3", settings.region)
 
-    def process(self, job: QueuedMessage, attempt: int = 1, admitted_over: str | None = None) -> Outcome:
+    def process(self, job: QueuedMessage, attempt: int = 1, admitted_over: str | None = None,
+                deadline: Deadline | None = None) -> Outcome:
         """Process one queued message. Raises only for errors worth a retry (the ledger says failed).
 
         ``admitted_over`` is the discarded outcome an admin overrides (`messages accept`): the mail is
-        judged again without its automail and filter-list discards.
+        judged again without its automail and filter-list discards. ``deadline`` ends the work (default: the
+        budget from now); past it the mail is recorded as over budget, or, when the deadline was cut short
+        by the invocation's end, failed for a retry.
         """
         if attempt > 1 and admitted_over is None:
             # A redelivery: the first try may have finished everything but the queue ack.
             done = get_ledger(job.key)
             if done is not None and done.status in FINAL:
                 return Outcome.of(done)
+        if deadline is None:
+            deadline = deadline_for(self.settings, None)
         try:
-            return self._process(job, admitted_over)
+            return self._process(job, admitted_over, deadline)
+        except BudgetExceeded as exc:
+            if exc.shortened:
+                self._record_failure(job, exc, attempt)
+                raise
+            return self._record_over_budget(job, exc, attempt, deadline)
         except Exception as exc:
             self._record_failure(job, exc, attempt)
             raise
 
-    def _process(self, job: QueuedMessage, admitted_over: str | None = None) -> Outcome:
+    def _header_only(self, job: QueuedMessage) -> ParsedMessage:
+        """The mail's header block alone, parsed: one ranged GET (or the inlined copy)."""
+        inline = job.inline_bytes()
+        if inline is not None:
+            head = inline[:HEADER_SCAN_BYTES]
+        else:
+            head = self.s3.get_object(Bucket=job.bucket, Key=job.key,
+                                      Range=f"bytes=0-{HEADER_SCAN_BYTES - 1}")["Body"].read()
+        return parse_message(io.BytesIO(header_block(head) + b"\r\n\r\n"))
+
+    def _process(self, job: QueuedMessage, admitted_over: str | None, deadline: Deadline) -> Outcome:
         size = job.size
         if size > self.settings.max_message_bytes:
             # Only the header block is read (one ranged GET), so the ledger still says who sent what.
-            head = self.s3.get_object(Bucket=job.bucket, Key=job.key,
-                                      Range=f"bytes=0-{HEADER_SCAN_BYTES - 1}")["Body"].read()
-            headers = parse_message(io.BytesIO(header_block(head) + b"\r\n\r\n"))
+            headers = self._header_only(job)
             source = Source(job.key, job.mailbox, headers.message_id or f"sha256:{job.sha256}",
                             headers.sender.email, headers.subject)
             limit = self.settings.max_message_bytes
@@ -103,11 +231,11 @@ class Processor:
                                 step="size")
         inline = job.inline_bytes()
         if inline is not None:
-            parsed = parse_message(io.BytesIO(inline))
+            parsed = parse_message(io.BytesIO(inline), deadline)
         else:
             # Streamed: the parser reads the body in chunks, so a large mail is never held twice.
             with self.s3.get_object(Bucket=job.bucket, Key=job.key)["Body"] as body:
-                parsed = parse_message(body)
+                parsed = parse_message(body, deadline)
         source = Source(
             key=job.key,
             mailbox=job.mailbox,
@@ -117,18 +245,20 @@ class Processor:
             fingerprint=Source.fingerprint_of(parsed.sender.email, parsed.headers.get("date", ""), parsed.subject,
                                               parsed.text, [(a.filename, a.size) for a in parsed.attachments]),
         )
+        check(deadline, "applying the intake rules")
         config = system_settings.current(self.settings)
         mailbox = system_settings.mailbox_record(self.settings, job.mailbox)
         decision = decide(parsed, self.settings, Context(mailbox, job.mailbox, config, size, admitted_over))
         if decision.action in ("rejected", "discarded", "failed"):
             return self._refuse(parsed, source, decision, config)
+        check(deadline, "writing the item")
         for address, name in decision.new_users:
             directory.create_from_mail(address, name)
         try:
             if decision.action == "comment" and decision.item_number is not None:
-                ledger = self._comment(parsed, source, decision)
+                ledger = self._comment(parsed, source, decision, deadline)
             else:
-                ledger = self._item(parsed, source, decision)
+                ledger = self._item(parsed, source, decision, deadline)
                 if ledger.item_number is not None and decision.reply_withheld:
                     logger.info("acknowledgement", extra={"key": job.key, "item": int(ledger.item_number),
                                                           "reply": f"no acknowledgement: {decision.reply_withheld}"})
@@ -161,7 +291,7 @@ class Processor:
             logger.error("script failed", extra={"key": source.key, "mailbox": source.mailbox,
                                                  "step": decision.step, "error": decision.reason})
         ledger = ledger_record(source, decision.action, outcome, step=decision.step, reply=reply,
-                               notes=list(decision.notes) or None,
+                               notes=_notes(decision.notes, parsed.simplified),
                                error=decision.reason if decision.action == "failed" else None)
         ledger.save()
         return Outcome.of(ledger)
@@ -195,55 +325,134 @@ class Processor:
         with contextlib.suppress(PutError):
             ledger.save(condition=LedgerRecord.pk.does_not_exist() | (LedgerRecord.status == "failed"))
 
-    def _store_attachments(self, source: Source, attachments: list[Attachment]) -> list[AttachmentMap]:
-        stored = []
-        for index, att in enumerate(attachments):
-            key = attachment_key(source.key, index, att.safe_name)
-            self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data,
-                               ContentType=att.content_type or "application/octet-stream")
-            stored.append(AttachmentMap(filename=att.filename, content_type=att.content_type, size=att.size,
-                                        key=key, content_id=att.content_id, inline=att.inline))
+    def _record_over_budget(self, job: QueuedMessage, exc: BudgetExceeded, attempt: int,
+                            deadline: Deadline) -> Outcome:
+        """The mail used its whole budget: recorded as failed once, not retried; replayable from S3."""
+        try:
+            headers = self._header_only(job)
+            source = Source(job.key, job.mailbox, headers.message_id or f"sha256:{job.sha256}",
+                            headers.sender.email, headers.subject)
+        except Exception:  # the outcome matters more than the sender's name in it
+            logger.exception("reading the header block failed", extra={"key": job.key})
+            source = Source(job.key, job.mailbox, f"sha256:{job.sha256}", "", "")
+        spent = time.monotonic() - deadline.started
+        error = f"processing budget exceeded ({exc.budget:g} s) in {exc.stage}, after {spent:.1f} s"
+        logger.error("processing budget exceeded", extra={"key": job.key, "mailbox": job.mailbox,
+                                                          "stage": exc.stage, "budget": exc.budget})
+        ledger = ledger_record(source, "failed", "failed: processing budget exceeded", step="budget", error=error,
+                               attempts=attempt,
+                               notes=[f"replay with a larger budget: mailintake messages reprocess {job.key} "
+                                      "--budget SECONDS"])
+        with contextlib.suppress(PutError):
+            ledger.save(condition=LedgerRecord.pk.does_not_exist() | (LedgerRecord.status == "failed"))
+        done = get_ledger(job.key)
+        return Outcome.of(done if done is not None else ledger)
+
+    def _kept(self, parsed: ParsedMessage, decision: Decision) -> list[Attachment]:
+        kept = list(decision.attachments) if decision.attachments is not None else list(parsed.attachments)
+        return kept + list(parsed.overflow)
+
+    def _put(self, source: Source, index: int, att: Attachment, deadline: Deadline | None) -> AttachmentMap:
+        check(deadline, "storing attachments")
+        key = attachment_key(source.key, index, att.safe_name)
+        self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data,
+                           ContentType=att.content_type or "application/octet-stream")
+        return AttachmentMap(filename=att.filename, content_type=att.content_type, size=att.size, key=key,
+                             content_id=att.content_id, inline=att.inline)
+
+    def _store_attachments(self, source: Source, attachments: list[Attachment], notes: list[str],
+                           deadline: Deadline | None = None) -> list[AttachmentMap]:
+        """Write the attachments to S3, ATTACHMENT_WRITERS at a time (each write waits on the network, not the
+        CPU); past MAX_ATTACHMENTS the rest go into one archive, more-attachments.zip."""
+        rest = attachments[MAX_ATTACHMENTS:]
+        attachments = attachments[:MAX_ATTACHMENTS]
+        if len(attachments) <= 1:
+            stored = [self._put(source, i, att, deadline) for i, att in enumerate(attachments)]
+        else:
+            with ThreadPoolExecutor(max_workers=min(ATTACHMENT_WRITERS, len(attachments))) as pool:
+                stored = list(pool.map(lambda i: self._put(source, i, attachments[i], deadline),
+                                       range(len(attachments))))
+        if rest:
+            stored.append(self._put_archive(source, len(attachments), rest, deadline))
+            notes.append(f"{len(attachments) + len(rest):,} attachments: the first {MAX_ATTACHMENTS} stored one by "
+                         f"one, the other {len(rest):,} in {_ARCHIVE}")
         return stored
 
-    def _item(self, parsed: ParsedMessage, source: Source, decision: Decision) -> LedgerRecord:
-        kept = list(decision.attachments) if decision.attachments is not None else parsed.attachments
-        attachments = self._store_attachments(source, kept)
+    def _put_archive(self, source: Source, index: int, attachments: list[Attachment],
+                     deadline: Deadline | None) -> AttachmentMap:
+        # Spooled to /tmp, not built in memory: the files are in memory already, once is enough.
+        with tempfile.TemporaryFile() as spool:
+            with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
+                for att in attachments:
+                    check(deadline, "archiving attachments")
+                    archive.writestr(att.safe_name, att.data)
+            size = spool.tell()
+            spool.seek(0)
+            key = attachment_key(source.key, index, _ARCHIVE)
+            self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=spool, ContentType="application/zip")
+        return AttachmentMap(filename=_ARCHIVE, content_type="application/zip", size=size, key=key)
+
+    def _item(self, parsed: ParsedMessage, source: Source, decision: Decision, deadline: Deadline) -> LedgerRecord:
+        notes: list[str] = []
+        attachments = self._store_attachments(source, self._kept(parsed, decision), notes, deadline)
         created = utcnow()
         text = decision.text if decision.text is not None else parsed.text
+        body = _RecordText([text], parsed.html if decision.text is None else None)
 
         def build(number: int) -> ItemRecord:
             key = ItemRecord.key(number)
             return ItemRecord(
                 *key, kind="item", sort=key[0], number=number, title=parsed.subject,
-                description=text, html=parsed.html if decision.text is None else None,
+                description=body.texts[0], html=body.html,
                 author=decision.author or parsed.sender.email,
                 author_name=decision.author_name, workspace=decision.workspace, created=created,
                 message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
                 attachments=attachments, readers=set(decision.readers) or None,
                 editors=set(decision.editors) or None, item_type=decision.item_type, priority=decision.priority,
-                fields=dict(decision.fields) or None,
+                fields=dict(decision.fields) or None, simplified=_simplified(parsed, notes + body.notes),
             )
 
-        return write_item(build, source, list(decision.notes) or None)
+        # The number is not taken yet: a ten-digit one sizes the record for any.
+        body.fit(record_size(build(9_999_999_999)) - body.size())
+        attachments += [self._put(source, len(attachments) + i, att, deadline) for i, att in enumerate(body.extra)]
+        return write_item(build, source, _notes(decision.notes, parsed.simplified + notes + body.notes))
 
-    def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision) -> LedgerRecord:
+    def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision,
+                 deadline: Deadline) -> LedgerRecord:
         number = int(decision.item_number or 0)
-        kept = list(decision.attachments) if decision.attachments is not None else parsed.attachments
-        attachments = self._store_attachments(source, kept)
+        notes: list[str] = []
+        attachments = self._store_attachments(source, self._kept(parsed, decision), notes, deadline)
         created = utcnow()
         text = decision.text if decision.text is not None else parsed.text
         reply_text = decision.reply_text if decision.reply_text is not None else parsed.reply_text
-        comment = CommentRecord(
-            *comment_key(number, created, source.key), kind="comment", sort=created.isoformat(),
-            item_number=number, text=reply_text or text, full_text=text,
-            html=parsed.html if decision.text is None else None, author=decision.author or parsed.sender.email,
-            author_name=decision.author_name, created=created,
-            message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
-            attachments=attachments,
-        )
-        return write_comment(comment, source, list(decision.notes) or None)
+        body = _RecordText([reply_text or text, text], parsed.html if decision.text is None else None)
+
+        def build() -> CommentRecord:
+            return CommentRecord(
+                *comment_key(number, created, source.key), kind="comment", sort=created.isoformat(),
+                item_number=number, text=body.texts[0], full_text=body.texts[1], html=body.html,
+                author=decision.author or parsed.sender.email, author_name=decision.author_name, created=created,
+                message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
+                attachments=attachments, simplified=_simplified(parsed, notes + body.notes),
+            )
+
+        body.fit(record_size(build()) - body.size())
+        attachments += [self._put(source, len(attachments) + i, att, deadline) for i, att in enumerate(body.extra)]
+        return write_comment(build(), source, _notes(decision.notes, parsed.simplified + notes + body.notes))
 
 
-def process_queued(body: str, attempt: int, settings: Settings) -> Outcome:
-    """One intake-queue message body: process the raw mail it points at (or carries)."""
-    return Processor(settings).process(QueuedMessage.from_json(body), attempt)
+_ARCHIVE = "more-attachments.zip"
+
+
+def _simplified(parsed: ParsedMessage, more: list[str]) -> list[str] | None:
+    return [*parsed.simplified, *more] or None
+
+
+def _notes(decision_notes: tuple[str, ...] | list[str], simplified: list[str]) -> list[str] | None:
+    """The ledger's notes: the intake rules' own, then what parsing and storing simplified."""
+    return [*decision_notes, *(f"simplified: {line}" for line in simplified)] or None
+
+
+def process_queued(body: str, attempt: int, settings: Settings, deadline: Deadline | None = None) -> Outcome:
+    """One intake-queue message body: process the raw mail it points at (or carries) by ``deadline``."""
+    return Processor(settings).process(QueuedMessage.from_json(body), attempt, deadline=deadline)

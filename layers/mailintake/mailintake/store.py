@@ -119,6 +119,8 @@ class ItemRecord(Record):
     item_type = UnicodeAttribute(null=True)
     priority = UnicodeAttribute(null=True)
     fields = MapAttribute[str, Any](null=True)
+    # What was simplified because the mail passed a bound (mailintake.bounds), in words.
+    simplified = ListAttribute(of=UnicodeAttribute, null=True)
 
     @staticmethod
     def key(number: int) -> tuple[str, str]:
@@ -140,6 +142,7 @@ class CommentRecord(Record):
     source_key = UnicodeAttribute()
     mailbox = UnicodeAttribute()
     attachments = ListAttribute(of=AttachmentMap, default=list)
+    simplified = ListAttribute(of=UnicodeAttribute, null=True)  # as ItemRecord.simplified
 
 
 class LedgerRecord(Record):
@@ -161,7 +164,8 @@ class LedgerRecord(Record):
     attempts = NumberAttribute(default=1)
     created = UTCDateTimeAttribute()
     reply = UnicodeAttribute(null=True)  # the reply the sender got, or why none
-    notes = ListAttribute(of=UnicodeAttribute, null=True)  # filter-list changes; the sender's authentication
+    # Filter-list changes; the sender's authentication; "simplified: ..." for what a bound simplified.
+    notes = ListAttribute(of=UnicodeAttribute, null=True)
 
     @staticmethod
     def key_for(source_key: str) -> tuple[str, str]:
