@@ -185,14 +185,14 @@ def _shape(draw: st.DrawFn, name: str, extra: int) -> tuple[bytes, str, bytes]:
     if name == "encoded-words":
         words = b" ".join([b"=?utf-8?q?caf=C3?= =?utf-8?q?=A9?="] * (bounds.MAX_HEADER_CHARS // 30 + extra))
         raw = SHAPE_HEAD.replace(b"Subject: Worst case", b"Subject: Worst case " + words)
-        return raw + b"\r\nbody text\r\n", "Subject: a header of", b"body text"
+        return raw + b"\r\nbody text\r\n", "Subject: a header", b"body text"
     if name == "recipients":
         to = b", ".join(b"\"P " + junk.replace(b'"', b"") + b"\" <p%d@example.org>" % i
                         for i in range(bounds.MAX_ADDRESSES + extra))
         return SHAPE_HEAD + b"Cc: " + to + b"\r\n\r\nbody text\r\n", "Cc: ", b"body text"
     # "long-text": quote markers and signatures over and over, longer than a record shows.
     block = b"On Mon, Bob <bob@example.org> wrote:\r\n> quoted " + junk + b"\r\n-- \r\nSent from my phone\r\n"
-    count = bounds.MAX_TEXT_BYTES // len(block) + extra
+    count = bounds.MAX_TEXT_BYTES // (len(block) - 8) + extra + 10  # line ends become one byte each
     return SHAPE_HEAD + b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + block * count, "whole text", b"quoted"
 
 

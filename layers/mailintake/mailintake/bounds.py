@@ -42,6 +42,12 @@ MAX_MIME_PARTS = 1000
 # under 100 (Office 365 bounces: 82); a flood of them is kept in the raw mail.
 MAX_HEADER_FIELDS = 1000
 
+# Bytes of one line handed to the stdlib parser. It gathers a line in a buffer of four bytes per character
+# (a 25 MB line: 100 MB); a longer line gets a line break and a space put in (header folding; in a body,
+# white space base64 skips and text shows as a break). RFC 5322 allows 998; unwrapped HTML runs to
+# hundreds of kilobytes, which stays whole.
+MAX_LINE_BYTES = 1024 * 1024
+
 # Characters of one header value that are decoded (encoded words, 8-bit text). Decoding is linear, but
 # every consumer of a value (address lists, threading, the automail patterns) then works on it; 64 KB is
 # over a thousand addresses in a To line, thirty-five times the longest real header seen.

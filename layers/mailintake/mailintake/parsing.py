@@ -20,6 +20,7 @@ import itertools
 import logging
 import mimetypes
 import posixpath
+import quopri
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from mailintake.bounds import (
     MAX_HTML_BYTES,
     MAX_HTML_CONVERT_CHARS,
     MAX_HTML_DEPTH,
+    MAX_LINE_BYTES,
     MAX_MIME_DEPTH,
     MAX_MIME_PARTS,
     MAX_NAME_CHARS,
@@ -489,6 +491,30 @@ def _payload_bytes(part: Message, defects: list[str]) -> bytes:
     return b""
 
 
+def _stored_payload(part: Message) -> object:
+    """A part's payload as the parser stored it. ``get_payload()`` re-encodes and re-decodes an 8-bit body
+    on every call (for compat32: two more copies of a body that may be 25 MB); this is read-only."""
+    return part._payload  # type: ignore[attr-defined]
+
+
+def _payload_prefix(part: Message, size: int) -> bytes:
+    """About the first ``size`` bytes of a part's decoded body, decoding no more than that (for evidence)."""
+    raw = _stored_payload(part)
+    if not isinstance(raw, str):
+        return b""
+    head = raw[:2 * size + 1024]
+    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+    try:
+        if cte == "base64":
+            chars = re.sub(r"[^A-Za-z0-9+/]", "", head)
+            return binascii.a2b_base64(chars[:len(chars) // 4 * 4])[:size]
+        if cte == "quoted-printable":
+            return quopri.decodestring(_raw_bytes(head))[:size]
+    except (binascii.Error, ValueError):
+        return b""
+    return _raw_bytes(head)[:size]
+
+
 def _part_text(part: Message, defects: list[str], hints: Sequence[str] = ()) -> str:
     data = _payload_bytes(part, defects)
     charset = _param(part, "charset", "content-type")
@@ -812,7 +838,7 @@ def _refolded(part: Message, tracker: _Tracker) -> Message | None:
     continuation; so does this, re-reading the part with those lines folded back in. None when the part is
     not that case.
     """
-    payload = part.get_payload()
+    payload = _stored_payload(part)
     if not isinstance(payload, str) or not any(
             isinstance(d, errors.MissingHeaderBodySeparatorDefect) for d in getattr(part, "defects", [])):
         return None
@@ -854,6 +880,7 @@ class _Walker:
         self._notes = notes
         self._deadline = deadline
         self._parts = 0
+        self.release = False  # see _release
 
     def walk(self, part: Message, depth: int = 0) -> _Body:
         check(self._deadline, "reading the MIME parts")
@@ -901,11 +928,17 @@ class _Walker:
         self.content_types.append(declared)
         self._notes.add("mime-depth", f"MIME nesting deeper than {MAX_MIME_DEPTH} levels: the {declared} part "
                         f"at level {part.depth} is kept whole as an attachment")
-        payload = part.get_payload()
+        payload = _stored_payload(part)
         body = payload if isinstance(payload, str) else ""
         eol = "\n" if "\r\n" not in body[:4096] and "\n" in body[:4096] else "\r\n"
         head = "".join(f"{name}: {value}{eol}" for name, value in part.raw_items())
-        data = (head + eol + body).encode("utf-8", "surrogateescape")
+        buf = bytearray((head + eol).encode("utf-8", "surrogateescape"))
+        for start in range(0, len(body), _CHUNK * 16):  # in slices: the body is not held a third time
+            buf += body[start:start + _CHUNK * 16].encode("utf-8", "surrogateescape")
+        del body, payload
+        self._release(part)
+        data = bytes(buf)
+        del buf
         name = _filename(part, self.defects, self.hints) or f"nested-{declared.replace('/', '-')}"
         if not name.lower().endswith(".eml"):
             name += ".eml"
@@ -939,11 +972,13 @@ class _Walker:
             filename = filename or signature[1]
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
             text = _part_text(part, self.defects, self.hints)
+            self._release(part)
             if ctype == "text/plain":
                 return _Body(plain=[text], sequence=[("plain", text)])
             text = self._bounded_html(text)
             return _Body(html=[text], sequence=[("html", text)])
         data = _payload_bytes(part, self.defects)
+        self._release(part)
         if (ctype in _TNEF_TYPES or filename.lower() == "winmail.dat") and self._add_tnef(data):
             return _Body()
         cid = part.get("content-id")
@@ -957,6 +992,12 @@ class _Walker:
         self._add(filename, ctype, data, content_id, (inline and content_id is not None) or
                   (inline and ctype.startswith("image/")))
         return _Body()
+
+    def _release(self, part: Message) -> None:
+        """Let go of a part's body once it is read, when nothing needs the tree afterwards (large mail): a
+        25 MB body is otherwise held twice, as sent and as read."""
+        if self.release:
+            part.set_payload("")
 
     def _bounded_html(self, markup: str) -> str:
         """An HTML body part with its nesting bounded (MAX_HTML_DEPTH), for every later stage."""
@@ -996,8 +1037,11 @@ class _Walker:
                 self.defects.append(f"message/rfc822: cannot serialise ({exc.__class__.__name__})")
                 data = b""
             subject = _clean_line(decode_header_value(inner.get("subject"), self.defects, self.hints))
+            if self.release:
+                part.set_payload("")
         else:
             data = _payload_bytes(part, self.defects)
+            self._release(part)
             subject = ""
         filename = _filename(part, self.defects, self.hints)
         if not filename:
@@ -1044,6 +1088,164 @@ _CHUNK = 1 << 16
 _FLUFL_MAX_BYTES = 2 * 1024 * 1024
 
 
+# A line the stdlib parser takes as part of a header block (feedparser.headerRE): a field, a continuation,
+# or the mbox "From " line. Anything else ends the block there, in the parser and so in the filter below.
+_HEADER_LINE_BYTES = re.compile(rb"(From |[\041-\071\073-\176]*:|[\t ])")
+# Fields kept whatever the count (each at most MAX_HEADER_CHARS, at most _VITAL_REPEATS of each name): what
+# the mail is filed, threaded and parsed by.
+_VITAL = frozenset({b"from", b"to", b"cc", b"reply-to", b"subject", b"date", b"message-id", b"in-reply-to",
+                    b"references", b"content-type", b"content-transfer-encoding", b"content-disposition",
+                    b"mime-version", b"auto-submitted", b"return-path"})
+_VITAL_REPEATS = 8
+
+
+class _Feed:
+    """What the stdlib parser is fed: the mail as read, with two bounds applied on the way.
+
+    * The top-level header block keeps MAX_HEADER_FIELDS fields (and the vital ones wherever they stand),
+      each at most MAX_HEADER_CHARS: the parser holds every header line as an object (~70 bytes each), so a
+      25 MB flood of fields or encoded words took 300 MB; the header is also what the mail is filed by.
+    * No line is longer than MAX_LINE_BYTES: a line break and a space are put in (folding, in a header; in a
+      body, white space that base64 ignores and text shows as a break). The parser gathers a line in a
+      buffer of four bytes per character: a 25 MB line took 100 MB.
+
+    The raw mail stays as it was sent; the notes say what the parse did not see.
+    """
+
+    def __init__(self, notes: _Simplified) -> None:
+        self.notes = notes
+        self.in_header = True
+        self.line = bytearray()  # the header line being read (at most MAX_HEADER_CHARS of it)
+        self.line_cut = False  # the header line went on past MAX_HEADER_CHARS
+        self.field: list[bytes] = []  # the header field being read: its lines
+        self.field_size = 0
+        self.field_cut = False
+        self.kept = 0  # header fields passed on (not counting vital ones)
+        self.fields = 0  # header fields seen
+        self.vital: dict[bytes, int] = {}
+        self.run = 0  # length of the body line being passed on
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self.in_header:
+            out, rest = self._header(chunk)
+            return out + self._wrap(rest) if rest else out
+        return self._wrap(chunk)
+
+    def close(self) -> bytes:
+        """What is still held when the mail ends inside its header block."""
+        if not self.in_header:
+            return b""
+        if self.line:
+            self._add_line(bytes(self.line))
+        self.line.clear()
+        return self._flush()
+
+    # -- the header block
+
+    def _header(self, chunk: bytes) -> tuple[bytes, bytes]:
+        out: list[bytes] = []
+        pos = 0
+        n = len(chunk)
+        while pos < n:
+            nl = chunk.find(b"\n", pos)
+            end = n if nl < 0 else nl + 1
+            room = MAX_HEADER_CHARS - len(self.line)
+            if end - pos > room:
+                self.line += chunk[pos:pos + max(room, 0)]
+                self.line_cut = True
+            else:
+                self.line += chunk[pos:end]
+            pos = end
+            if nl < 0:
+                break
+            line = bytes(self.line)
+            self.line.clear()
+            if self.line_cut:
+                line = line.rstrip(b"\r\n") + b"\r\n"
+            if line.strip(b"\r\n") == b"" or not _HEADER_LINE_BYTES.match(line):
+                out.append(self._flush())  # the header block ends here, as the parser will see it
+                self.in_header = False
+                self._end_notes()
+                return b"".join(out), line + chunk[pos:]
+            out.append(self._add_line(line))
+        return b"".join(out), b""
+
+    def _add_line(self, line: bytes) -> bytes:
+        cut, self.line_cut = self.line_cut, False
+        if line[:1] in (b" ", b"\t") and self.field:
+            if self.field_size + len(line) > MAX_HEADER_CHARS:
+                self.field_cut = True
+            else:
+                self.field.append(line)
+                self.field_size += len(line)
+            self.field_cut = self.field_cut or cut
+            return b""
+        out = self._flush()
+        self.field = [line]
+        self.field_size = len(line)
+        self.field_cut = cut
+        return out
+
+    def _flush(self) -> bytes:
+        if not self.field:
+            return b""
+        field, self.field = self.field, []
+        self.fields += 1
+        name = field[0].split(b":", 1)[0].strip().lower()
+        if name in _VITAL and self.vital.get(name, 0) < _VITAL_REPEATS:
+            self.vital[name] = self.vital.get(name, 0) + 1
+        elif self.kept < MAX_HEADER_FIELDS:
+            self.kept += 1
+        else:
+            return b""
+        if self.field_cut:
+            label = name.decode("ascii", "replace").title()
+            self.notes.add(f"header-{label.lower()}", f"{label}: a header longer than {_kb(MAX_HEADER_CHARS)}; "
+                           f"only its first {_kb(MAX_HEADER_CHARS)} read")
+        return b"".join(field)
+
+    def _end_notes(self) -> None:
+        passed = self.kept + sum(self.vital.values())
+        if self.fields > passed:
+            self.notes.add("header-fields", f"{self.fields:,} header fields: only {passed:,} were read (the first "
+                           f"{MAX_HEADER_FIELDS:,}, and the sender, recipients, subject and threading fields "
+                           "wherever they stand)")
+
+    # -- long lines
+
+    def _wrap(self, chunk: bytes) -> bytes:
+        # The usual cases: no line in this chunk reaches the bound (the chunk is shorter than the bound, so
+        # only the line it continues can).
+        first = chunk.find(b"\n")
+        if len(chunk) <= MAX_LINE_BYTES and self.run + (len(chunk) if first < 0 else first) <= MAX_LINE_BYTES:
+            self.run = self.run + len(chunk) if first < 0 else len(chunk) - chunk.rfind(b"\n") - 1
+            return chunk
+        out: list[bytes] = []
+        pos = 0
+        n = len(chunk)
+        while pos < n:
+            nl = chunk.find(b"\n", pos)
+            stop = n if nl < 0 else nl
+            while self.run + (stop - pos) > MAX_LINE_BYTES:
+                cut = pos + MAX_LINE_BYTES - self.run
+                while cut > pos and chunk[cut] & 0xC0 == 0x80:  # not inside a UTF-8 character
+                    cut -= 1
+                out.append(chunk[pos:cut])
+                out.append(b"\r\n ")
+                self.notes.add("long-lines", f"lines longer than {_kb(MAX_LINE_BYTES)} were broken there (the raw "
+                               "mail has them whole)")
+                pos = cut
+                self.run = 1
+            if nl < 0:
+                out.append(chunk[pos:])
+                self.run += n - pos
+                break
+            out.append(chunk[pos:nl + 1])
+            self.run = 0
+            pos = nl + 1
+        return b"".join(out)
+
+
 def _header_only(head: bytes) -> Message:
     """The header block of a mail whose MIME structure could not be read (from its first bytes)."""
     try:
@@ -1057,6 +1259,7 @@ def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
                deadline: Deadline | None) -> tuple[Message, int, _Tracker]:
     tracker = _Tracker()
     parser = _bounded_parser(tracker)
+    feed = _Feed(notes)
     size = 0
     head = b""  # the mail's first bytes: its header block, should the parser fail
     try:
@@ -1064,11 +1267,12 @@ def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
             check(deadline, "reading the mail")
             chunk = fp.read(_CHUNK)
             if not chunk:
+                parser.feed(feed.close())
                 break
             if len(head) < HEADER_SCAN_BYTES:
                 head += chunk[:HEADER_SCAN_BYTES - len(head)]
             size += len(chunk)
-            parser.feed(chunk)
+            parser.feed(feed(chunk))
             if tracker.parts > MAX_MIME_PARTS:
                 break  # parts past the bound are not read (see _Walker.walk): the rest need not be parsed
     except BudgetExceeded:
@@ -1138,7 +1342,7 @@ def _charset_hints(msg: Message, deadline: Deadline | None) -> tuple[str, ...]:
                 declared.extend(m.group(1).split("*", 1)[0] for m in _ENCODED_WORD.finditer(value))
                 if _has_surrogates(value):
                     undeclared.append(_raw_bytes(value))
-            payload = part.get_payload()
+            payload = _stored_payload(part)
             if part.is_multipart() and isinstance(payload, list) and depth < MAX_MIME_DEPTH:
                 stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
             elif part.get_content_maintype() == "text":
@@ -1146,7 +1350,7 @@ def _charset_hints(msg: Message, deadline: Deadline | None) -> tuple[str, ...]:
                 if charset and charset.strip().lower() not in UNKNOWN_CHARSETS:
                     declared.append(charset)
                 else:
-                    undeclared.append(_payload_bytes(part, [])[:_HINT_BODY_BYTES])
+                    undeclared.append(_payload_prefix(part, _HINT_BODY_BYTES))
         return message_hints(declared, undeclared)
     except BudgetExceeded:
         raise
@@ -1237,6 +1441,7 @@ def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessa
     sender = senders[0] if senders else Address("", "")
 
     walker = _Walker(tracker, notes, hints, deadline)
+    walker.release = raw_size > _FLUFL_MAX_BYTES  # the tree is kept for the bounce scan of small mail only
     try:
         body = walker.walk(msg)
     except BudgetExceeded:
