@@ -183,6 +183,37 @@ def test_html_longer_than_a_record_holds_is_attached_and_shown_as_text() -> None
     assert simplified(parsed, "attached as body.html")
 
 
+def test_a_line_longer_than_the_bound_is_broken_and_its_text_kept() -> None:
+    words = b"endless words " * (3 * bounds.MAX_LINE_BYTES // 14)
+    parsed = parse(HEAD + b"Content-Type: text/plain\r\n\r\n" + words + b"\r\n")
+    whole = parsed.overflow[0].data.decode()
+    assert whole.count("\n") == 2 and whole.replace("\n", "").replace("  ", " ").startswith("endless words")
+    assert simplified(parsed, "lines longer than 1.0 MB were broken")
+
+
+def test_html_too_long_to_sanitise_is_shown_as_text_and_left_in_the_raw_mail() -> None:
+    para = '<p><span style="color:red">' + "x" * 30 + "</span></p>"
+    parsed = parse(html_mail(para * (bounds.MAX_SANITIZED_CHARS // len(para) + 10)))
+    assert parsed.html is None and parsed.text.startswith("x" * 30)
+    assert simplified(parsed, "the HTML is in the raw mail")
+
+
+def test_reply_history_is_looked_for_at_the_start_of_a_very_long_text() -> None:
+    body = b"My answer.\r\n\r\nOn Mon, Bob <bob@example.org> wrote:\r\n" + b"> old text\r\n" * 200_000
+    parsed = parse(HEAD + b"Content-Type: text/plain\r\n\r\n" + body)
+    assert parsed.reply_text == "My answer."
+    assert simplified(parsed, "quoted history was looked for in its first")
+
+
+def test_names_past_the_bound_are_cut() -> None:
+    name = "scan " * 200 + ".pdf"
+    raw = (HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/pdf; name=\""
+           + name.encode() + b"\"\r\nContent-ID: <" + b"c" * 600 + b">\r\n\r\nx\r\n--b--\r\n")
+    [att] = parse(raw).attachments
+    assert len(att.filename) == bounds.MAX_NAME_CHARS and att.filename.endswith("…")
+    assert att.content_id is not None and len(att.content_id) == bounds.MAX_NAME_CHARS
+
+
 # --- The deadline --------------------------------------------------------------------------------------
 
 
