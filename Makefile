@@ -60,6 +60,7 @@ bench: up build
 	$(PY) bench/memory.py
 	$(PY) bench/ingest.py 1000
 	$(PY) bench/drain.py
+	$(PY) bench/worst_case.py
 	$(PY) bench/corpus_report.py
 
 clean: down

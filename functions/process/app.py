@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailintake.processing import process_queued
+from mailintake.processing import deadline_for, process_queued
 from mailintake.runtime import bound_settings
 
 logger = Logger()
@@ -24,8 +24,10 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> str:
-    outcome = process_queued(record.body, int(record.attributes.approximate_receive_count or 1), settings)
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
+    # Each mail's deadline: its budget, or what this invocation has left after the mails before it.
+    deadline = deadline_for(settings, lambda_context.get_remaining_time_in_millis() / 1000)
+    outcome = process_queued(record.body, int(record.attributes.approximate_receive_count or 1), settings, deadline)
     metrics.add_metric(name=f"Outcome_{outcome.status}", unit=MetricUnit.Count, value=1)
     logger.info("message processed", extra={"outcome": outcome.outcome, "status": outcome.status})
     return outcome.outcome

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mailintake import outgoing
+from mailintake import bounds, outgoing
 from mailintake.parsing import Address, ParsedMessage, parse_message, safe_name, sanitize_html
 from mailintake.processing import attachment_key, attachment_prefix
 from mailintake.settings import Settings
@@ -144,7 +144,78 @@ def test_parse_message_never_raises_on_deeply_nested_multipart() -> None:
     depth = 200
     raw = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(depth))
     parsed = parse(b"From: a@example.org\r\nSubject: nest\r\n" + raw + b"Content-Type: text/plain\r\n\r\nhi\r\n")
-    assert any("too deep" in d for d in parsed.defects)
+    assert (parsed.subject, parsed.sender.email) == ("nest", "a@example.org")
+    assert any("MIME nesting deeper than" in s for s in parsed.simplified)
+    # Below the bound the nesting is kept whole, the text at its bottom included, as an attachment.
+    [kept] = parsed.attachments
+    assert kept.content_type == "message/rfc822" and kept.data.endswith(b"text/plain\r\n\r\nhi")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Pathological shapes: past each bound of mailintake.bounds the mail keeps its identity (so it becomes an
+# item, not "rejected: empty subject"), keeps what passed the bound, and records what was simplified.
+# Outcomes only: how long each shape takes is measured in bench/worst_case.py, never asserted here.
+
+SHAPE_HEAD = b"From: Mallory <mallory@example.org>\r\nTo: support@example.org\r\nSubject: Worst case\r\n"
+
+
+def _shape(draw: st.DrawFn, name: str, extra: int) -> tuple[bytes, str, bytes]:
+    """(raw mail, words its simplification must contain, bytes that must be kept: in the text or a file)."""
+    junk = draw(header_text).encode("utf-8", "surrogatepass").replace(b"\r", b"").replace(b"\n", b"")
+    if name == "html-deep":
+        markup = b"<div>" * (bounds.MAX_HTML_DEPTH + extra) + b"deep text"
+        return SHAPE_HEAD + b"Content-Type: text/html\r\n\r\n" + markup, "were flattened", b"deep text"
+    if name == "multipart-deep":
+        kind = draw(st.sampled_from([b"mixed", b"alternative", b"related"]))
+        nest = b"".join(b"Content-Type: multipart/" + kind + b"; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+                        for i in range(bounds.MAX_MIME_DEPTH + extra))
+        return (SHAPE_HEAD + nest + b"Content-Type: text/plain\r\n\r\nbottom text\r\n", "MIME nesting deeper",
+                b"bottom text")
+    if name == "rfc822-deep":
+        nest = b"".join(b"Content-Type: message/rfc822\r\n\r\nSubject: %d " % i + junk + b"\r\n"
+                        for i in range(bounds.MAX_MIME_DEPTH + extra))
+        return SHAPE_HEAD + nest + b"\r\nbottom text\r\n", "MIME nesting deeper", b"bottom text"
+    if name == "many-parts":
+        parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\np%d\r\n" % i
+                         for i in range(bounds.MAX_MIME_PARTS + extra))
+        return (SHAPE_HEAD + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n",
+                "MIME parts", b"p0")
+    if name == "many-headers":
+        fields = b"".join(b"X-H%d: " % i + junk + b"\r\n" for i in range(bounds.MAX_HEADER_FIELDS + extra))
+        return fields + SHAPE_HEAD + b"\r\nbody text\r\n", "header fields", b"body text"
+    if name == "encoded-words":
+        words = b" ".join([b"=?utf-8?q?caf=C3?= =?utf-8?q?=A9?="] * (bounds.MAX_HEADER_CHARS // 30 + extra))
+        raw = SHAPE_HEAD.replace(b"Subject: Worst case", b"Subject: Worst case " + words)
+        return raw + b"\r\nbody text\r\n", "Subject: a header", b"body text"
+    if name == "recipients":
+        to = b", ".join(b"\"P " + junk.replace(b'"', b"") + b"\" <p%d@example.org>" % i
+                        for i in range(bounds.MAX_ADDRESSES + extra))
+        return SHAPE_HEAD + b"Cc: " + to + b"\r\n\r\nbody text\r\n", "Cc: ", b"body text"
+    # "long-text": quote markers and signatures over and over, longer than a record shows.
+    block = b"On Mon, Bob <bob@example.org> wrote:\r\n> quoted " + junk + b"\r\n-- \r\nSent from my phone\r\n"
+    count = bounds.MAX_TEXT_BYTES // (len(block) - 8) + extra + 10  # line ends become one byte each
+    return SHAPE_HEAD + b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + block * count, "whole text", b"quoted"
+
+
+@st.composite
+def pathological_mail(draw: st.DrawFn) -> tuple[bytes, str, bytes]:
+    name = draw(st.sampled_from(["html-deep", "multipart-deep", "rfc822-deep", "many-parts", "many-headers",
+                                 "encoded-words", "recipients", "long-text"]))
+    return _shape(draw, name, draw(st.integers(1, 300)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(pathological_mail())
+def test_mail_past_a_bound_keeps_its_identity_and_content_and_says_what_was_simplified(
+    shape: tuple[bytes, str, bytes],
+) -> None:
+    raw, words, kept = shape
+    parsed = parse(raw)
+    assert (parsed.subject.split(" =?")[0][:10], parsed.sender.email) == ("Worst case", "mallory@example.org")
+    assert any(words in line for line in parsed.simplified), parsed.simplified
+    everywhere = (parsed.text + (parsed.whole_text or "")).encode() + b"".join(a.data for a in parsed.attachments)
+    assert kept in everywhere
+    _assert_sane(parsed)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -226,10 +226,17 @@ def parse_mailbox(value: str) -> Mailbox | None:
 
 
 def is_address(address: str) -> bool:
-    """Whether ``address`` is a plain addr-spec that may name a user: a dot-atom local part and a host name
-    (labels of letters, digits and inner hyphens, Unicode letters included) as the domain."""
-    if not _PLAIN_ADDRESS.fullmatch(address) or not all(map(_allowed, address)) or _ENCODED_WORD.search(address):
+    """Whether ``address`` is a plain addr-spec that may name a user: a dot-atom local part of at most 64
+    characters and a host name (labels of letters, digits and inner hyphens, Unicode letters included) as
+    the domain, at most 254 characters in all (RFC 5321's limits on a path)."""
+    if len(address) > MAX_PATH_CHARS or not _PLAIN_ADDRESS.fullmatch(address) or not all(map(_allowed, address)) \
+            or _ENCODED_WORD.search(address):
         return False
     local, _, domain = address.partition("@")
-    return (not local.startswith(".") and not local.endswith(".") and ".." not in local
-            and all(_LABEL.fullmatch(label) for label in domain.split(".")))
+    return (len(local) <= MAX_LOCAL_PART_CHARS and not local.startswith(".") and not local.endswith(".")
+            and ".." not in local and all(_LABEL.fullmatch(label) for label in domain.split(".")))
+
+
+# RFC 5321, 4.5.3.1: a local part of 64 octets, a path of 256 with its angle brackets.
+MAX_LOCAL_PART_CHARS = 64
+MAX_PATH_CHARS = 254

@@ -142,6 +142,7 @@ _NUMBER_SIGNS = frozenset("€£¥¢°±")
 _FREQUENT = {"gb2312": frozenset(FREQUENCIES.get("Chinese", ())), "euc_kr": frozenset(FREQUENCIES.get("Korean", ()))}
 _SAMPLE_CHARS = 8192
 _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
+_HIGH_BYTES = bytes(range(0x80, 0x100))
 
 
 def _is_latin_letter(ch: str) -> bool:
@@ -421,7 +422,8 @@ def decode_bytes(data: bytes, charset: str | None, defects: list[str] | None = N
         # Mislabelled: a Western 8-bit text sent as UTF-8 is more common than broken UTF-8, but keep
         # the UTF-8 reading when most of the text is valid UTF-8 (a few bad bytes in a good text).
         lossy = data.decode("utf-8", errors="replace")
-        if lossy.count("\ufffd") * 20 > len(re.findall(rb"[\x80-\xff]", data)) and mostly_latin(data):
+        high = len(data) - len(data.translate(None, delete=_HIGH_BYTES))  # no list of them: data may be 25 MB
+        if lossy.count("\ufffd") * 20 > high and mostly_latin(data):
             return data.decode("cp1252", errors="replace")
         if defects is not None:
             defects.append(f"{where}invalid {charset} bytes replaced")

@@ -122,7 +122,7 @@ def _item_dict(item: Any, comments: list[Any] | None = None) -> dict[str, Any]:
         "source_key": item.source_key, "attachments": _attachments(item),
         "item_type": item.item_type, "priority": item.priority,
         "readers": sorted(item.readers or ()), "editors": sorted(item.editors or ()),
-        "fields": plain_map(item.fields),
+        "fields": plain_map(item.fields), "simplified": list(item.simplified or ()),
     }
     if item.body_key:
         data["body_key"] = item.body_key
@@ -139,7 +139,7 @@ def _comment_dict(comment: Any) -> dict[str, Any]:
             # A comment's whole reply text is kept only where it differs from its whole text.
             "text": whole.get("text", full_text if whole else comment.text), "full_text": full_text,
             "html": whole.get("html", comment.html), "message_id": comment.message_id,
-            "attachments": _attachments(comment)}
+            "attachments": _attachments(comment), "simplified": list(comment.simplified or ())}
 
 
 def _ledger_dict(rec: Any) -> dict[str, Any]:
@@ -147,7 +147,7 @@ def _ledger_dict(rec: Any) -> dict[str, Any]:
         "key": rec.key, "mailbox": rec.mailbox, "message_id": rec.message_id, "sender": rec.sender,
         "subject": rec.subject, "status": rec.status, "outcome": rec.outcome,
         "item_number": int(rec.item_number) if rec.item_number is not None else None,
-        "step": rec.step, "error": rec.error, "created": _plain(rec.created),
+        "step": rec.step, "error": rec.error, "created": _plain(rec.created), "notes": list(rec.notes or ()),
     }
 
 
@@ -247,11 +247,15 @@ def cmd_item_show(args: argparse.Namespace) -> int:
     lines += [f"{label}: {value}" for label, value in (
         ("type", data["item_type"]), ("priority", data["priority"]), ("readers", ", ".join(data["readers"])),
         ("editors", ", ".join(data["editors"])), ("fields", data["fields"])) if value]
+    # What a bound simplified (the raw mail, source_key, has everything as sent).
+    lines += [f"simplified: {line}" for line in data["simplified"]]
     lines += ["", data["description"].rstrip(), ""]
     lines += [f"attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes) s3://{a['key']}"
               for a in data["attachments"]]
     for c in data["comments"]:
-        lines += ["", f"--- comment by {c['author']} at {c['created']}", c["text"].rstrip()]
+        lines += ["", f"--- comment by {c['author']} at {c['created']}"]
+        lines += [f"simplified: {line}" for line in c["simplified"]]
+        lines += [c["text"].rstrip()]
         lines += [f"attachment: {a['filename']} ({a['size']} bytes)" for a in c["attachments"]]
     _emit(args, data, lines)
     return 0

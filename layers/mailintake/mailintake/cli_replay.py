@@ -28,7 +28,7 @@ def cmd_messages_reprocess(args: argparse.Namespace) -> int:
         print("give the raw message keys, or --failed (not both)", file=sys.stderr)
         return 2
     keys = replay.failed_keys() if args.failed else list(args.keys)
-    results = replay.reprocess(settings, keys)
+    results = replay.reprocess(settings, keys, args.budget)
     _emit(args, [asdict(r) for r in results],
           [f"{r.key}: {r.action} -> {r.outcome}" for r in results])
     # Non-zero when something still did not work, so a script can tell.
@@ -74,6 +74,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                              help="run stored raw messages through processing again (final outcomes stay)")
     rp.add_argument("keys", nargs="*", metavar="KEY", help="raw message S3 keys (as in `messages list`)")
     rp.add_argument("--failed", action="store_true", help="every message whose ledger outcome is failed")
+    rp.add_argument("--budget", type=float, metavar="SECONDS",
+                    help="time each mail may take (default: the processing budget setting, 60 s); for a mail "
+                         "recorded as 'failed: processing budget exceeded'")
     rp.set_defaults(func=cmd_messages_reprocess)
     ac = messages.add_parser("accept", parents=[common],
                              help="file discarded mails (machine-made or filter-list matches) as items after all")

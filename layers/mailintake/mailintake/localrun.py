@@ -83,11 +83,22 @@ def load_function(name: str, instance: int = 0) -> ModuleType:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    # Keep stdout for the CLI's own output: handler logs go to stderr locally.
+    # Keep stdout for the CLI's own output: handler logs go to stderr locally. Whatever sys.stderr is when
+    # a line is written, not when the handler was loaded: a test's captured stderr is closed after it.
     for handler in logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "mailintake")).handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stderr)
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.stream, _Stderr):
+            handler.setStream(_Stderr())
     return module
+
+
+class _Stderr:
+    """sys.stderr as it is at each write."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def invoke(name: str, event: dict[str, Any], timeout_seconds: int | None = None, instance: int = 0) -> Any:

@@ -8,14 +8,19 @@ Design notes:
   step (encoded words, RFC 2231, 8-bit headers, charsets) is ours and can never raise half-way through a
   message. The modern ``email.policy.default`` parses headers lazily and raises on some broken ones.
 * Nothing here may raise on bad input: problems end up in ``ParsedMessage.defects``.
+* The work is bounded by the mail's size, not its shape (``mailintake.bounds``): MIME nesting and part
+  counts, header counts and lengths, HTML nesting and the HTML handed to html2text are capped, and what a
+  cap simplified is listed in ``ParsedMessage.simplified``. A ``Deadline`` stops the parse between steps.
 """
 
 from __future__ import annotations
 
 import binascii
+import itertools
 import logging
 import mimetypes
 import posixpath
+import quopri
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -23,9 +28,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import errors
 from email import policy as email_policy
-from email.feedparser import BytesFeedParser, FeedParser
+from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
 from email.message import Message
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from io import BytesIO
 from typing import BinaryIO
@@ -33,9 +39,32 @@ from typing import BinaryIO
 import html2text
 import nh3
 
-from mailintake import automail, quoting
+from mailintake import automail, htmlshape, quoting
 from mailintake.addresses import is_address, parse_mailbox
+from mailintake.bounds import (
+    MAX_ADDRESS_CHARS,
+    MAX_ADDRESSES,
+    MAX_CONVERTED_CHARS,
+    MAX_HEADER_CHARS,
+    MAX_HEADER_FIELDS,
+    MAX_HTML_BYTES,
+    MAX_HTML_CONVERT_CHARS,
+    MAX_HTML_DEPTH,
+    MAX_LINE_BYTES,
+    MAX_MIME_DEPTH,
+    MAX_MIME_PARTS,
+    MAX_NAME_CHARS,
+    MAX_REFERENCES,
+    MAX_REPLY_SCAN_CHARS,
+    MAX_SANITIZED_CHARS,
+    MAX_SUBJECT_CHARS,
+    MAX_TEXT_BYTES,
+    BudgetExceeded,
+    Deadline,
+    check,
+)
 from mailintake.charsets import UNKNOWN_CHARSETS, decode_bytes, message_hints
+from mailintake.handover import HEADER_SCAN_BYTES, header_block
 
 log = logging.getLogger(__name__)
 # flufl.bounce logs every heuristic detector that trips over an unusual message as an error with a
@@ -90,10 +119,45 @@ class ParsedMessage:
     # Kinds of detached signature the mail carries ("openpgp", "smime"); the signature parts themselves are
     # attachments. Recorded, not verified: nothing here says the signature is valid.
     signed: tuple[str, ...] = ()
+    # What was simplified because the mail passed one of the bounds of mailintake.bounds, in words ("HTML
+    # nested 20,000 elements deep: ..."); it reaches the item or comment record and the ledger. Empty for
+    # ordinary mail.
+    simplified: list[str] = field(default_factory=list)
+    # The whole text or sanitised HTML of a body longer than a record shows (``text`` and ``html`` then hold
+    # its start, or no HTML): stored whole beside the item or comment (mailintake.bodies). None otherwise.
+    whole_text: str | None = None
+    whole_html: str | None = None
 
     @property
     def size_hint(self) -> int:
         return len(self.text) + sum(a.size for a in self.attachments)
+
+
+class _Simplified:
+    """What a parse simplified, one line per kind however often it happened (a mail of 10,000 over-deep
+    parts gets one line with the count, not 10,000)."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, str] = {}
+        self._count: dict[str, int] = {}
+
+    def add(self, kind: str, text: str) -> None:
+        if kind not in self._first:
+            self._first[kind] = text
+            self._count[kind] = 1
+        elif text != self._first[kind]:  # the same thing noticed twice is one thing
+            self._count[kind] += 1
+
+    def __contains__(self, kind: str) -> bool:
+        return kind in self._first
+
+    def lines(self) -> list[str]:
+        return [text if self._count[kind] == 1 else f"{text} (and {self._count[kind] - 1:,} more like it)"
+                for kind, text in self._first.items()]
+
+
+def _kb(chars: int) -> str:
+    return f"{chars / 1024:,.0f} KB" if chars < 1024 * 1024 else f"{chars / 1024 / 1024:,.1f} MB"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -108,8 +172,11 @@ def _raw_bytes(text: str) -> bytes:
     return text.encode("utf-8", errors="surrogateescape")
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return _SURROGATE.search(text) is not None
 
 
 def _decode_plain(text: str, defects: list[str] | None, hints: Sequence[str] = ()) -> str:
@@ -133,7 +200,9 @@ def decode_header_value(value: object, defects: list[str] | None = None, hints: 
         except Exception:
             return ""
     text = re.sub(r"\r?\n[ \t]*", " ", value)
-    pieces: list[tuple[str, bytes | str]] = []  # (charset, bytes) for encoded words, ("", str) for text
+    # (charset, the bytes of adjacent encoded words in it) for encoded words, ("", str) for text. The bytes
+    # are joined once at the end: adding each word to a bytes object would copy the run every time.
+    pieces: list[tuple[str, list[bytes] | str]] = []
     pos = 0
     for m in _ENCODED_WORD.finditer(text):
         between = text[pos:m.start()]
@@ -158,20 +227,25 @@ def decode_header_value(value: object, defects: list[str] | None = None, hints: 
             pieces.append(("", m.group(0)))
             pos = m.end()
             continue
-        if pieces and pieces[-1][0].lower() == charset.lower() and isinstance(pieces[-1][1], bytes):
-            pieces[-1] = (pieces[-1][0], pieces[-1][1] + data)
+        last = pieces[-1][1] if pieces else None
+        if isinstance(last, list) and pieces[-1][0].lower() == charset.lower():
+            last.append(data)
         else:
-            pieces.append((charset, data))
+            pieces.append((charset, [data]))
         pos = m.end()
     if pos < len(text):
         pieces.append(("", text[pos:]))
     out: list[str] = []
     for charset, chunk in pieces:
-        if isinstance(chunk, bytes):
-            out.append(decode_bytes(chunk, charset, defects, "header: ", hints))
+        if isinstance(chunk, list):
+            out.append(decode_bytes(b"".join(chunk), charset, defects, "header: ", hints))
         else:
             out.append(_decode_plain(chunk, defects, hints))
     return "".join(out)
+
+
+def _clip_name(text: str) -> str:
+    return text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS - 1].rstrip() + "…"
 
 
 def _clean_line(text: str) -> str:
@@ -214,10 +288,40 @@ def _ids(value: str | None) -> list[str]:
     return found
 
 
+def _thread_ids(value: str, keep_root: bool, notes: _Simplified, field_name: str) -> list[str]:
+    """The message ids of In-Reply-To or References, at most MAX_REFERENCES: for References the root (the
+    conversation's first mail) and the newest, which is what threading looks up."""
+    found = _ids(value)
+    if len(found) <= MAX_REFERENCES:
+        return found
+    notes.add(f"ids-{field_name}", f"{field_name}: {len(found):,} message ids; only {MAX_REFERENCES} read "
+              "(the first and the newest)" if keep_root else
+              f"{field_name}: {len(found):,} message ids; only the first {MAX_REFERENCES} read")
+    if keep_root:
+        return [found[0], *found[-(MAX_REFERENCES - 1):]]
+    return found[:MAX_REFERENCES]
+
+
 _ADDR_SPEC = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+")
+# What can be an address at all: something@something, no white space or angle brackets. The stdlib gives
+# back whatever it could not parse as the address ("unterminated" from '"unterminated', "bob <bob@x.org"
+# from '"Bob <bob@x.org>'): such text must never become a user.
+_PLAUSIBLE_ADDRESS = re.compile(r"[^\s<>@]+@[^\s<>@]+")
 
 
-def _sender(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()) -> Address:
+def _bounded_value(raw: str, field_name: str, notes: _Simplified | None) -> str:
+    """A raw header value cut to MAX_HEADER_CHARS (noted when cut)."""
+    if len(raw) <= MAX_HEADER_CHARS:
+        return raw
+    if notes is not None:
+        label = "-".join(word[:1].upper() + word[1:] for word in field_name.split("-"))
+        notes.add(f"header-{label.lower()}", f"{label}: a header of {_kb(len(raw))}; only its first "
+                  f"{_kb(MAX_HEADER_CHARS)} read")
+    return raw[:MAX_HEADER_CHARS]
+
+
+def _sender(raw_values: list[str], defects: list[str], hints: Sequence[str] = (),
+            notes: _Simplified | None = None) -> Address:
     """The author: exactly one From header holding exactly one mailbox (:func:`mailintake.addresses.
     parse_mailbox`), else no address at all, an unknown sender. Only the display name is decoded, and it
     never supplies the address; a display name holding another address is dropped, as it would show one
@@ -226,7 +330,7 @@ def _sender(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()
         if raw_values:
             defects.append(f"from: {len(raw_values)} From headers; no sender")
         return Address("", "")
-    mailbox = parse_mailbox(raw_values[0])
+    mailbox = parse_mailbox(_bounded_value(raw_values[0], "From", notes))
     if mailbox is None:
         defects.append(f"from: not exactly one mailbox {raw_values[0][:80]!r}; no sender")
         return Address("", "")
@@ -243,12 +347,14 @@ def _sender(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()
     return Address(email, name)
 
 
-def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] = ()) -> list[Address]:
-    """To, Cc, Reply-To: read leniently (they add readers and editors, or say where a reply goes), but an
-    address that is not a plain addr-spec is dropped, so that garbage names no user."""
+def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] = (),
+               notes: _Simplified | None = None, field_name: str = "address") -> list[Address]:
+    """To, Cc, Reply-To: read leniently (they add readers and editors), at most MAX_ADDRESSES of each, but
+    an address that is not a plain addr-spec is dropped, so that garbage names no user."""
     result: list[Address] = []
+    seen = 0
     for raw in raw_values:
-        raw = re.sub(r"\r?\n[ \t]*", " ", raw)
+        raw = re.sub(r"\r?\n[ \t]*", " ", _bounded_value(raw, field_name, notes))
         try:
             pairs = getaddresses([raw])
         except Exception:
@@ -265,16 +371,24 @@ def _addresses(raw_values: list[str], defects: list[str], hints: Sequence[str] =
                 if len(found) == 1:
                     name = raw.split("<", 1)[0] if "<" in raw else ""
                     pairs = [(name.strip().strip('"'), found[0])]
+        seen += len(pairs)
         for name, addr in pairs:
+            if len(result) >= MAX_ADDRESSES:
+                break
             name = _clean_line(decode_header_value(name, defects, hints)).strip("\"' ")
             addr = _clean_line(_decode_plain(addr, defects, hints)).strip("<> ").lower()
+            name = _clip_name(name)
             if name.lower() == addr:
                 name = ""
-            if addr and not is_address(addr):
+            if addr and (len(addr) > MAX_ADDRESS_CHARS or not is_address(addr)):
+                # Garbage ('"unterminated', '=?utf-8?q?x'): no address, so nobody to create or answer.
                 defects.append(f"address: not an address {addr[:80]!r}")
                 addr = ""
             if addr or name:
                 result.append(Address(addr, name))
+    if seen > MAX_ADDRESSES and notes is not None:
+        notes.add(f"addresses-{field_name}", f"{field_name}: {seen:,} addresses; only the first "
+                  f"{MAX_ADDRESSES} read")
     return result
 
 
@@ -415,11 +529,38 @@ def _payload_bytes(part: Message, defects: list[str]) -> bytes:
     return b""
 
 
+def _stored_payload(part: Message) -> object:
+    """A part's payload as the parser stored it. ``get_payload()`` re-encodes and re-decodes an 8-bit body
+    on every call (for compat32: two more copies of a body that may be 25 MB); this is read-only."""
+    return part._payload  # type: ignore[attr-defined]
+
+
+def _payload_prefix(part: Message, size: int) -> bytes:
+    """About the first ``size`` bytes of a part's decoded body, decoding no more than that (for evidence)."""
+    raw = _stored_payload(part)
+    if not isinstance(raw, str):
+        return b""
+    head = raw[:2 * size + 1024]
+    cte = str(part.get("content-transfer-encoding", "")).strip().lower()
+    try:
+        if cte == "base64":
+            chars = re.sub(r"[^A-Za-z0-9+/]", "", head)
+            return binascii.a2b_base64(chars[:len(chars) // 4 * 4])[:size]
+        if cte == "quoted-printable":
+            return quopri.decodestring(_raw_bytes(head))[:size]
+    except (binascii.Error, ValueError):
+        return b""
+    return _raw_bytes(head)[:size]
+
+
 def _part_text(part: Message, defects: list[str], hints: Sequence[str] = ()) -> str:
     data = _payload_bytes(part, defects)
     charset = _param(part, "charset", "content-type")
     text = decode_bytes(data, charset, defects, f"{part.get_content_type()}: ", hints)
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    del data  # a large body is held once at a time, not as bytes and text and copies of it
+    for old, new in (("\r\n", "\n"), ("\r", "\n"), ("\x00", "")):
+        if old in text:
+            text = text.replace(old, new)
     if part.get_param("format") == "flowed" and not part.get_param("delsp"):
         text = _unflow(text)
     return text
@@ -454,13 +595,27 @@ _PLAIN_TAGS = {"h1": "p", "h2": "p", "h3": "p", "h4": "p", "h5": "p", "h6": "p",
                "del": "span", "s": "span", "strike": "span", "code": "span", "tt": "span", "kbd": "span"}
 
 
+class _OutputFull(Exception):  # a signal from _PlainText.outtextf to html_to_text
+    """html2text wrote as much text as one mail may have (MAX_CONVERTED_CHARS)."""
+
+
 class _PlainText(html2text.HTML2Text):
     """html2text, but writing text for people to read rather than Markdown to render.
 
     The item description is shown as plain text: "**bold**", "\\-" and "1\\." would be noise there, and a
     search for the words a sender wrote must find them. Paragraphs, list bullets, block quotes ("> ", which
     the reply cutting relies on) and links stay, since they read naturally as plain text.
+
+    Its output goes through :meth:`outtextf`, which stops the conversion when the text passes ``limit``
+    characters or the deadline passes: the one place where html2text's work can be stopped from outside.
     """
+
+    def __init__(self, limit: int = MAX_CONVERTED_CHARS, deadline: Deadline | None = None) -> None:
+        super().__init__()
+        self._limit = limit
+        self._written = 0
+        self._deadline = deadline
+        self._calls = 0
 
     def handle_tag(self, tag: str, attrs: dict[str, str | None], start: bool) -> None:
         super().handle_tag(_PLAIN_TAGS.get(tag, tag), attrs, start)
@@ -470,10 +625,29 @@ class _PlainText(html2text.HTML2Text):
         # rendered as Markdown, so no text is escaped.
         super().handle_data(data, entity_char=True)
 
+    def outtextf(self, s: str) -> None:
+        super().outtextf(s)
+        self._written += len(s)
+        self._calls += 1
+        if self._written > self._limit:
+            raise _OutputFull
+        if self._calls % 512 == 0:
+            check(self._deadline, "converting HTML to text")
 
-def html_to_text(html: str) -> str:
-    """Readable plain text from HTML: paragraphs, lists and links kept; no Markdown emphasis or escapes."""
-    conv = _PlainText()
+    def written(self) -> str:
+        """The text written so far, when the conversion was stopped."""
+        return "".join(self.outtextlist).replace("&nbsp_place_holder;", "\u00a0")
+
+
+def html_to_text(html: str, *, deadline: Deadline | None = None, notes: _Simplified | None = None) -> str:
+    """Readable plain text from HTML: paragraphs, lists and links kept; no Markdown emphasis or escapes.
+
+    Only the HTML up to its first tag or comment that never ends is read (the rest shows nothing in a
+    browser, and Python's HTML parser rescans it at every such tag). Text beyond MAX_CONVERTED_CHARS is cut
+    (noted in ``notes``).
+    """
+    html = htmlshape.terminated(html)
+    conv = _PlainText(deadline=deadline)
     conv.body_width = 0  # no hard wrapping: the UI wraps
     conv.ignore_images = True
     conv.ignore_emphasis = True
@@ -485,9 +659,16 @@ def html_to_text(html: str) -> str:
     conv.mark_code = False
     try:
         text = conv.handle(html)
+    except _OutputFull:
+        text = conv.written()
+        if notes is not None:
+            notes.add("html-output", f"text of the HTML cut at {_kb(MAX_CONVERTED_CHARS)} (its quotes nest so "
+                      "deep that each line repeats their marks)")
+    except BudgetExceeded:
+        raise
     except Exception:  # html2text is robust, but a crash must not lose the mail
         log.warning("html2text failed; falling back to tag stripping", exc_info=True)
-        text = re.sub(r"<[^>]+>", " ", html)
+        text = htmlshape.to_text(html)
     # html2text renders &nbsp; as U+00A0 and leaves runs of blank lines from empty Outlook paragraphs.
     text = text.replace("\u00a0", " ")
     text = re.sub(r"[ \t]+\n", "\n", text)
@@ -496,9 +677,49 @@ def html_to_text(html: str) -> str:
 
 
 def _readable(html: str) -> str:
-    """The text of mail HTML, converted from the sanitised HTML and not the raw: a link the sanitiser drops
-    (``javascript:``, ``vbscript:``, ``data:``) must not come back as a Markdown link in the description."""
-    return html_to_text(sanitize_html(html))
+    """The HTML a text is made from: the sanitised HTML, not the raw, so that a link the sanitiser drops
+    (``javascript:``, ``vbscript:``, ``data:``) never comes back as a link in the description. HTML too long
+    to sanitise is over the conversion budget too, and the linear tag stripper writes no links at all."""
+    return sanitize_html(html) if len(html) <= MAX_SANITIZED_CHARS else html
+
+
+class _HtmlBudget:
+    """How much of a mail's HTML the pure-Python HTML stages may still read: MAX_HTML_CONVERT_CHARS for the
+    whole mail, whatever its number of HTML parts, for each pass (its text, its quote cutting, the text of
+    the reply). Past it, HTML becomes text through the linear tag stripper, and its quotes are not cut."""
+
+    def __init__(self, notes: _Simplified, deadline: Deadline | None) -> None:
+        self.left = {"text": MAX_HTML_CONVERT_CHARS, "quotes": MAX_HTML_CONVERT_CHARS,
+                     "reply": MAX_HTML_CONVERT_CHARS}
+        self.notes = notes
+        self.deadline = deadline
+
+    def _take(self, stage: str, html: str) -> bool:
+        check(self.deadline, "converting HTML to text")
+        if len(html) > self.left[stage]:
+            self.left[stage] = 0
+            return False
+        self.left[stage] -= len(html)
+        return True
+
+    def text(self, html: str, stage: str = "text") -> str:
+        """The text of ``html``, which is sanitised already (_readable) when it is to be converted."""
+        if self._take(stage, html):
+            return html_to_text(html, deadline=self.deadline, notes=self.notes)
+        self.notes.add("html-convert", f"HTML over {_kb(MAX_HTML_CONVERT_CHARS)}: turned into text without "
+                       "layout (no links, tables or quote marks)")
+        return htmlshape.to_text(html)
+
+    def cut_quotes(self, html: str, forwarded: bool) -> str | None:
+        """The HTML without the history its quote containers hold (quoting.cut_html_quotes); None when
+        nothing was cut, or the HTML is over the budget (then its text is cut as plain text only)."""
+        if not self._take("quotes", html):
+            self.notes.add("html-quotes", f"HTML over {_kb(MAX_HTML_CONVERT_CHARS)}: quoted history is looked for "
+                           "in its text only")
+            return None
+        whole = htmlshape.terminated(html)
+        cut = quoting.cut_html_quotes(whole, forwarded=forwarded)
+        return None if cut == whole else cut
 
 
 # CSS properties that cannot load anything (no url() values) and cannot overlay the UI.
@@ -591,17 +812,62 @@ class _Body:
     sequence: list[tuple[str, str]] = field(default_factory=list)
 
     def has_plain(self) -> bool:
-        return any(p.strip() for p in self.plain)
+        return any(p and not p.isspace() for p in self.plain)
 
     def has_html(self) -> bool:
-        return any(_html_has_text(h) for h in self.html)
+        return any(htmlshape.has_text(h) for h in self.html)
 
 
-def _html_has_text(html: str) -> bool:
-    if re.search(r"<img\b", html, re.IGNORECASE):
-        return True
-    text = re.sub(r"(?is)<(script|style|head|title)\b.*?</\1\s*>|<[^>]*>|&nbsp;|&#160;", " ", html)
-    return bool(text.strip())
+class _Tracker:
+    """One parse's count of MIME parts, shared by every :class:`_Part` the feed parser makes."""
+
+    def __init__(self) -> None:
+        self.parts = 0  # parts attached below the root so far
+        self.too_deep = 0  # parts past MAX_MIME_DEPTH
+        self.base_depth = 0  # depth of a root (a re-read part sits where it was)
+
+
+class _Part(Message):
+    """A message (part) that knows how deep it sits, and past the bounds reads as one opaque body.
+
+    The feed parser attaches each new part to its parent before it reads the part's headers, and decides
+    from ``get_content_type()`` whether to descend into it. A part past MAX_MIME_DEPTH, or after the first
+    MAX_MIME_PARTS parts, answers "application/octet-stream" there: the parser then takes everything up
+    to its parent's next boundary as its body, without a generator and a boundary check per level.
+    ``bound`` says which bound it passed; :meth:`declared_type` is what the part really says it is.
+    """
+
+    def __init__(self, tracker: _Tracker, policy: email_policy.Compat32 = email_policy.compat32) -> None:
+        super().__init__(policy=policy)
+        self._tracker = tracker
+        self.depth = tracker.base_depth
+        self.bound: str | None = None  # "depth" | "parts" once past a bound
+
+    def attach(self, payload: Message) -> None:  # type: ignore[override]
+        if isinstance(payload, _Part):
+            payload.depth = self.depth + 1
+            self._tracker.parts += 1
+            if payload.depth > MAX_MIME_DEPTH:
+                payload.bound = "depth"
+                self._tracker.too_deep += 1
+            elif self._tracker.parts > MAX_MIME_PARTS:
+                payload.bound = "parts"
+        super().attach(payload)
+
+    def get_content_type(self) -> str:
+        if self.bound is not None:
+            return "application/octet-stream"
+        return super().get_content_type()
+
+    def declared_type(self) -> str:
+        return super().get_content_type()
+
+
+def _bounded_parser(tracker: _Tracker) -> BytesFeedParser:
+    def factory(policy: email_policy.Compat32 = email_policy.compat32) -> _Part:
+        return _Part(tracker, policy)
+
+    return BytesFeedParser(_factory=factory, policy=email_policy.compat32)
 
 
 # A parameter line ("boundary=...", " charset=utf-8") and a header line ("Content-Transfer-Encoding: 7bit").
@@ -609,7 +875,7 @@ _PARAMETER_LINE = re.compile(r"[ \t]*[A-Za-z][\w.-]{0,60}\*?\d{0,3}\*?[ \t]*=")
 _HEADER_LINE = re.compile(r"[!-9;-~]{1,76}:")
 
 
-def _refolded(part: Message) -> Message | None:
+def _refolded(part: Message, tracker: _Tracker) -> Message | None:
     """A part whose header went on after a line break without the white space that folding needs.
 
     Some gateways write ``Content-Type: multipart/alternative;`` and then ``boundary="..."`` at the start of
@@ -618,7 +884,7 @@ def _refolded(part: Message) -> Message | None:
     continuation; so does this, re-reading the part with those lines folded back in. None when the part is
     not that case.
     """
-    payload = part.get_payload()
+    payload = _stored_payload(part)
     if not isinstance(payload, str) or not any(
             isinstance(d, errors.MissingHeaderBodySeparatorDefect) for d in getattr(part, "defects", [])):
         return None
@@ -636,9 +902,11 @@ def _refolded(part: Message) -> Message | None:
         line = line.rstrip("\r")
         head.append(line if _HEADER_LINE.match(line) else " " + line.strip())
     rest = "\n".join(lines[count:])
-    parser = FeedParser(policy=email_policy.compat32)
+    # Read with the same bounds, where the part was: what its body holds may nest as deep as anything.
+    tracker.base_depth = getattr(part, "depth", 0)
+    parser = _bounded_parser(tracker)
     try:
-        parser.feed("\n".join(head) + "\n" + rest)
+        parser.feed(("\n".join(head) + "\n" + rest).encode("utf-8", "surrogateescape"))
         return parser.close()
     except Exception:  # leave the part as the stdlib read it
         log.debug("re-reading a part with broken folding failed", exc_info=True)
@@ -646,26 +914,41 @@ def _refolded(part: Message) -> Message | None:
 
 
 class _Walker:
-    def __init__(self, hints: Sequence[str] = ()) -> None:
+    def __init__(self, tracker: _Tracker, notes: _Simplified, hints: Sequence[str] = (),
+                 deadline: Deadline | None = None) -> None:
         self.hints = hints  # the message's charsets for undeclared 8-bit text
         self.attachments: list[Attachment] = []
         self.defects: list[str] = []
         self.content_types: list[str] = []
         self.signed: list[str] = []  # kinds of detached signature parts met, in tree order
         self._taken: set[str] = set()
+        self._tracker = tracker
+        self._notes = notes
+        self._deadline = deadline
+        self._parts = 0
+        self.release = False  # see _release
 
     def walk(self, part: Message, depth: int = 0) -> _Body:
-        refolded = _refolded(part)
+        check(self._deadline, "reading the MIME parts")
+        self._parts += 1
+        bound = getattr(part, "bound", None)
+        if bound == "parts" or self._parts > MAX_MIME_PARTS + 1:  # the root and MAX_MIME_PARTS below it
+            self._notes.add("mime-parts", f"more than {MAX_MIME_PARTS:,} MIME parts: only the first "
+                            f"{MAX_MIME_PARTS:,} were read; the rest are in the raw mail")
+            return _Body()
+        if bound == "depth" and isinstance(part, _Part):
+            self._add_opaque(part)
+            return _Body()
+        refolded = _refolded(part, self._tracker)
         if refolded is not None:
             self.defects.append(f"{part.get_content_type()}: header continued without folding white space; "
                                 "read as a continuation")
             part = refolded
+            if getattr(part, "bound", None) is not None:
+                return self.walk(part, depth)
         ctype = part.get_content_type()
         self.content_types.append(ctype)
         self.defects.extend(f"{ctype}: {d.__class__.__name__}" for d in getattr(part, "defects", []))
-        if depth > 50:  # a MIME bomb of nested multiparts: stop descending
-            self.defects.append("MIME nesting too deep; rest ignored")
-            return _Body()
         if ctype == "message/rfc822" or (ctype.startswith("message/") and ctype in ("message/global",)):
             self._add_embedded_message(part)
             return _Body()
@@ -684,6 +967,28 @@ class _Walker:
                 body.sequence.extend(sub.sequence)
             return body
         return self._leaf(part, ctype)
+
+    def _add_opaque(self, part: _Part) -> None:
+        """A part past MAX_MIME_DEPTH, kept whole (its headers and everything nested in it) as a .eml."""
+        declared = part.declared_type()
+        self.content_types.append(declared)
+        self._notes.add("mime-depth", f"MIME nesting deeper than {MAX_MIME_DEPTH} levels: the {declared} part "
+                        f"at level {part.depth} is kept whole as an attachment")
+        payload = _stored_payload(part)
+        body = payload if isinstance(payload, str) else ""
+        eol = "\n" if "\r\n" not in body[:4096] and "\n" in body[:4096] else "\r\n"
+        head = "".join(f"{name}: {value}{eol}" for name, value in part.raw_items())
+        buf = bytearray((head + eol).encode("utf-8", "surrogateescape"))
+        for start in range(0, len(body), _CHUNK * 16):  # in slices: the body is not held a third time
+            buf += body[start:start + _CHUNK * 16].encode("utf-8", "surrogateescape")
+        del body, payload
+        self._release(part)
+        data = bytes(buf)
+        del buf
+        name = _filename(part, self.defects, self.hints) or f"nested-{declared.replace('/', '-')}"
+        if not name.lower().endswith(".eml"):
+            name += ".eml"
+        self._add(name, "message/rfc822", data)
 
     def _alternative(self, children: list[Message], depth: int) -> _Body:
         # Parts are ordered by increasing preference; take the plain text and the HTML from the best
@@ -713,10 +1018,13 @@ class _Walker:
             filename = filename or signature[1]
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
             text = _part_text(part, self.defects, self.hints)
+            self._release(part)
             if ctype == "text/plain":
                 return _Body(plain=[text], sequence=[("plain", text)])
+            text = self._bounded_html(text)
             return _Body(html=[text], sequence=[("html", text)])
         data = _payload_bytes(part, self.defects)
+        self._release(part)
         if (ctype in _TNEF_TYPES or filename.lower() == "winmail.dat") and self._add_tnef(data):
             return _Body()
         cid = part.get("content-id")
@@ -731,14 +1039,29 @@ class _Walker:
                   (inline and ctype.startswith("image/")))
         return _Body()
 
+    def _release(self, part: Message) -> None:
+        """Let go of a part's body once it is read, when nothing needs the tree afterwards (large mail): a
+        25 MB body is otherwise held twice, as sent and as read."""
+        if self.release:
+            part.set_payload("")
+
+    def _bounded_html(self, markup: str) -> str:
+        """An HTML body part with its nesting bounded (MAX_HTML_DEPTH), for every later stage."""
+        bounded = htmlshape.bound_depth(markup, MAX_HTML_DEPTH)
+        if bounded.dropped:
+            self._notes.add("html-depth", f"HTML nested {bounded.depth:,} elements deep: the "
+                            f"{bounded.dropped:,} elements below level {MAX_HTML_DEPTH} were flattened (their text "
+                            "kept)")
+        return bounded.html
+
     def _add(self, filename: str, ctype: str, data: bytes, content_id: str | None = None,
              inline: bool = False) -> None:
         self.attachments.append(Attachment(
-            filename=display_text(filename),
+            filename=display_text(_clip_name(filename)),
             safe_name=_unique(safe_name(filename, ctype), self._taken),
-            content_type=ctype,
+            content_type=ctype[:MAX_NAME_CHARS],
             data=data,
-            content_id=content_id,
+            content_id=_clip_name(content_id) if content_id else None,
             inline=inline,
         ))
 
@@ -754,8 +1077,11 @@ class _Walker:
                 self.defects.append(f"message/rfc822: cannot serialise ({exc.__class__.__name__})")
                 data = b""
             subject = _clean_line(decode_header_value(inner.get("subject"), self.defects, self.hints))
+            if self.release:
+                part.set_payload("")
         else:
             data = _payload_bytes(part, self.defects)
+            self._release(part)
             subject = ""
         filename = _filename(part, self.defects, self.hints)
         if not filename:
@@ -802,23 +1128,206 @@ _CHUNK = 1 << 16
 _FLUFL_MAX_BYTES = 2 * 1024 * 1024
 
 
-def _read_tree(fp: BinaryIO, defects: list[str]) -> tuple[Message, int]:
-    parser = BytesFeedParser(policy=email_policy.compat32)
+# A line the stdlib parser takes as part of a header block (feedparser.headerRE): a field, a continuation,
+# or the mbox "From " line. Anything else ends the block there, in the parser and so in the filter below.
+_HEADER_LINE_BYTES = re.compile(rb"(From |[\041-\071\073-\176]*:|[\t ])")
+# Fields kept whatever the count (each at most MAX_HEADER_CHARS, at most _VITAL_REPEATS of each name): what
+# the mail is filed, threaded and parsed by.
+_VITAL = frozenset({b"from", b"to", b"cc", b"reply-to", b"subject", b"date", b"message-id", b"in-reply-to",
+                    b"references", b"content-type", b"content-transfer-encoding", b"content-disposition",
+                    b"mime-version", b"auto-submitted", b"return-path"})
+_VITAL_REPEATS = 8
+
+
+class _Feed:
+    """What the stdlib parser is fed: the mail as read, with two bounds applied on the way.
+
+    * The top-level header block keeps MAX_HEADER_FIELDS fields (and the vital ones wherever they stand),
+      each at most MAX_HEADER_CHARS: the parser holds every header line as an object (~70 bytes each), so a
+      25 MB flood of fields or encoded words took 300 MB; the header is also what the mail is filed by.
+    * No line is longer than MAX_LINE_BYTES: a line break and a space are put in (folding, in a header; in a
+      body, white space that base64 ignores and text shows as a break). The parser gathers a line in a
+      buffer of four bytes per character: a 25 MB line took 100 MB.
+
+    The raw mail stays as it was sent; the notes say what the parse did not see.
+    """
+
+    def __init__(self, notes: _Simplified) -> None:
+        self.notes = notes
+        self.in_header = True
+        self.line = bytearray()  # the header line being read (at most MAX_HEADER_CHARS of it)
+        self.line_cut = False  # the header line went on past MAX_HEADER_CHARS
+        self.field: list[bytes] = []  # the header field being read: its lines
+        self.field_size = 0
+        self.field_cut = False
+        self.kept = 0  # header fields passed on (not counting vital ones)
+        self.fields = 0  # header fields seen
+        self.vital: dict[bytes, int] = {}
+        self.run = 0  # length of the body line being passed on
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self.in_header:
+            out, rest = self._header(chunk)
+            return out + self._wrap(rest) if rest else out
+        return self._wrap(chunk)
+
+    def close(self) -> bytes:
+        """What is still held when the mail ends inside its header block."""
+        if not self.in_header:
+            return b""
+        if self.line:
+            self._add_line(bytes(self.line))
+        self.line.clear()
+        return self._flush()
+
+    # -- the header block
+
+    def _header(self, chunk: bytes) -> tuple[bytes, bytes]:
+        out: list[bytes] = []
+        pos = 0
+        n = len(chunk)
+        while pos < n:
+            nl = chunk.find(b"\n", pos)
+            end = n if nl < 0 else nl + 1
+            room = MAX_HEADER_CHARS - len(self.line)
+            if end - pos > room:
+                self.line += chunk[pos:pos + max(room, 0)]
+                self.line_cut = True
+            else:
+                self.line += chunk[pos:end]
+            pos = end
+            if nl < 0:
+                break
+            line = bytes(self.line)
+            self.line.clear()
+            if self.line_cut:
+                line = line.rstrip(b"\r\n") + b"\r\n"
+            if line.strip(b"\r\n") == b"" or not _HEADER_LINE_BYTES.match(line):
+                out.append(self._flush())  # the header block ends here, as the parser will see it
+                self.in_header = False
+                self._end_notes()
+                return b"".join(out), line + chunk[pos:]
+            out.append(self._add_line(line))
+        return b"".join(out), b""
+
+    def _add_line(self, line: bytes) -> bytes:
+        cut, self.line_cut = self.line_cut, False
+        if line[:1] in (b" ", b"\t") and self.field:
+            if self.field_size + len(line) > MAX_HEADER_CHARS:
+                self.field_cut = True
+            else:
+                self.field.append(line)
+                self.field_size += len(line)
+            self.field_cut = self.field_cut or cut
+            return b""
+        out = self._flush()
+        self.field = [line]
+        self.field_size = len(line)
+        self.field_cut = cut
+        return out
+
+    def _flush(self) -> bytes:
+        if not self.field:
+            return b""
+        field, self.field = self.field, []
+        self.fields += 1
+        name = field[0].split(b":", 1)[0].strip().lower()
+        if name in _VITAL and self.vital.get(name, 0) < _VITAL_REPEATS:
+            self.vital[name] = self.vital.get(name, 0) + 1
+        elif self.kept < MAX_HEADER_FIELDS:
+            self.kept += 1
+        else:
+            return b""
+        if self.field_cut:
+            label = name.decode("ascii", "replace").title()
+            self.notes.add(f"header-{label.lower()}", f"{label}: a header longer than {_kb(MAX_HEADER_CHARS)}; "
+                           f"only its first {_kb(MAX_HEADER_CHARS)} read")
+        return b"".join(field)
+
+    def _end_notes(self) -> None:
+        passed = self.kept + sum(self.vital.values())
+        if self.fields > passed:
+            self.notes.add("header-fields", f"{self.fields:,} header fields: only {passed:,} were read (the first "
+                           f"{MAX_HEADER_FIELDS:,}, and the sender, recipients, subject and threading fields "
+                           "wherever they stand)")
+
+    # -- long lines
+
+    def _wrap(self, chunk: bytes) -> bytes:
+        # The usual cases: no line in this chunk reaches the bound (the chunk is shorter than the bound, so
+        # only the line it continues can).
+        first = chunk.find(b"\n")
+        if len(chunk) <= MAX_LINE_BYTES and self.run + (len(chunk) if first < 0 else first) <= MAX_LINE_BYTES:
+            self.run = self.run + len(chunk) if first < 0 else len(chunk) - chunk.rfind(b"\n") - 1
+            return chunk
+        out: list[bytes] = []
+        pos = 0
+        n = len(chunk)
+        while pos < n:
+            nl = chunk.find(b"\n", pos)
+            stop = n if nl < 0 else nl
+            while self.run + (stop - pos) > MAX_LINE_BYTES:
+                cut = pos + MAX_LINE_BYTES - self.run
+                while cut > pos and chunk[cut] & 0xC0 == 0x80:  # not inside a UTF-8 character
+                    cut -= 1
+                out.append(chunk[pos:cut])
+                out.append(b"\r\n ")
+                self.notes.add("long-lines", f"lines longer than {_kb(MAX_LINE_BYTES)} were broken there (the raw "
+                               "mail has them whole)")
+                pos = cut
+                self.run = 1
+            if nl < 0:
+                out.append(chunk[pos:])
+                self.run += n - pos
+                break
+            out.append(chunk[pos:nl + 1])
+            self.run = 0
+            pos = nl + 1
+        return b"".join(out)
+
+
+def _header_only(head: bytes) -> Message:
+    """The header block of a mail whose MIME structure could not be read (from its first bytes)."""
+    try:
+        return BytesHeaderParser(policy=email_policy.compat32).parsebytes(header_block(head))
+    except Exception:
+        log.warning("reading the header block alone failed", exc_info=True)
+        return Message()
+
+
+def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
+               deadline: Deadline | None) -> tuple[Message, int, _Tracker]:
+    tracker = _Tracker()
+    parser = _bounded_parser(tracker)
+    feed = _Feed(notes)
     size = 0
+    head = b""  # the mail's first bytes: its header block, should the parser fail
     try:
         while True:
+            check(deadline, "reading the mail")
             chunk = fp.read(_CHUNK)
             if not chunk:
+                parser.feed(feed.close())
                 break
+            if len(head) < HEADER_SCAN_BYTES:
+                head += chunk[:HEADER_SCAN_BYTES - len(head)]
             size += len(chunk)
-            parser.feed(chunk)
+            parser.feed(feed(chunk))
+            if tracker.parts > MAX_MIME_PARTS:
+                break  # parts past the bound are not read (see _Walker.walk): the rest need not be parsed
+    except BudgetExceeded:
+        raise
     except Exception as exc:  # a stream error: parse what arrived
         defects.append(f"read error: {exc.__class__.__name__}: {exc}")
     try:
-        return parser.close(), size
+        return parser.close(), size, tracker
     except Exception as exc:
+        # The bounds keep the stdlib parser within its recursion limit; should anything else break it, the
+        # mail still has its sender and subject.
         defects.append(f"parse error: {exc.__class__.__name__}: {exc}")
-        return Message(), size
+        notes.add("mime-error", f"the MIME structure could not be read ({exc.__class__.__name__}): only the "
+                  "header was read; the body is in the raw mail")
+        return _header_only(head), size, tracker
 
 
 def _date(raw: str | None, defects: list[str]) -> datetime | None:
@@ -854,98 +1363,200 @@ _HINT_MAX_PARTS = 200
 _HINT_BODY_BYTES = 1 << 16
 
 
-def _charset_hints(msg: Message) -> tuple[str, ...]:
+def _charset_hints(msg: Message, deadline: Deadline | None) -> tuple[str, ...]:
     """The message's evidence for decoding its undeclared 8-bit text (see ``mailintake.charsets``): the
     charsets it declares anywhere, and the raw 8-bit bytes of its headers and of text parts without a
-    charset, read as one. Bounded: the first parts and the start of each body are plenty."""
+    charset, read as one. Bounded: the first parts, headers and the start of each body are plenty."""
     declared: list[str] = []
     undeclared: list[bytes] = []
     stack: list[tuple[Message, int]] = [(msg, 0)]
     seen = 0
     try:
         while stack and seen < _HINT_MAX_PARTS:
+            check(deadline, "reading charset evidence")
             part, depth = stack.pop()
             seen += 1
-            for _key, value in part.raw_items():
+            for _key, value in itertools.islice(part.raw_items(), MAX_HEADER_FIELDS):
                 if not isinstance(value, str):
                     continue
                 declared.extend(m.group(1).split("*", 1)[0] for m in _ENCODED_WORD.finditer(value))
                 if _has_surrogates(value):
                     undeclared.append(_raw_bytes(value))
-            payload = part.get_payload()
-            if part.is_multipart() and isinstance(payload, list) and depth < 50:
+            payload = _stored_payload(part)
+            if part.is_multipart() and isinstance(payload, list) and depth < MAX_MIME_DEPTH:
                 stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
             elif part.get_content_maintype() == "text":
                 charset = _param(part, "charset", "content-type")
                 if charset and charset.strip().lower() not in UNKNOWN_CHARSETS:
                     declared.append(charset)
                 else:
-                    undeclared.append(_payload_bytes(part, [])[:_HINT_BODY_BYTES])
+                    undeclared.append(_payload_prefix(part, _HINT_BODY_BYTES))
         return message_hints(declared, undeclared)
+    except BudgetExceeded:
+        raise
     except Exception:  # evidence is a help; without it every piece is judged alone
         log.warning("charset evidence failed", exc_info=True)
         return ()
 
 
-def parse_message(fp: BinaryIO) -> ParsedMessage:
-    """Parse a raw RFC 5322 message from a binary stream (read incrementally, not copied whole).
+# Header fields parse_message reads wherever they stand in the header block, however many fields precede
+# them (the first MAX_HEADER_FIELDS fields are also decoded into ParsedMessage.headers).
+_INDEXED = frozenset({"from", "to", "cc", "reply-to", "subject", "date", "message-id", "in-reply-to",
+                      "references", "authentication-results"})
 
-    Never raises on bad input; problems are listed in ``defects``.
-    """
-    defects: list[str] = []
-    msg, raw_size = _read_tree(fp, defects)
 
-    def header(name: str) -> str:
-        values = _header_values(msg, name)
-        return values[0] if values else ""
-
-    hints = _charset_hints(msg)
+def _index_headers(msg: Message, hints: Sequence[str], defects: list[str],
+                   notes: _Simplified) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """One pass over the header block: the raw values of the fields in _INDEXED (each list at most
+    MAX_HEADER_FIELDS long), and the first value of each of the first MAX_HEADER_FIELDS fields, decoded."""
+    index: dict[str, list[str]] = {}
     headers: dict[str, str] = {}
+    count = 0
     try:
         for key, value in msg.raw_items():
+            count += 1
             k = str(key).strip().lower()
-            if k and k not in headers:
-                headers[k] = decode_header_value(value, None, hints).strip()
+            raw = value if isinstance(value, str) else str(value)
+            if k in _INDEXED:
+                values = index.setdefault(k, [])
+                if len(values) < MAX_HEADER_FIELDS:
+                    values.append(raw)
+            if count <= MAX_HEADER_FIELDS and k and k not in headers:
+                headers[k] = decode_header_value(_bounded_value(raw, k, notes), None, hints).strip()
     except Exception:
         defects.append("headers: unreadable")
+    if count > MAX_HEADER_FIELDS:
+        notes.add("header-fields", f"{count:,} header fields: only the first {MAX_HEADER_FIELDS:,} were decoded "
+                  "(sender, recipients, subject and threading fields are read wherever they stand)")
+    return index, headers
+
+
+def _cut_reply(text: str, forwarded: bool, notes: _Simplified) -> str:
+    """quoting.cut_reply on the start of the text: a reply is written above its quotes or between them near
+    the top, and a comment shows MAX_TEXT_BYTES of it at most."""
+    if len(text) > MAX_REPLY_SCAN_CHARS:
+        notes.add("reply-scan", f"text of {_kb(len(text))}: quoted history was looked for in its first "
+                  f"{_kb(MAX_REPLY_SCAN_CHARS)} only")
+        text = text[:MAX_REPLY_SCAN_CHARS]
+    return quoting.cut_reply(text, forwarded=forwarded)
+
+
+def _clip_text(text: str, max_bytes: int) -> str:
+    """The start of ``text`` that fits in ``max_bytes`` of UTF-8, ended at a line end where one is near."""
+    head = text[:max_bytes].encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
+    line_end = head.rfind("\n")
+    if line_end > len(head) * 3 // 4:
+        head = head[:line_end]
+    return head.rstrip()
+
+
+def _fits(text: str, max_bytes: int) -> bool:
+    # A character is at most four bytes: most text is decided without encoding it.
+    return len(text) * 4 <= max_bytes or len(text.encode("utf-8", "surrogatepass")) <= max_bytes
+
+
+def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessage:
+    """Parse a raw RFC 5322 message from a binary stream (read incrementally, not copied whole).
+
+    Never raises on bad input; problems are listed in ``defects``, and what a bound of
+    :mod:`mailintake.bounds` simplified in ``simplified``. Raises :class:`BudgetExceeded` when ``deadline``
+    passes (checked between steps, not inside a library's call).
+    """
+    defects: list[str] = []
+    notes = _Simplified()
+    msg, raw_size, tracker = _read_tree(fp, defects, notes, deadline)
+
+    hints = _charset_hints(msg, deadline)
+    index, headers = _index_headers(msg, hints, defects, notes)
+
+    def header(name: str) -> str:
+        values = index.get(name)
+        return _bounded_value(values[0], name, notes) if values else ""
 
     subject = display_text(_clean_line(decode_header_value(header("subject"), defects, hints)))
-    sender = _sender(_header_values(msg, "from"), defects, hints)
+    if len(subject) > MAX_SUBJECT_CHARS:
+        notes.add("subject", f"subject of {len(subject):,} characters: cut to {MAX_SUBJECT_CHARS:,}")
+        subject = subject[:MAX_SUBJECT_CHARS - 1] + "…"
+    sender = _sender(index.get("from", []), defects, hints, notes)
 
-    walker = _Walker(hints)
+    walker = _Walker(tracker, notes, hints, deadline)
+    walker.release = raw_size > _FLUFL_MAX_BYTES  # the tree is kept for the bounce scan of small mail only
     try:
         body = walker.walk(msg)
+    except BudgetExceeded:
+        raise
     except Exception as exc:  # defensive: a bug in the walk must not lose the headers
         log.exception("MIME walk failed")
         defects.append(f"body: {exc.__class__.__name__}: {exc}")
         body = _Body()
     defects.extend(walker.defects)
-
-    html_source = "\n".join(h for h in body.html if h.strip()) or None
-    html = sanitize_html(html_source) if html_source is not None else None
-    # A forward's quoted block is the forwarded message: content, not history to cut.
-    forwarded = quoting.is_forward_subject(subject)
-    sequence = [(kind, part) for kind, part in body.sequence
-                if (part.strip() if kind == "plain" else _html_has_text(part))]
-    if len({kind for kind, _ in sequence}) > 1:
-        # Plain and HTML parts side by side in a multipart/mixed: each in its place, HTML as text.
-        text = "\n\n".join(part.strip("\n") if kind == "plain" else _readable(part) for kind, part in sequence)
-        reply_text = quoting.cut_reply("\n\n".join(
-            part.strip("\n") if kind == "plain" else _readable(quoting.cut_html_quotes(part, forwarded=forwarded))
-            for kind, part in sequence), forwarded=forwarded)
-    elif body.has_plain():
-        text = "\n\n".join(p.strip("\n") for p in body.plain if p.strip())
-        reply_text = quoting.cut_reply(text, forwarded=forwarded)
-    elif html_source is not None:
-        text = html_to_text(html or "")
-        reply_text = quoting.cut_reply(_readable(quoting.cut_html_quotes(html_source, forwarded=forwarded)),
-                                       forwarded=forwarded)
-    else:
-        text = reply_text = ""
-
     report_type = None
     if msg.get_content_type() == "multipart/report":
         report_type = (_param(msg, "report-type", "content-type") or "").strip().lower() or None
+    tree: Message | None = msg if raw_size <= _FLUFL_MAX_BYTES else None
+    # The tree holds every body as it was sent: past here only the bounce scan on small mail needs it.
+    del msg
+    if tracker.too_deep and "mime-depth" not in notes:
+        # Inside a message/rfc822 part, kept whole as its .eml: what is deeper stays unparsed in there.
+        notes.add("mime-depth", f"MIME nesting deeper than {MAX_MIME_DEPTH} levels: the parts below are kept "
+                  "unparsed inside the attachment that holds them")
+
+    html_source = "\n".join(h for h in body.html if h.strip()) or None
+    check(deadline, "sanitising HTML")
+    # Sanitised first: the text is made from the sanitised HTML (_readable), and the record keeps it.
+    html = None
+    if html_source is not None and len(html_source) <= MAX_SANITIZED_CHARS:
+        html = sanitize_html(html_source)
+    elif html_source is not None:
+        notes.add("html", f"HTML of {_kb(len(html_source))} is too long to show (over {_kb(MAX_SANITIZED_CHARS)}):"
+                  " shown as text; the HTML is in the raw mail")
+    # A forward's quoted block is the forwarded message: content, not history to cut.
+    forwarded = quoting.is_forward_subject(subject)
+    sequence = [(kind, part) for kind, part in body.sequence
+                if (part and not part.isspace() if kind == "plain" else htmlshape.has_text(part))]
+    budget = _HtmlBudget(notes, deadline)
+    if len({kind for kind, _ in sequence}) > 1:
+        # Plain and HTML parts side by side in a multipart/mixed: each in its place, HTML as text.
+        texts: list[str] = []
+        replies: list[str] = []
+        for kind, part in sequence:
+            if kind == "plain":
+                texts.append(part.strip("\n"))
+                replies.append(part.strip("\n"))
+                continue
+            texts.append(budget.text(_readable(part)))
+            cut = budget.cut_quotes(part, forwarded)
+            replies.append(texts[-1] if cut is None else budget.text(_readable(cut), "reply"))
+        text = "\n\n".join(texts)
+        reply_text = _cut_reply("\n\n".join(replies), forwarded, notes)
+    elif body.has_plain():
+        plain = [p.strip("\n") for p in body.plain if p and not p.isspace()]
+        body = _Body(html=body.html)  # the parts' text is held once, below
+        text = plain[0] if len(plain) == 1 else "\n\n".join(plain)
+        del plain
+        reply_text = _cut_reply(text, forwarded, notes)
+    elif html_source is not None:
+        text = budget.text(html if html is not None else html_source)
+        cut = budget.cut_quotes(html_source, forwarded)
+        reply_text = _cut_reply(text if cut is None else budget.text(_readable(cut), "reply"), forwarded, notes)
+    else:
+        text = reply_text = ""
+    del body, sequence, html_source  # the parts' text, now in text and reply_text
+
+    # What a record can show: longer text and HTML are kept whole beside it (mailintake.bodies, in S3).
+    whole_text = whole_html = None
+    if not _fits(text, MAX_TEXT_BYTES):
+        whole_text = text
+        notes.add("text", f"text of {_kb(len(text))}: the item shows its first {_kb(MAX_TEXT_BYTES)}; the "
+                  "whole text is kept beside it (mailintake item show)")
+        text = _clip_text(text, MAX_TEXT_BYTES) + "\n\n[… the whole text is kept beside the item]"
+    if not _fits(reply_text, MAX_TEXT_BYTES):
+        reply_text = _clip_text(reply_text, MAX_TEXT_BYTES) + "\n\n[…]"
+    if html is not None and not _fits(html, MAX_HTML_BYTES):
+        whole_html = html
+        notes.add("html", f"HTML of {_kb(len(html))} is too long to show (over {_kb(MAX_HTML_BYTES)}): shown as "
+                  "text; the sanitised HTML is kept beside the item (mailintake item show)")
+        html = None
 
     content_types = walker.content_types
     ids = _ids(header("message-id"))
@@ -953,25 +1564,30 @@ def parse_message(fp: BinaryIO) -> ParsedMessage:
         message_id=ids[0] if ids else None,
         subject=subject,
         sender=sender,
-        to=_addresses(_header_values(msg, "to"), defects, hints),
-        cc=_addresses(_header_values(msg, "cc"), defects, hints),
-        reply_to=_addresses(_header_values(msg, "reply-to"), defects, hints),
+        to=_addresses(index.get("to", []), defects, hints, notes, "To"),
+        cc=_addresses(index.get("cc", []), defects, hints, notes, "Cc"),
+        reply_to=_addresses(index.get("reply-to", []), defects, hints, notes, "Reply-To"),
         date=_date(header("date"), defects),
-        in_reply_to=_ids(header("in-reply-to")),
-        references=_ids(" ".join(_header_values(msg, "references"))),
+        in_reply_to=_thread_ids(header("in-reply-to"), False, notes, "In-Reply-To"),
+        references=_thread_ids(_bounded_value(" ".join(index.get("references", [])), "References", notes), True,
+                               notes, "References"),
         text=text,
         html=html,
         reply_text=reply_text,
         attachments=walker.attachments,
         headers=headers,
-        authentication_results=_header_values(msg, "authentication-results"),
+        authentication_results=index.get("authentication-results", []),
         defects=defects,
         content_types=content_types,
         report_type=report_type,
         signed=tuple(walker.signed),
+        simplified=notes.lines(),
+        whole_text=whole_text,
+        whole_html=whole_html,
     )
     # flufl.bounce's heuristics scan every text part: only where they could count (see automail), and
     # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).
-    if raw_size <= _FLUFL_MAX_BYTES and automail.corroborated(parsed):
-        parsed.bounced_recipients = _bounced(msg)
+    if tree is not None and automail.corroborated(parsed):
+        check(deadline, "looking for bounced recipients")
+        parsed.bounced_recipients = _bounced(tree)
     return parsed

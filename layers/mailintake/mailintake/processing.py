@@ -3,6 +3,23 @@
 Every message ends with exactly one ledger record. Item and comment writes carry their ledger and
 message-id records in the same transaction, so a retry, a second poll or the same mail in two mailboxes
 never makes a second item or comment.
+
+Each mail has a time budget (``Settings.processing_budget_seconds``), enforced by a
+:class:`~mailintake.bounds.Deadline` that parsing and this module check between steps. A mail over its
+budget is recorded ``failed: processing budget exceeded`` with the sender and subject of its header block
+and is not retried (it would fail the same way five times and hold up its conversation); it stays in S3 and
+``mailintake messages reprocess KEY --budget SECONDS`` replays it. Why a cooperative deadline and not
+something that stops the work from outside:
+
+* a thread cannot be stopped in Python: an abandoned parse would go on using the container's CPU through
+  the next mails and invocations;
+* a child process (fork) would copy or pickle the parsed mail back, doubling the memory of a 25 MB mail
+  (the budget is 200 MB of 512), and Lambda has no /dev/shm for multiprocessing's queues;
+* SIGALRM works only in the main thread (the local runner's consumers are threads), can raise inside any
+  library holding a lock, and cannot interrupt a C or Rust call either.
+
+What a check cannot interrupt (one call into nh3, the stdlib feed parser on one 64 KB chunk) is kept short
+by the bounds of :mod:`mailintake.bounds`, which make every stage's work linear in the mail's size.
 """
 
 from __future__ import annotations
@@ -10,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -18,6 +37,14 @@ from pynamodb.exceptions import PutError
 
 from mailintake import bodies, directory, outgoing, system_settings
 from mailintake.aws_clients import client
+from mailintake.bounds import (
+    ATTACHMENT_WRITERS,
+    DEADLINE_RESERVE_SECONDS,
+    MAX_ATTACHMENTS,
+    BudgetExceeded,
+    Deadline,
+    check,
+)
 from mailintake.handover import HEADER_SCAN_BYTES, InlineMismatch, QueuedMessage, header_block
 from mailintake.intake import Context, Decision, decide
 from mailintake.markers import make_marker
@@ -68,6 +95,23 @@ def attachment_key(source_key: str, index: int, safe_name: str) -> str:
     return f"{attachment_prefix(source_key)}/{index:03d}/{safe_name}"
 
 
+def deadline_for(settings: Settings, remaining_seconds: float | None) -> Deadline:
+    """A mail's deadline: its budget, or less when the invocation (``remaining_seconds`` of it left, None
+    outside Lambda) ends sooner; DEADLINE_RESERVE_SECONDS are kept to record the outcome.
+
+    A batch of ten shares one invocation: the first mail always gets its whole budget (60 of 120 s), a later
+    one what is left. A mail whose budget was cut short that way and runs out is retried (another
+    invocation gives it its whole budget) rather than recorded as over budget.
+    """
+    budget = settings.processing_budget_seconds
+    if remaining_seconds is None:
+        return Deadline.after(budget)
+    available = remaining_seconds - DEADLINE_RESERVE_SECONDS
+    if available < budget:
+        return Deadline.after(max(available, 0.0), shortened=True)
+    return Deadline.after(budget)
+
+
 # Types a browser only shows (or hands to a viewer), never runs: an attachment of one of them keeps it in
 # S3, so that an inline image still loads from a link. Every other type, above all text/html, SVG, XHTML,
 # XML and scripts, which a browser would render as a page with its scripts on the bucket's origin, is
@@ -99,27 +143,47 @@ class Processor:
         self.settings = settings
         self.s3 = client("s3", settings.region)
 
-    def process(self, job: QueuedMessage, attempt: int = 1, admitted_over: str | None = None) -> Outcome:
+    def process(self, job: QueuedMessage, attempt: int = 1, admitted_over: str | None = None,
+                deadline: Deadline | None = None) -> Outcome:
         """Process one queued message. Raises only for errors worth a retry (the ledger says failed).
 
         ``admitted_over`` is the discarded outcome an admin overrides (`messages accept`): the mail is
-        judged again without its automail and filter-list discards.
+        judged again without its automail and filter-list discards. ``deadline`` ends the work (default: the
+        budget from now); past it the mail is recorded as over budget, or, when the deadline was cut short
+        by the invocation's end, failed for a retry.
         """
         if attempt > 1 and admitted_over is None:
             # A redelivery: the first try may have finished everything but the queue ack.
             done = get_ledger(job.key)
             if done is not None and done.status in FINAL:
                 return Outcome.of(done)
+        if deadline is None:
+            deadline = deadline_for(self.settings, None)
         try:
-            return self._process(job, admitted_over)
+            return self._process(job, admitted_over, deadline)
         except bodies.StillTooLarge as exc:
             # Retrying cannot make the record smaller: recorded as failed here, not sent round the queue.
             return Outcome.of(self._record_failure(job, exc, attempt))
+        except BudgetExceeded as exc:
+            if exc.shortened:
+                self._record_failure(job, exc, attempt)
+                raise
+            return self._record_over_budget(job, exc, attempt, deadline)
         except Exception as exc:
             self._record_failure(job, exc, attempt)
             raise
 
-    def _process(self, job: QueuedMessage, admitted_over: str | None = None) -> Outcome:
+    def _headers(self, job: QueuedMessage) -> ParsedMessage:
+        """The mail's header block alone, parsed: from the inline copy, else one ranged GET."""
+        head: bytes | None = None
+        with contextlib.suppress(InlineMismatch):  # the stored object is the mail; the copy is only a shortcut
+            head = job.inline_bytes()
+        if head is None:
+            head = self.s3.get_object(Bucket=job.bucket, Key=job.key,
+                                      Range=f"bytes=0-{HEADER_SCAN_BYTES - 1}")["Body"].read()
+        return parse_message(io.BytesIO(header_block(head) + b"\r\n\r\n"))
+
+    def _process(self, job: QueuedMessage, admitted_over: str | None, deadline: Deadline) -> Outcome:
         size = job.size
         if size > self.settings.max_message_bytes:
             # Only the header block is read (one ranged GET), so the ledger still says who sent what.
@@ -131,11 +195,11 @@ class Processor:
                                 step="size")
         inline = job.inline_bytes()
         if inline is not None:
-            parsed = parse_message(io.BytesIO(inline))
+            parsed = parse_message(io.BytesIO(inline), deadline)
         else:
             # Streamed: the parser reads the body in chunks, so a large mail is never held twice.
             with self.s3.get_object(Bucket=job.bucket, Key=job.key)["Body"] as body:
-                parsed = parse_message(body)
+                parsed = parse_message(body, deadline)
         source = Source(
             key=job.key,
             mailbox=job.mailbox,
@@ -146,18 +210,20 @@ class Processor:
                                               parsed.subject, parsed.text,
                                               [(a.filename, a.size) for a in parsed.attachments]),
         )
+        check(deadline, "applying the intake rules")
         config = system_settings.current(self.settings)
         mailbox = system_settings.mailbox_record(self.settings, job.mailbox)
         decision = decide(parsed, self.settings, Context(mailbox, job.mailbox, config, size, admitted_over))
         if decision.action in ("rejected", "discarded", "failed"):
             return self._refuse(parsed, source, decision, config)
+        check(deadline, "writing the item")
         for address, name in decision.new_users:
             directory.create_from_mail(address, name)
         try:
             if decision.action == "comment" and decision.item_number is not None:
-                ledger = self._comment(parsed, source, decision)
+                ledger = self._comment(parsed, source, decision, deadline)
             else:
-                ledger = self._item(parsed, source, decision)
+                ledger = self._item(parsed, source, decision, deadline)
                 if ledger.item_number is not None and decision.reply_withheld:
                     logger.info("acknowledgement", extra={"key": job.key, "item": int(ledger.item_number),
                                                           "reply": f"no acknowledgement: {decision.reply_withheld}"})
@@ -189,7 +255,7 @@ class Processor:
             logger.error("script failed", extra={"key": source.key, "mailbox": source.mailbox,
                                                  "step": decision.step, "error": decision.reason})
         ledger = ledger_record(source, decision.action, outcome, step=decision.step, reply=reply,
-                               notes=list(decision.notes) or None,
+                               notes=_notes(decision.notes, parsed.simplified),
                                error=decision.reason if decision.action == "failed" else None)
         ledger.save()
         return Outcome.of(ledger)
@@ -209,16 +275,6 @@ class Processor:
         ledger = ledger_record(source, status, outcome, **fields)
         ledger.save()
         return Outcome.of(ledger)
-
-    def _headers(self, job: QueuedMessage) -> ParsedMessage:
-        """The mail's header block alone, parsed: from the inline copy, else one ranged GET."""
-        head: bytes | None = None
-        with contextlib.suppress(InlineMismatch):  # the stored object is the mail; the copy is only a shortcut
-            head = job.inline_bytes()
-        if head is None:
-            head = self.s3.get_object(Bucket=job.bucket, Key=job.key,
-                                      Range=f"bytes=0-{HEADER_SCAN_BYTES - 1}")["Body"].read()
-        return parse_message(io.BytesIO(header_block(head) + b"\r\n\r\n"))
 
     def _record_failure(self, job: QueuedMessage, exc: Exception, attempt: int) -> LedgerRecord:
         # The ledger names sender and subject whenever the headers can be read, whatever failed later: an
@@ -243,27 +299,100 @@ class Processor:
             ledger.save(condition=LedgerRecord.pk.does_not_exist() | (LedgerRecord.status == "failed"))
         return ledger
 
-    def _store_attachments(self, source: Source, attachments: list[Attachment]) -> list[AttachmentMap]:
-        stored = []
-        for index, att in enumerate(attachments):
-            key = attachment_key(source.key, index, att.safe_name)
-            content_type, disposition = download_headers(att.content_type, att.safe_name)
-            self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data, ContentType=content_type,
-                               ContentDisposition=disposition)
-            stored.append(AttachmentMap(filename=att.filename, content_type=att.content_type, size=att.size,
-                                        key=key, content_id=att.content_id, inline=att.inline))
+    def _record_over_budget(self, job: QueuedMessage, exc: BudgetExceeded, attempt: int,
+                            deadline: Deadline) -> Outcome:
+        """The mail used its whole budget: recorded as failed once, not retried; replayable from S3."""
+        try:
+            headers = self._headers(job)
+            source = Source(job.key, job.mailbox, headers.message_id or f"sha256:{job.sha256}",
+                            headers.sender.email, headers.subject)
+        except Exception:  # the outcome matters more than the sender's name in it
+            logger.exception("reading the header block failed", extra={"key": job.key})
+            source = Source(job.key, job.mailbox, f"sha256:{job.sha256}", "", "")
+        spent = time.monotonic() - deadline.started
+        error = f"processing budget exceeded ({exc.budget:g} s) in {exc.stage}, after {spent:.1f} s"
+        logger.error("processing budget exceeded", extra={"key": job.key, "mailbox": job.mailbox,
+                                                          "stage": exc.stage, "budget": exc.budget})
+        ledger = ledger_record(source, "failed", "failed: processing budget exceeded", step="budget", error=error,
+                               attempts=attempt,
+                               notes=[f"replay with a larger budget: mailintake messages reprocess {job.key} "
+                                      "--budget SECONDS"])
+        with contextlib.suppress(PutError):
+            ledger.save(condition=LedgerRecord.pk.does_not_exist() | (LedgerRecord.status == "failed"))
+        done = get_ledger(job.key)
+        return Outcome.of(done if done is not None else ledger)
+
+    def _kept(self, parsed: ParsedMessage, decision: Decision) -> list[Attachment]:
+        return list(decision.attachments) if decision.attachments is not None else list(parsed.attachments)
+
+    def _put(self, source: Source, index: int, att: Attachment, deadline: Deadline | None) -> AttachmentMap:
+        check(deadline, "storing attachments")
+        key = attachment_key(source.key, index, att.safe_name)
+        content_type, disposition = download_headers(att.content_type, att.safe_name)
+        self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data, ContentType=content_type,
+                           ContentDisposition=disposition)
+        return AttachmentMap(filename=att.filename, content_type=att.content_type, size=att.size, key=key,
+                             content_id=att.content_id, inline=att.inline)
+
+    def _store_attachments(self, source: Source, attachments: list[Attachment], notes: list[str],
+                           deadline: Deadline | None = None) -> list[AttachmentMap]:
+        """Write the attachments to S3, ATTACHMENT_WRITERS at a time (each write waits on the network, not the
+        CPU); past MAX_ATTACHMENTS the rest go into one archive, more-attachments.zip."""
+        rest = attachments[MAX_ATTACHMENTS:]
+        attachments = attachments[:MAX_ATTACHMENTS]
+        if len(attachments) <= 1:
+            stored = [self._put(source, i, att, deadline) for i, att in enumerate(attachments)]
+        else:
+            with ThreadPoolExecutor(max_workers=min(ATTACHMENT_WRITERS, len(attachments))) as pool:
+                stored = list(pool.map(lambda i: self._put(source, i, attachments[i], deadline),
+                                       range(len(attachments))))
+        if rest:
+            stored.append(self._put_archive(source, len(attachments), rest, deadline))
+            notes.append(f"{len(attachments) + len(rest):,} attachments: the first {MAX_ATTACHMENTS} stored one by "
+                         f"one, the other {len(rest):,} in {_ARCHIVE}")
         return stored
 
-    def _fit(self, record: ItemRecord | CommentRecord, source: Source) -> None:
-        """Keep the record under DynamoDB's item limit: large texts go to S3 whole (mailintake.bodies)."""
+    def _put_archive(self, source: Source, index: int, attachments: list[Attachment],
+                     deadline: Deadline | None) -> AttachmentMap:
+        # Imported here: rare, and ~10 ms of every cold start otherwise.
+        import tempfile
+        import zipfile
+
+        # Spooled to /tmp, not built in memory: the files are in memory already, once is enough.
+        with tempfile.TemporaryFile() as spool:
+            with zipfile.ZipFile(spool, "w", zipfile.ZIP_STORED) as archive:
+                for att in attachments:
+                    check(deadline, "archiving attachments")
+                    archive.writestr(att.safe_name, att.data)
+            size = spool.tell()
+            spool.seek(0)
+            key = attachment_key(source.key, index, _ARCHIVE)
+            self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=spool, ContentType="application/zip",
+                               ContentDisposition=download_headers("application/zip", _ARCHIVE)[1])
+        return AttachmentMap(filename=_ARCHIVE, content_type="application/zip", size=size, key=key)
+
+    def _fit(self, record: ItemRecord | CommentRecord, source: Source, clipped: dict[str, str]) -> None:
+        """Keep the record under DynamoDB's item limit: large texts go to S3 whole (mailintake.bodies), and so
+        do the texts parsing cut to what a record shows (``clipped``)."""
         key = bodies.key_for(source.key)
-        whole = bodies.shrink(record, key)
+        whole = bodies.shrink(record, key, clipped)
         if whole is not None:
             bodies.put(self.s3, self.settings.bucket, key, source.key, whole)
 
-    def _item(self, parsed: ParsedMessage, source: Source, decision: Decision) -> LedgerRecord:
-        kept = list(decision.attachments) if decision.attachments is not None else parsed.attachments
-        attachments = self._store_attachments(source, kept)
+    @staticmethod
+    def _clipped(parsed: ParsedMessage, decision: Decision, text_attribute: str) -> dict[str, str]:
+        """The whole texts parsing cut (ParsedMessage.whole_text/whole_html), by the record attribute that
+        shows their start; none when a filter list changed the text (the record then holds the changed one)."""
+        if decision.text is not None:
+            return {}
+        clipped = {text_attribute: parsed.whole_text} if parsed.whole_text is not None else {}
+        if parsed.whole_html is not None:
+            clipped["html"] = parsed.whole_html
+        return clipped
+
+    def _item(self, parsed: ParsedMessage, source: Source, decision: Decision, deadline: Deadline) -> LedgerRecord:
+        notes: list[str] = []
+        attachments = self._store_attachments(source, self._kept(parsed, decision), notes, deadline)
         created = utcnow()
         text = decision.text if decision.text is not None else parsed.text
         texts: dict[str, str | None] = {"title": parsed.subject, "description": text,
@@ -279,19 +408,21 @@ class Processor:
                 message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
                 attachments=attachments, readers=set(decision.readers) or None,
                 editors=set(decision.editors) or None, item_type=decision.item_type, priority=decision.priority,
-                fields=dict(decision.fields) or None,
+                fields=dict(decision.fields) or None, simplified=_simplified(parsed, notes),
             )
 
-        # The size hardly depends on the number (a few digits against a margin of kilobytes): fitted once.
-        probe = build(0)
-        self._fit(probe, source)
+        # The number is not taken yet; a ten-digit one sizes the record for any (a few digits against a
+        # margin of kilobytes), so it is fitted once.
+        probe = build(9_999_999_999)
+        self._fit(probe, source, self._clipped(parsed, decision, "description"))
         texts.update(title=probe.title, description=probe.description, html=probe.html, body_key=probe.body_key)
-        return write_item(build, source, list(decision.notes) or None)
+        return write_item(build, source, _notes(decision.notes, parsed.simplified + notes))
 
-    def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision) -> LedgerRecord:
+    def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision,
+                 deadline: Deadline) -> LedgerRecord:
         number = int(decision.item_number or 0)
-        kept = list(decision.attachments) if decision.attachments is not None else parsed.attachments
-        attachments = self._store_attachments(source, kept)
+        notes: list[str] = []
+        attachments = self._store_attachments(source, self._kept(parsed, decision), notes, deadline)
         created = utcnow()
         text = decision.text if decision.text is not None else parsed.text
         reply_text = decision.reply_text if decision.reply_text is not None else parsed.reply_text
@@ -301,12 +432,24 @@ class Processor:
             html=parsed.html if decision.text is None else None, author=decision.author or parsed.sender.email,
             author_name=decision.author_name, created=created,
             message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
-            attachments=attachments,
+            attachments=attachments, simplified=_simplified(parsed, notes),
         )
-        self._fit(comment, source)
-        return write_comment(comment, source, list(decision.notes) or None)
+        self._fit(comment, source, self._clipped(parsed, decision, "full_text"))
+        return write_comment(comment, source, _notes(decision.notes, parsed.simplified + notes))
 
 
-def process_queued(body: str, attempt: int, settings: Settings) -> Outcome:
-    """One intake-queue message body: process the raw mail it points at (or carries)."""
-    return Processor(settings).process(QueuedMessage.from_json(body), attempt)
+_ARCHIVE = "more-attachments.zip"
+
+
+def _simplified(parsed: ParsedMessage, more: list[str]) -> list[str] | None:
+    return [*parsed.simplified, *more] or None
+
+
+def _notes(decision_notes: tuple[str, ...] | list[str], simplified: list[str]) -> list[str] | None:
+    """The ledger's notes: the intake rules' own, then what parsing and storing simplified."""
+    return [*decision_notes, *(f"simplified: {line}" for line in simplified)] or None
+
+
+def process_queued(body: str, attempt: int, settings: Settings, deadline: Deadline | None = None) -> Outcome:
+    """One intake-queue message body: process the raw mail it points at (or carries) by ``deadline``."""
+    return Processor(settings).process(QueuedMessage.from_json(body), attempt, deadline=deadline)

@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mailintake.aws_clients import client
+from mailintake.bounds import Deadline
 from mailintake.handover import QueuedMessage
 from mailintake.processing import FINAL, Processor
 from mailintake.settings import Settings
@@ -58,8 +59,12 @@ def _mailbox_of(key: str) -> str:
     return parts[1] if len(parts) > 2 and parts[0] == "raw" else ""
 
 
-def reprocess(settings: Settings, keys: list[str]) -> list[Replayed]:
-    """Process the stored raw mails ``keys`` again; final outcomes are left as they are."""
+def reprocess(settings: Settings, keys: list[str], budget: float | None = None) -> list[Replayed]:
+    """Process the stored raw mails ``keys`` again; final outcomes are left as they are.
+
+    Each mail gets ``budget`` seconds (default: the processing budget setting); a mail recorded as over
+    budget can be given more here, where no Lambda timeout applies.
+    """
     processor = Processor(settings)
     results = []
     for key in keys:
@@ -76,8 +81,9 @@ def reprocess(settings: Settings, keys: list[str]) -> list[Replayed]:
         # A later attempt than any recorded: process() first re-checks the ledger for a final outcome,
         # which covers a concurrent replay or a redelivery that finished meanwhile.
         attempt = int(ledger.attempts) + 1 if ledger is not None else 1
+        deadline = Deadline.after(budget if budget is not None else settings.processing_budget_seconds)
         try:
-            outcome = processor.process(job, attempt)
+            outcome = processor.process(job, attempt, deadline=deadline)
         except Exception as exc:  # recorded in the ledger as failed by process()
             results.append(Replayed(key, "failed", "failed", f"{type(exc).__name__}: {exc}"[:500]))
             continue

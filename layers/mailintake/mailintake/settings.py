@@ -40,6 +40,9 @@ class Settings:
     # Seconds system settings, filter lists, workspaces and mailbox records are cached per container:
     # they change rarely, and reading them per message would double the requests a mail costs.
     config_cache_seconds: int = 60
+    # Seconds of work one mail may take in the process function (template: ProcessingBudgetSeconds), well
+    # below its 120 s timeout so that the mail's outcome is recorded (see mailintake.bounds.Deadline).
+    processing_budget_seconds: float = 60.0
 
     @property
     def marker_formats(self) -> tuple[str, ...]:
@@ -54,7 +57,12 @@ class Settings:
             raw = env.get(f"MAILINTAKE_{f.name.upper()}")
             if raw is None or raw == "":
                 continue
-            values[f.name] = int(raw) if f.type in ("int", int) else raw
+            if f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
         if "region" not in values:
             region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
             if region:

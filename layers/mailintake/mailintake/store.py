@@ -125,6 +125,8 @@ class ItemRecord(Record):
     # Set when the item would pass DynamoDB's item limit: the S3 key of the whole texts (mailintake.bodies);
     # description (and title) are then previews, html is none.
     body_key = UnicodeAttribute(null=True)
+    # What was simplified because the mail passed a bound (mailintake.bounds), in words.
+    simplified = ListAttribute(of=UnicodeAttribute, null=True)
 
     @staticmethod
     def key(number: int) -> tuple[str, str]:
@@ -147,6 +149,7 @@ class CommentRecord(Record):
     mailbox = UnicodeAttribute()
     attachments = ListAttribute(of=AttachmentMap, default=list)
     body_key = UnicodeAttribute(null=True)  # as ItemRecord.body_key: text and full_text are then previews
+    simplified = ListAttribute(of=UnicodeAttribute, null=True)  # as ItemRecord.simplified
 
 
 class LedgerRecord(Record):
@@ -168,7 +171,8 @@ class LedgerRecord(Record):
     attempts = NumberAttribute(default=1)
     created = UTCDateTimeAttribute()
     reply = UnicodeAttribute(null=True)  # the reply the sender got, or why none
-    notes = ListAttribute(of=UnicodeAttribute, null=True)  # filter-list changes; the sender's authentication
+    # Filter-list changes; the sender's authentication; "simplified: ..." for what a bound simplified.
+    notes = ListAttribute(of=UnicodeAttribute, null=True)
 
     @staticmethod
     def key_for(source_key: str) -> tuple[str, str]:
