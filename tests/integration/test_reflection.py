@@ -56,8 +56,9 @@ def test_replies_go_to_the_from_address_only_and_carry_no_attacker_text_or_confi
     assert ses_sent(victim) == []
     ledger = ledger_by_subject()
     assert ledger["Printer jams"].status == "item"
-    # The ledger keeps 1,000 characters of a subject, without the bidi override (parsing.display_text).
-    refused = ledger[subject.replace("\u202e", "")[:1000]]
+    # The ledger keeps 1,000 characters of a subject, the last one marking the cut (mailintake.bounds),
+    # without the bidi override (parsing.display_text).
+    refused = ledger[subject.replace("\u202e", "")[:999] + "\u2026"]
     assert refused.step == "permitted"
     # The admin's ledger keeps the detail; the sender's reply does not.
     assert pattern in refused.outcome

@@ -29,7 +29,7 @@ def simplified(parsed: ParsedMessage, words: str) -> bool:
 
 def test_ordinary_mail_is_not_simplified() -> None:
     parsed = parse(HEAD + b"Content-Type: text/html\r\n\r\n<div><p>Hello <b>there</b></p></div>\r\n")
-    assert parsed.simplified == [] and parsed.whole_text is None and parsed.whole_html is None
+    assert parsed.simplified == []
     assert parsed.text == "Hello there"
 
 
@@ -164,30 +164,10 @@ def test_html_that_never_closes_a_tag_is_read_up_to_it() -> None:
     assert parsed.text == "hi"
 
 
-def test_text_longer_than_a_record_shows_is_kept_whole_beside_it() -> None:
-    line = "The printer jams on every duplex job.\n"
-    body = line * 20_000
-    parsed = parse(HEAD + b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body.encode())
-    assert len(parsed.text.encode()) < bounds.MAX_TEXT_BYTES + 100
-    assert parsed.text.endswith("[… the whole text is kept beside the item]")
-    assert parsed.whole_text == body.strip("\n")
-    assert parsed.attachments == []
-    assert simplified(parsed, "the whole text is kept beside it")
-
-
-def test_html_longer_than_a_record_shows_is_kept_whole_beside_it_and_shown_as_text() -> None:
-    # Mostly markup: its text stays within what a record shows, its HTML does not.
-    para = '<p style="color:red"><b><i>' + "x" * 20 + "</i></b></p>"
-    parsed = parse(html_mail(para * (bounds.MAX_HTML_BYTES // len(para) + 10)))
-    assert parsed.html is None
-    assert parsed.whole_html is not None and parsed.whole_html.count("xxxx") > 10_000
-    assert simplified(parsed, "the sanitised HTML is kept beside the item")
-
-
 def test_a_line_longer_than_the_bound_is_broken_and_its_text_kept() -> None:
     words = b"endless words " * (3 * bounds.MAX_LINE_BYTES // 14)
     parsed = parse(HEAD + b"Content-Type: text/plain\r\n\r\n" + words + b"\r\n")
-    whole = parsed.whole_text or ""
+    whole = parsed.text
     assert whole.count("\n") == 2 and whole.replace("\n", "").replace("  ", " ").startswith("endless words")
     assert simplified(parsed, "lines longer than 1.0 MB were broken")
 
@@ -204,6 +184,13 @@ def test_reply_history_is_looked_for_at_the_start_of_a_very_long_text() -> None:
     parsed = parse(HEAD + b"Content-Type: text/plain\r\n\r\n" + body)
     assert parsed.reply_text == "My answer."
     assert simplified(parsed, "quoted history was looked for in its first")
+
+
+def test_a_very_long_reply_without_history_in_its_start_is_kept_whole() -> None:
+    # Nothing quoted in the scanned megabyte: the reply runs on past it, to the end of the text.
+    body = b"The printer jams again.\r\n" * 100_000 + b"THE END\r\n"
+    parsed = parse(HEAD + b"Content-Type: text/plain\r\n\r\n" + body)
+    assert parsed.reply_text.rstrip().endswith("THE END") and len(parsed.reply_text) > 2_000_000
 
 
 def test_names_past_the_bound_are_cut() -> None:

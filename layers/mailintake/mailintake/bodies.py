@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from mailintake.store import ITEM_LIMIT_BYTES, CommentRecord, ItemRecord, item_size
@@ -51,24 +50,21 @@ def preview(text: str, limit: int = PREVIEW_BYTES) -> str:
     return data[:limit].decode("utf-8", "ignore")
 
 
-def shrink(record: ItemRecord | CommentRecord, key: str,
-           clipped: Mapping[str, str] | None = None) -> dict[str, str] | None:
+def shrink(record: ItemRecord | CommentRecord, key: str) -> dict[str, str] | None:
     """Make ``record`` fit DynamoDB's item limit, in place, its whole texts to be stored under ``key``;
     those texts, or None when it fits as it is (the usual case: nothing changes, nothing goes to S3).
 
-    ``clipped``: texts parsing already cut to what a record shows (the bounds of mailintake.bounds), whole,
-    by the record attribute that holds their start: they go to S3 whatever the record's size.
     Raises StillTooLarge when the rest of the record alone passes the budget.
     """
-    whole: dict[str, str] = dict(clipped or {})
-    if item_size(record) <= BUDGET_BYTES and not whole:
+    if item_size(record) <= BUDGET_BYTES:
         return None
-    for name in _TEXTS[type(record)] if item_size(record) > BUDGET_BYTES else ():
+    whole: dict[str, str] = {}
+    for name in _TEXTS[type(record)]:
         value = getattr(record, name)
         if not value:
             continue
         if not (name == "text" and value == whole.get("full_text")):  # a reply that is all of the mail: once
-            whole.setdefault(name, value)
+            whole[name] = value
         setattr(record, name, None if name == "html" else preview(value))
     title = getattr(record, "title", None)
     if title and len(title.encode("utf-8", "surrogatepass")) > TITLE_PREVIEW_BYTES:

@@ -86,23 +86,15 @@ MAX_HTML_CONVERT_CHARS = 512 * 1024
 # past this the conversion stops and what it wrote so far is the text.
 MAX_CONVERTED_CHARS = 2 * 1024 * 1024
 
-# UTF-8 bytes of the text kept in an item's description or a comment's text (and of its full text), and
-# of the sanitised HTML kept for display. A hundred kilobytes is some thirty pages of prose: longer text is
-# a log or a report, kept whole beside the record (mailintake.bodies, in S3) while the record shows its
-# start. The HTML bound keeps real newsletters (the largest in the corpora: 220 KB); longer HTML is kept
-# whole beside the record too, and the record shows the text only.
-MAX_TEXT_BYTES = 100 * 1024
-MAX_HTML_BYTES = 256 * 1024
-
 # Characters of HTML sanitised for display (nh3). html5ever builds the whole document in memory, and an
-# attribute flood ("<a <a <a ...", one element) of 25 MB took over a gigabyte; HTML this long is far over
-# what a record shows anyway (MAX_HTML_BYTES), so it is shown as text and stays in the raw mail.
-MAX_SANITIZED_CHARS = 4 * MAX_HTML_BYTES
+# attribute flood ("<a <a <a ...", one element) of 25 MB took over a gigabyte; real newsletters are far
+# smaller (the largest in the corpora: 220 KB). Longer HTML is shown as text and stays in the raw mail.
+MAX_SANITIZED_CHARS = 1024 * 1024
 
 # Characters of text quoting.cut_reply reads. A reply is written above its quotes, or between them near the
-# top; a comment shows MAX_TEXT_BYTES of it. Ten times that keeps every real reply and bounds the lines the
-# reply cutting holds to some 20,000.
-MAX_REPLY_SCAN_CHARS = 10 * MAX_TEXT_BYTES
+# top; a megabyte keeps every real reply and bounds the lines the reply cutting holds to some 20,000. (How
+# much of a long text a record holds is mailintake.bodies' business: the rest is kept beside it in S3.)
+MAX_REPLY_SCAN_CHARS = 1024 * 1024
 
 # Characters of a display name, a file name, a Content-ID or a content type kept in a record: the
 # longest file name most file systems allow. Each attachment and person is a few such fields in the record.

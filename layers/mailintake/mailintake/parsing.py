@@ -47,7 +47,6 @@ from mailintake.bounds import (
     MAX_CONVERTED_CHARS,
     MAX_HEADER_CHARS,
     MAX_HEADER_FIELDS,
-    MAX_HTML_BYTES,
     MAX_HTML_CONVERT_CHARS,
     MAX_HTML_DEPTH,
     MAX_LINE_BYTES,
@@ -58,7 +57,6 @@ from mailintake.bounds import (
     MAX_REPLY_SCAN_CHARS,
     MAX_SANITIZED_CHARS,
     MAX_SUBJECT_CHARS,
-    MAX_TEXT_BYTES,
     BudgetExceeded,
     Deadline,
     check,
@@ -123,10 +121,6 @@ class ParsedMessage:
     # nested 20,000 elements deep: ..."); it reaches the item or comment record and the ledger. Empty for
     # ordinary mail.
     simplified: list[str] = field(default_factory=list)
-    # The whole text or sanitised HTML of a body longer than a record shows (``text`` and ``html`` then hold
-    # its start, or no HTML): stored whole beside the item or comment (mailintake.bodies). None otherwise.
-    whole_text: str | None = None
-    whole_html: str | None = None
 
     @property
     def size_hint(self) -> int:
@@ -1433,26 +1427,18 @@ def _index_headers(msg: Message, hints: Sequence[str], defects: list[str],
 
 def _cut_reply(text: str, forwarded: bool, notes: _Simplified) -> str:
     """quoting.cut_reply on the start of the text: a reply is written above its quotes or between them near
-    the top, and a comment shows MAX_TEXT_BYTES of it at most."""
-    if len(text) > MAX_REPLY_SCAN_CHARS:
-        notes.add("reply-scan", f"text of {_kb(len(text))}: quoted history was looked for in its first "
-                  f"{_kb(MAX_REPLY_SCAN_CHARS)} only")
-        text = text[:MAX_REPLY_SCAN_CHARS]
-    return quoting.cut_reply(text, forwarded=forwarded)
-
-
-def _clip_text(text: str, max_bytes: int) -> str:
-    """The start of ``text`` that fits in ``max_bytes`` of UTF-8, ended at a line end where one is near."""
-    head = text[:max_bytes].encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
-    line_end = head.rfind("\n")
-    if line_end > len(head) * 3 // 4:
-        head = head[:line_end]
-    return head.rstrip()
-
-
-def _fits(text: str, max_bytes: int) -> bool:
-    # A character is at most four bytes: most text is decided without encoding it.
-    return len(text) * 4 <= max_bytes or len(text.encode("utf-8", "surrogatepass")) <= max_bytes
+    the top."""
+    if len(text) <= MAX_REPLY_SCAN_CHARS:
+        return quoting.cut_reply(text, forwarded=forwarded)
+    notes.add("reply-scan", f"text of {_kb(len(text))}: quoted history was looked for in its first "
+              f"{_kb(MAX_REPLY_SCAN_CHARS)} only")
+    head = text[:MAX_REPLY_SCAN_CHARS]
+    reply = quoting.cut_reply(head, forwarded=forwarded)
+    # A reply that runs to the end of what was scanned goes on past it: nothing below was seen to be quoted.
+    tail, scanned = reply.rstrip()[-200:], head.rstrip()
+    if tail and scanned.endswith(tail):
+        return reply.rstrip() + text[len(scanned):]
+    return reply
 
 
 def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessage:
@@ -1543,21 +1529,6 @@ def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessa
         text = reply_text = ""
     del body, sequence, html_source  # the parts' text, now in text and reply_text
 
-    # What a record can show: longer text and HTML are kept whole beside it (mailintake.bodies, in S3).
-    whole_text = whole_html = None
-    if not _fits(text, MAX_TEXT_BYTES):
-        whole_text = text
-        notes.add("text", f"text of {_kb(len(text))}: the item shows its first {_kb(MAX_TEXT_BYTES)}; the "
-                  "whole text is kept beside it (mailintake item show)")
-        text = _clip_text(text, MAX_TEXT_BYTES) + "\n\n[… the whole text is kept beside the item]"
-    if not _fits(reply_text, MAX_TEXT_BYTES):
-        reply_text = _clip_text(reply_text, MAX_TEXT_BYTES) + "\n\n[…]"
-    if html is not None and not _fits(html, MAX_HTML_BYTES):
-        whole_html = html
-        notes.add("html", f"HTML of {_kb(len(html))} is too long to show (over {_kb(MAX_HTML_BYTES)}): shown as "
-                  "text; the sanitised HTML is kept beside the item (mailintake item show)")
-        html = None
-
     content_types = walker.content_types
     ids = _ids(header("message-id"))
     parsed = ParsedMessage(
@@ -1582,8 +1553,6 @@ def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessa
         report_type=report_type,
         signed=tuple(walker.signed),
         simplified=notes.lines(),
-        whole_text=whole_text,
-        whole_html=whole_html,
     )
     # flufl.bounce's heuristics scan every text part: only where they could count (see automail), and
     # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).

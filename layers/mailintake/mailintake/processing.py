@@ -371,24 +371,16 @@ class Processor:
                                ContentDisposition=download_headers("application/zip", _ARCHIVE)[1])
         return AttachmentMap(filename=_ARCHIVE, content_type="application/zip", size=size, key=key)
 
-    def _fit(self, record: ItemRecord | CommentRecord, source: Source, clipped: dict[str, str]) -> None:
-        """Keep the record under DynamoDB's item limit: large texts go to S3 whole (mailintake.bodies), and so
-        do the texts parsing cut to what a record shows (``clipped``)."""
+    def _fit(self, record: ItemRecord | CommentRecord, source: Source, notes: list[str]) -> None:
+        """Keep the record under DynamoDB's item limit: large texts go to S3 whole (mailintake.bodies), and
+        ``notes`` (what was simplified) says so."""
         key = bodies.key_for(source.key)
-        whole = bodies.shrink(record, key, clipped)
+        whole = bodies.shrink(record, key)
         if whole is not None:
             bodies.put(self.s3, self.settings.bucket, key, source.key, whole)
-
-    @staticmethod
-    def _clipped(parsed: ParsedMessage, decision: Decision, text_attribute: str) -> dict[str, str]:
-        """The whole texts parsing cut (ParsedMessage.whole_text/whole_html), by the record attribute that
-        shows their start; none when a filter list changed the text (the record then holds the changed one)."""
-        if decision.text is not None:
-            return {}
-        clipped = {text_attribute: parsed.whole_text} if parsed.whole_text is not None else {}
-        if parsed.whole_html is not None:
-            clipped["html"] = parsed.whole_html
-        return clipped
+            notes.append(f"the texts ({', '.join(sorted(whole))}) are longer than a record holds: it shows their "
+                         f"first {bodies.PREVIEW_BYTES // 1024} KB, the whole texts are kept beside it "
+                         "(mailintake item show)")
 
     def _item(self, parsed: ParsedMessage, source: Source, decision: Decision, deadline: Deadline) -> LedgerRecord:
         notes: list[str] = []
@@ -414,7 +406,7 @@ class Processor:
         # The number is not taken yet; a ten-digit one sizes the record for any (a few digits against a
         # margin of kilobytes), so it is fitted once.
         probe = build(9_999_999_999)
-        self._fit(probe, source, self._clipped(parsed, decision, "description"))
+        self._fit(probe, source, notes)
         texts.update(title=probe.title, description=probe.description, html=probe.html, body_key=probe.body_key)
         return write_item(build, source, _notes(decision.notes, parsed.simplified + notes))
 
@@ -434,7 +426,8 @@ class Processor:
             message_id=source.message_id, source_key=source.key, mailbox=source.mailbox,
             attachments=attachments, simplified=_simplified(parsed, notes),
         )
-        self._fit(comment, source, self._clipped(parsed, decision, "full_text"))
+        self._fit(comment, source, notes)
+        comment.simplified = _simplified(parsed, notes)
         return write_comment(comment, source, _notes(decision.notes, parsed.simplified + notes))
 
 
