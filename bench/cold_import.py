@@ -46,6 +46,7 @@ def main() -> None:
     # What Lambda sets (tracing on, so the X-Ray SDK is imported as in AWS); nothing is called at import.
     env = {"PATH": os.environ.get("PATH", ""), "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
            "POWERTOOLS_SERVICE_NAME": "mailintake", "MAILINTAKE_TABLE": "t", "MAILINTAKE_BUCKET": "b",
+           "MAILINTAKE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q.fifo",
            "AWS_LAMBDA_FUNCTION_NAME": "bench"}
     built = ROOT / ".aws-sam" / "build"
     python = runtime_python()

@@ -16,6 +16,8 @@ from mailintake.parsing import ParsedMessage, parse_message
 from mailintake.processing import deadline_for
 from mailintake.settings import Settings
 
+from .test_settings import STACK
+
 HEAD = b"From: Ada <ada@example.org>\r\nTo: support@example.org\r\nSubject: Bounded\r\nMessage-ID: <b@example.org>\r\n"
 
 
@@ -232,7 +234,8 @@ def test_a_mail_gets_its_whole_budget_unless_the_invocation_ends_sooner() -> Non
 
 
 def test_the_budget_setting_is_read_as_seconds() -> None:
-    assert Settings.from_mapping({"MAILINTAKE_PROCESSING_BUDGET_SECONDS": "0.5"}).processing_budget_seconds == 0.5
+    settings = Settings.from_mapping({**STACK, "MAILINTAKE_PROCESSING_BUDGET_SECONDS": "0.5"})
+    assert settings.processing_budget_seconds == 0.5
 
 
 # --- htmlshape -----------------------------------------------------------------------------------------

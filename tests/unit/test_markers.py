@@ -5,6 +5,8 @@ import pytest
 from mailintake.markers import MarkerFormatError, find_markers, make_marker
 from mailintake.settings import DEFAULT_MARKER, Settings
 
+from .test_settings import STACK
+
 
 @pytest.mark.parametrize(
     "subject",
@@ -29,7 +31,8 @@ def test_accepted_formats_are_recognised_beside_the_default_in_subject_order() -
 
 
 def test_settings_list_the_written_format_first_then_the_accepted_ones() -> None:
-    settings = Settings.from_mapping({"MAILINTAKE_ACCEPTED_MARKER_FORMATS": "[#{number}], (ticket:{number}),"})
+    formats = "[#{number}], (ticket:{number}),"
+    settings = Settings.from_mapping({**STACK, "MAILINTAKE_ACCEPTED_MARKER_FORMATS": formats})
     assert settings.marker_formats == (DEFAULT_MARKER, "[#{number}]", "(ticket:{number})")
     assert Settings().marker_formats == (DEFAULT_MARKER,)
 

@@ -13,6 +13,16 @@ from functools import lru_cache
 DEFAULT_MARKER = "[HD#{number}]"
 
 
+# What the functions cannot run without: the stack's table, bucket and queue.
+REQUIRED = ("table", "bucket", "queue_url")
+# Numbers where 0 means something (no caching, no margin); every other number must be positive.
+MAY_BE_ZERO = ("config_cache_seconds", "deadline_margin_seconds")
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a stack to run against."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Names of the stack's resources and the knobs that are not per-mailbox.
@@ -52,17 +62,29 @@ class Settings:
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        """The settings in ``env``; SettingsError, naming every variable at fault, when one the functions
+        cannot run without is missing or a value is not of its type. A silent default would send a mail to
+        a table or bucket nobody reads."""
         values: dict[str, object] = {}
+        problems = [f"MAILINTAKE_{name.upper()} is not set" for name in REQUIRED
+                    if not env.get(f"MAILINTAKE_{name.upper()}")]
         for f in fields(cls):
-            raw = env.get(f"MAILINTAKE_{f.name.upper()}")
+            variable = f"MAILINTAKE_{f.name.upper()}"
+            raw = env.get(variable)
             if raw is None or raw == "":
                 continue
-            if f.type in ("int", int):
-                values[f.name] = int(raw)
-            elif f.type in ("float", float):
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            try:
+                value = kind(raw)
+            except ValueError:
+                problems.append(f"{variable}={raw!r} is not {'an integer' if kind is int else 'a number'}")
+                continue
+            if kind is not str and (value < 0 or (value == 0 and f.name not in MAY_BE_ZERO)):
+                problems.append(f"{variable}={raw!r} must be {'0 or more' if f.name in MAY_BE_ZERO else 'above 0'}")
+            values[f.name] = value
+        if problems:
+            raise SettingsError("mailintake cannot start: " + "; ".join(problems) + " (template.yaml sets these "
+                                "on the functions; locally, `make up` writes them to .local/stack.env)")
         if "region" not in values:
             region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
             if region:
