@@ -73,6 +73,54 @@ def _allowed(char: str) -> bool:
     return unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Co", "Cn")
 
 
+def _comment(value: str, i: int) -> tuple[str, int]:
+    """The text of the comment whose "(" is at ``i`` (comments nest), and where it ends."""
+    depth, start, i, n = 1, i + 1, i + 1, len(value)
+    while depth:
+        if i >= n:
+            raise _Invalid("unterminated comment")
+        if value[i] == "\\":
+            i += 1
+        elif value[i] == "(":
+            depth += 1
+        elif value[i] == ")":
+            depth -= 1
+        i += 1
+    return value[start:i - 1], i
+
+
+def _quoted(value: str, i: int) -> tuple[str, int]:
+    """The content of the quoted string whose '"' is at ``i``, unescaped, and where it ends."""
+    text: list[str] = []
+    i, n = i + 1, len(value)
+    while True:
+        if i >= n:
+            raise _Invalid("unterminated quoted string")
+        if value[i] == '"':
+            return "".join(text), i + 1
+        if value[i] == "\\":
+            i += 1
+            if i >= n:
+                raise _Invalid("unterminated quoted string")
+        if value[i] in "\r\n":
+            raise _Invalid("line break in a quoted string")
+        text.append(value[i])
+        i += 1
+
+
+def _atom(value: str, i: int, space: bool) -> tuple[_Token, int]:
+    """The atom (or encoded word) that starts at ``i``, and where it ends."""
+    word = _ENCODED_WORD.match(value, i)
+    if word is not None:
+        return _Token("atom", word.group(0), space, encoded=True), word.end()
+    start, n = i, len(value)
+    while i < n and value[i] not in _SPECIALS and value[i] not in " \t" and value[i] not in "\"(":
+        if unicodedata.category(value[i]) == "Cc":
+            raise _Invalid(f"control character U+{ord(value[i]):04X}")
+        i += 1
+    return _Token("atom", value[start:i], space), i
+
+
 def _tokens(value: str) -> tuple[list[_Token], list[str]]:
     """The tokens of a header value and the text of its comments; :class:`_Invalid` on broken syntax."""
     tokens: list[_Token] = []
@@ -82,62 +130,28 @@ def _tokens(value: str) -> tuple[list[_Token], list[str]]:
         char = value[i]
         if char in " \t":
             space, i = True, i + 1
-        elif char == "(":
-            depth, start, i = 1, i + 1, i + 1
-            while depth:
-                if i >= n:
-                    raise _Invalid("unterminated comment")
-                if value[i] == "\\":
-                    i += 1
-                elif value[i] == "(":
-                    depth += 1
-                elif value[i] == ")":
-                    depth -= 1
-                i += 1
-            comments.append(value[start:i - 1])
+            continue
+        if char == "(":
+            comment, i = _comment(value, i)
+            comments.append(comment)
             space = True
-        elif char == '"':
-            text: list[str] = []
-            i += 1
-            while True:
-                if i >= n:
-                    raise _Invalid("unterminated quoted string")
-                if value[i] == '"':
-                    break
-                if value[i] == "\\":
-                    i += 1
-                    if i >= n:
-                        raise _Invalid("unterminated quoted string")
-                if value[i] in "\r\n":
-                    raise _Invalid("line break in a quoted string")
-                text.append(value[i])
-                i += 1
-            tokens.append(_Token("quoted", "".join(text), space))
-            space, i = False, i + 1
+            continue
+        if char == '"':
+            text, i = _quoted(value, i)
+            token = _Token("quoted", text, space)
         elif char == "[":
             end = value.find("]", i)
             if end < 0:
                 raise _Invalid("unterminated domain literal")
-            tokens.append(_Token("literal", value[i + 1:end], space))
-            space, i = False, end + 1
+            token, i = _Token("literal", value[i + 1:end], space), end + 1
         elif char in _SPECIALS:
             if char in ")]\\":
                 raise _Invalid(f"stray {char!r}")
-            tokens.append(_Token(char, char, space))
-            space, i = False, i + 1
+            token, i = _Token(char, char, space), i + 1
         else:
-            word = _ENCODED_WORD.match(value, i)
-            if word is not None:
-                tokens.append(_Token("atom", word.group(0), space, encoded=True))
-                space, i = False, word.end()
-                continue
-            start = i
-            while i < n and value[i] not in _SPECIALS and value[i] not in " \t" and value[i] not in "\"(":
-                if unicodedata.category(value[i]) == "Cc":
-                    raise _Invalid(f"control character U+{ord(value[i]):04X}")
-                i += 1
-            tokens.append(_Token("atom", value[start:i], space))
-            space = False
+            token, i = _atom(value, i, space)
+        tokens.append(token)
+        space = False
     return tokens, comments
 
 

@@ -63,6 +63,36 @@ class Verdict:
     detail: str  # for the ledger: which server said what, e.g. "mx.example.net: dmarc=pass"
 
 
+def _after_comment(value: str, i: int) -> int:
+    """Where the comment whose "(" is at ``i`` ends: comments nest and hold quoted pairs; an unclosed one
+    runs to the end."""
+    depth, n = 0, len(value)
+    while i < n:
+        if value[i] == "\\":
+            i += 1
+        elif value[i] == "(":
+            depth += 1
+        elif value[i] == ")":
+            depth -= 1
+            if depth == 0:
+                break
+        i += 1
+    return i + 1
+
+
+def _unquoted(value: str, i: int) -> tuple[str, int]:
+    """The content of the quoted string whose '"' is at ``i`` (an unclosed one runs to the end), and where
+    it ends."""
+    text: list[str] = []
+    i, n = i + 1, len(value)
+    while i < n and value[i] != '"':
+        if value[i] == "\\" and i + 1 < n:
+            i += 1
+        text.append(value[i])
+        i += 1
+    return "".join(text), i + 1
+
+
 def _tokens(value: str) -> list[str]:
     """Words, ``;`` and ``=``; comments dropped, quoted strings unquoted and joined to the word they
     touch (``"a b"@example.org`` is one word)."""
@@ -78,30 +108,12 @@ def _tokens(value: str) -> list[str]:
 
     while i < n:
         char = value[i]
-        if char == "(":  # comment, nested, with quoted pairs; an unclosed one runs to the end
+        if char == "(":
             end_word()
-            depth = 0
-            while i < n:
-                if value[i] == "\\":
-                    i += 1
-                elif value[i] == "(":
-                    depth += 1
-                elif value[i] == ")":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                i += 1
-            i += 1
+            i = _after_comment(value, i)
         elif char == '"':
-            i += 1
-            text: list[str] = []
-            while i < n and value[i] != '"':
-                if value[i] == "\\" and i + 1 < n:
-                    i += 1
-                text.append(value[i])
-                i += 1
-            i += 1
-            word = (word or []) + text
+            text, i = _unquoted(value, i)
+            word = (word or []) + [text]
         elif char in ";=":
             end_word()
             tokens.append(char)

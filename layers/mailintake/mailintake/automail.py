@@ -232,7 +232,13 @@ def classify(msg: ParsedMessage) -> AutomailVerdict | None:
 
 
 def _discard(msg: ParsedMessage, ev: _Evidence) -> AutomailVerdict | None:
-    """Bounces, reports and auto-replies: each rule names its evidence."""
+    """Bounces, reports and auto-replies: each rule names its evidence. The rules run in order, the first
+    that matches decides."""
+    return _report(msg, ev) or _notice(msg, ev)
+
+
+def _report(msg: ParsedMessage, ev: _Evidence) -> AutomailVerdict | None:
+    """Rules 1 to 5: reports by their structure, mail systems by their address, unsubscribe requests."""
     h = msg.headers
     subject = msg.subject
     origin = ev.machine_origin()
@@ -274,6 +280,16 @@ def _discard(msg: ParsedMessage, ev: _Evidence) -> AutomailVerdict | None:
     if ev.has_original and ev.null_return_path and ev.system:
         return AutomailVerdict("bounce", "returned message from a system address with a null return path",
                                ("message/rfc822 part", *origin))
+
+    return None
+
+
+def _notice(msg: ParsedMessage, ev: _Evidence) -> AutomailVerdict | None:
+    """Rules 6 to 11: list managers' and mail systems' notices, complaints and automatic replies."""
+    h = msg.headers
+    subject = msg.subject
+    origin = ev.machine_origin()
+    subject_signal = f"Subject: {subject[:80]}"
 
     # 6. Mailing-list managers (ezmlm, fml, Mailman, Sympa) answer posts from administrative addresses;
     # list posts themselves carry the author's (or the list's posting) address instead.

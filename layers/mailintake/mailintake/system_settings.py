@@ -13,7 +13,7 @@ import fnmatch
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pynamodb.exceptions import DoesNotExist
@@ -175,6 +175,59 @@ class PermittedAddresses:
         return any(fnmatch.fnmatchcase(address, g) for g in self.globs)
 
 
+def _bool(key: str, value: str, definition: Definition) -> str:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise SettingError(f"{key} is true or false")
+    return lowered
+
+
+def _int(key: str, value: str, definition: Definition) -> str:
+    try:
+        if int(value) < 0:
+            raise ValueError
+    except ValueError as exc:
+        raise SettingError(f"{key} is a whole number, 0 or more") from exc
+    return str(int(value))
+
+
+def _choice(key: str, value: str, definition: Definition) -> str:
+    if value not in definition.choices:
+        raise SettingError(f"{key} is one of {', '.join(definition.choices)}")
+    return value
+
+
+def _lines(key: str, value: str, definition: Definition) -> str:
+    parse_lines(key, value)
+    return value
+
+
+def _names(key: str, value: str, definition: Definition) -> str:
+    for name in split_names(value):
+        if any(c in name for c in '();"=') or name.startswith("."):
+            raise SettingError(f"{key}: {name!r} is not a server name (e.g. mx.example.net)")
+    return value
+
+
+def _script(key: str, value: str, definition: Definition) -> str:
+    if value and not re.fullmatch(r"[\w.]+:\w+", value):
+        raise SettingError(f"{key} is module:function, e.g. mailintake_scripts.size_guard:guard")
+    return value
+
+
+def _address(key: str, value: str, definition: Definition) -> str:
+    if value and "@" not in value:
+        raise SettingError(f"{key} is an email address")
+    return value
+
+
+# The check of each kind of setting: the value to store, or SettingError.
+_VALIDATORS: dict[str, Callable[[str, str, Definition], str]] = {
+    "bool": _bool, "int": _int, "choice": _choice, "lines": _lines, "names": _names, "script": _script,
+    "address": _address,
+}
+
+
 def validate(key: str, value: str, mailbox: str | None = None) -> str:
     """The value to store for ``key``, or SettingError."""
     if key.startswith(SCRIPT_PARAM_PREFIX):
@@ -184,30 +237,9 @@ def validate(key: str, value: str, mailbox: str | None = None) -> str:
         raise SettingError(f"unknown setting {key!r} (see `mailintake settings get`)")
     if mailbox is not None and not definition.per_mailbox:
         raise SettingError(f"{key} is a system setting; it cannot be set per mailbox")
-    if definition.kind == "bool":
-        lowered = value.strip().lower()
-        if lowered not in ("true", "false"):
-            raise SettingError(f"{key} is true or false")
-        return lowered
-    if definition.kind == "int":
-        try:
-            if int(value) < 0:
-                raise ValueError
-        except ValueError as exc:
-            raise SettingError(f"{key} is a whole number, 0 or more") from exc
-        return str(int(value))
-    if definition.kind == "choice" and value not in definition.choices:
-        raise SettingError(f"{key} is one of {', '.join(definition.choices)}")
-    if definition.kind == "lines":
-        parse_lines(key, value)
-    if definition.kind == "names":
-        for name in split_names(value):
-            if any(c in name for c in '();"=') or name.startswith("."):
-                raise SettingError(f"{key}: {name!r} is not a server name (e.g. mx.example.net)")
-    if definition.kind == "script" and value and not re.fullmatch(r"[\w.]+:\w+", value):
-        raise SettingError(f"{key} is module:function, e.g. mailintake_scripts.size_guard:guard")
-    if definition.kind == "address" and value and "@" not in value:
-        raise SettingError(f"{key} is an email address")
+    check = _VALIDATORS.get(definition.kind)
+    if check is not None:
+        value = check(key, value, definition)
     if key == "intake.permittedAddresses":
         PermittedAddresses.parse(value)
     return value
