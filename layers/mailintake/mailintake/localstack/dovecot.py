@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import hashlib
 import imaplib
 import os
 import pwd
@@ -17,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +133,19 @@ class _Accounts:
 
 
 def _layout(root: Path | str) -> _Layout:
-    return _Layout(Path(root).resolve() / ".local" / "dovecot")
+    base = Path(root).resolve() / ".local" / "dovecot"
+    if os.geteuid() == 0 and not _traversable(base.parent.parent):
+        # As root, Dovecot's processes run as `dovecot` and `dovenull`, which cannot reach a checkout under
+        # a private directory (a clone in `mktemp -d` is 0700): its instance lives in the temporary
+        # directory then, one per checkout.
+        digest = hashlib.sha256(str(base).encode()).hexdigest()[:12]
+        base = Path(tempfile.gettempdir()) / f"mailintake-dovecot-{digest}"
+    return _Layout(base)
+
+
+def _traversable(path: Path) -> bool:
+    """Whether any user may reach ``path``: it and every directory above it let others through."""
+    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
 
 
 def _accounts() -> _Accounts:
@@ -277,7 +291,8 @@ def _prepare(root: Path | str) -> tuple[_Layout, _Accounts]:
     for directory in (layout.base, layout.run, layout.state, layout.mail):
         directory.mkdir(parents=True, exist_ok=True)
     # Dovecot's unprivileged processes must traverse down to the mail and the login sockets.
-    for directory in (layout.base.parent, layout.base, layout.run, layout.state):
+    inside_checkout = layout.base.parent.name == ".local"
+    for directory in (*([layout.base.parent] if inside_checkout else []), layout.base, layout.run, layout.state):
         os.chmod(directory, 0o755)
     if accounts.as_root:
         os.chown(layout.mail, accounts.mail_uid, accounts.mail_gid)
