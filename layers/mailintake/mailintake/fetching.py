@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import imaplib
-import poplib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,7 +27,15 @@ from mailintake.config_check import ConfigurationError, checked_run
 from mailintake.handover import HEADER_SCAN_BYTES, QueuedMessage, conversation_group
 from mailintake.mailboxes import get_mailbox
 from mailintake.settings import Settings
-from mailintake.sources import CursorStore, DynamoCursorStore, MailSource, Pending, SourceFactory, open_source
+from mailintake.sources import (
+    INTERRUPTIONS,
+    CursorStore,
+    DynamoCursorStore,
+    MailSource,
+    Pending,
+    SourceFactory,
+    open_source,
+)
 from mailintake.store import MailboxRecord, acquire_lease, release_lease
 
 logger = Logger(child=True)
@@ -56,11 +62,6 @@ class FetchReport:
 
 def raw_key(mailbox: str, key_suffix: str) -> str:
     return f"raw/{mailbox}/{key_suffix}.eml"
-
-
-# What a mail server going away mid-run raises: a dropped connection, a BYE (imaplib's abort is an
-# IMAP4.error), a timeout, a POP3 error reply to a command that worked a moment ago.
-INTERRUPTIONS: tuple[type[BaseException], ...] = (imaplib.IMAP4.error, poplib.error_proto, OSError, EOFError)
 
 
 class Interrupted(Exception):

@@ -14,6 +14,10 @@ The fetch loop (:class:`mailintake.fetching.Fetcher`) reads a mailbox through th
 7. leaving the ``with`` block ends the session. An exception leaving it must not commit anything
    that was not settled.
 
+A server going away after the source was opened must surface as one of :data:`INTERRUPTIONS`: the loop
+then queues what it had stored, remembers what was settled and ends the run as "interrupted" (not a
+configuration problem). Anything else raised is a fault of the run.
+
 Exactly once, by construction rather than by transaction:
 
 - Nothing is settled before it is stored and queued, so a crash at any point never loses a mail: at worst
@@ -36,6 +40,8 @@ What settling means differs by protocol:
 
 from __future__ import annotations
 
+import imaplib
+import poplib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -47,6 +53,10 @@ if TYPE_CHECKING:
 
 # Parts in which a large mail travels from the server to S3. S3 parts must be at least 5 MiB, except the last.
 PART_BYTES = 8 * 1024 * 1024
+
+# What a mail server going away mid-run raises: a dropped connection, a BYE (imaplib's abort is an
+# IMAP4.error), a timeout, a POP3 error reply to a command that worked a moment ago.
+INTERRUPTIONS: tuple[type[BaseException], ...] = (imaplib.IMAP4.error, poplib.error_proto, OSError, EOFError)
 
 
 @dataclass(frozen=True)
