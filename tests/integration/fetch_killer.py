@@ -22,12 +22,15 @@ from typing import Any
 
 from mailintake import fetching
 from mailintake.localrun import invoke
+from mailintake.sources import ImapSource, Pop3Source
 
+# Each step is a call through one of the fetch loop's interfaces (RawMailStore, IntakeQueue, MailSource),
+# caught on the class that implements it on the real stack.
 STEPS: dict[str, list[tuple[Any, str]]] = {
-    "downloaded": [(fetching.Fetcher, "_store")],
-    "stored": [(fetching.Fetcher, "_hand_over")],
-    "enqueued": [(fetching.ImapSource, "settle"), (fetching.Pop3Source, "settle")],
-    "marked": [(fetching.ImapSource, "remember"), (fetching.Pop3Source, "remember")],
+    "downloaded": [(fetching.S3RawMailStore, "put")],
+    "stored": [(fetching.SqsIntakeQueue, "send")],
+    "enqueued": [(ImapSource, "settle"), (Pop3Source, "settle")],
+    "marked": [(ImapSource, "remember"), (Pop3Source, "remember")],
     "finished": [(fetching, "release_lease")],
 }
 

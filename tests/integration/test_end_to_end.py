@@ -256,12 +256,12 @@ def test_crash_between_storing_and_marking_loses_and_doubles_nothing(
     settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None], protocol: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mailintake import fetching
+    from mailintake.sources import ImapSource, Pop3Source
 
     box = mailbox(protocol, "ssl", after="delete")
     for n in range(3):
         deliver(box, make_mail(f"Crash test {n}"))
-    source_class = fetching.ImapSource if protocol == "imap" else fetching.Pop3Source
+    source_class = ImapSource if protocol == "imap" else Pop3Source
 
     def crash(self: Any, items: Any) -> None:
         raise RuntimeError("injected crash after S3 write and enqueue, before marking on the server")

@@ -123,7 +123,7 @@ def fail_on_nth_store(monkeypatch: pytest.MonkeyPatch, nth: int, fault: Callable
     """Make ``fault`` happen while the fetch stores its ``nth`` mail (after the download, before the S3 write)."""
     from mailintake import fetching
 
-    original = fetching.Fetcher._store
+    original = fetching.S3RawMailStore.put
     calls = 0
 
     def store_then_fault(self: Any, *args: Any) -> Any:
@@ -133,7 +133,7 @@ def fail_on_nth_store(monkeypatch: pytest.MonkeyPatch, nth: int, fault: Callable
             fault()
         return original(self, *args)
 
-    monkeypatch.setattr(fetching.Fetcher, "_store", store_then_fault)
+    monkeypatch.setattr(fetching.S3RawMailStore, "put", store_then_fault)
 
 
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])

@@ -1,0 +1,72 @@
+"""Where each mailbox's reading stands, kept apart from the mail sources that use it.
+
+A source is given a :class:`CursorStore` when it is opened; it loads its cursor from it and writes to it
+on ``remember()`` (see :mod:`mailintake.sources.protocol`). :class:`DynamoCursorStore` keeps cursors in
+the stack's table, in the records ``mailintake.store`` defines (unchanged: no migration):
+
+- IMAP: one ``CursorRecord`` per mailbox, ``pk=CURSOR#<mailbox>, sk=CURSOR``, with ``uidvalidity``,
+  ``last_uid`` and ``updated``.
+- POP3: ``UidlsRecord`` parts beside it, ``sk=UIDLS#<part>``, each a set of UIDLs already stored. A run adds
+  a small part per write and compacts the parts at its end (records of at most ``UIDLS_PER_RECORD``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailintake import store
+
+
+@dataclass
+class ImapCursor:
+    """The folder's UIDVALIDITY when it was last read (None: never read), and the highest UID settled."""
+
+    uidvalidity: int | None = None
+    last_uid: int = 0
+
+
+# POP3 has no order to resume from, only the UIDLs seen, kept in parts: part name -> UIDLs.
+UidlParts = dict[str, set[str]]
+
+
+class CursorStore(Protocol):
+    """Reads and writes the cursors of mailboxes. A missing cursor reads as never read."""
+
+    def load_imap(self, mailbox: str) -> ImapCursor:
+        """The IMAP cursor, as last saved."""
+
+    def save_imap(self, mailbox: str, cursor: ImapCursor) -> None:
+        """Replace the IMAP cursor."""
+
+    def load_uidls(self, mailbox: str) -> UidlParts:
+        """The POP3 UIDLs already stored, by the part that holds them."""
+
+    def add_uidls(self, mailbox: str, part: str, uidls: set[str]) -> str:
+        """Record some UIDLs as stored under a new part named ``part``; the part's name as load_uidls gives it."""
+
+    def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
+        """Rewrite ``parts`` (as loaded, plus those added) to hold exactly ``keep``; a crash midway may leave
+        UIDLs known twice, never forgotten."""
+
+
+class DynamoCursorStore:
+    """Cursors in the stack's DynamoDB table (``mailintake.store`` records)."""
+
+    def load_imap(self, mailbox: str) -> ImapCursor:
+        record = store.load_cursor(mailbox)
+        uidvalidity = None if record.uidvalidity is None else int(record.uidvalidity)
+        return ImapCursor(uidvalidity, int(record.last_uid or 0))
+
+    def save_imap(self, mailbox: str, cursor: ImapCursor) -> None:
+        store.save_cursor(store.CursorRecord(*store.CursorRecord.key_for(mailbox), uidvalidity=cursor.uidvalidity,
+                                             last_uid=cursor.last_uid))
+
+    def load_uidls(self, mailbox: str) -> UidlParts:
+        return store.load_uidls(mailbox)
+
+    def add_uidls(self, mailbox: str, part: str, uidls: set[str]) -> str:
+        return store.add_uidls(mailbox, part, uidls)
+
+    def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
+        store.compact_uidls(mailbox, parts, keep)

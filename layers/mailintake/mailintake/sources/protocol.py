@@ -1,0 +1,97 @@
+"""What every mail source offers the fetch loop (IMAP and POP3 today; OAuth IMAP and Microsoft Graph next).
+
+The fetch loop (:class:`mailintake.fetching.Fetcher`) reads a mailbox through this interface only:
+
+1. ``with source:`` the source is opened (connected, logged in, its cursor loaded from the
+   :class:`~mailintake.sources.cursors.CursorStore` it was given);
+2. ``pending()`` yields the mails not stored before, oldest first, each as a :class:`Pending`;
+3. ``download(item)`` (small mails) or ``chunks(item)`` (mails over the streaming threshold) reads one;
+4. the loop writes it to S3 under ``raw/<mailbox>/<key_suffix>.eml`` and, a batch at a time, queues it;
+5. ``settle(items)`` is called only after a batch is both in S3 and queued: it applies the mailbox's
+   after-storing action on the server and counts the mails as read, in memory;
+6. ``remember()`` writes what was settled to the cursor store: every few batches and once at the end
+   of the run (also after an interruption);
+7. leaving the ``with`` block ends the session. An exception leaving it must not commit anything
+   that was not settled.
+
+A server going away after the source was opened must surface as one of :data:`INTERRUPTIONS`: the loop
+then queues what it had stored, remembers what was settled and ends the run as "interrupted" (not a
+configuration problem). Anything else raised is a fault of the run.
+
+Exactly once, by construction rather than by transaction:
+
+- Nothing is settled before it is stored and queued, so a crash at any point never loses a mail: at worst
+  the mail is still on the server and in no cursor.
+- A mail read again (a crash after storing, before ``remember``) has the same ``key_suffix`` as before,
+  so it lands in the same S3 key, with the same queue deduplication id; processing recognises the key
+  (ledger) and the Message-ID. Read twice, it still makes one outcome.
+- ``key_suffix`` must therefore be stable for a mail across runs, and distinct between mails.
+
+What settling means differs by protocol:
+
+- IMAP: ``\\Seen`` is set, the mail is moved, or deleted (expunged at once), as the mailbox says; the
+  cursor is UIDVALIDITY and the highest UID settled. A changed UIDVALIDITY rereads the folder into keys
+  that name the new UIDVALIDITY; processing deduplicates by Message-ID.
+- POP3: the mail is marked for deletion (``DELE``) when the mailbox deletes, and its UIDL joins the set
+  of UIDLs seen. The server commits deletions only at ``QUIT``: leaving the block with an exception closes
+  the connection without QUIT, so the server rolls them back. UIDLs remembered but still on the server
+  at the next run (deleted by a run that died before QUIT) are deleted then, without being read again.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mailintake.sources.cursors import CursorStore
+    from mailintake.store import MailboxRecord
+
+# Parts in which a large mail travels from the server to S3. S3 parts must be at least 5 MiB, except the last.
+PART_BYTES = 8 * 1024 * 1024
+
+# What a mail server going away mid-run raises: a dropped connection, a BYE (imaplib's abort is an
+# IMAP4.error), a timeout, a POP3 error reply to a command that worked a moment ago.
+INTERRUPTIONS: tuple[type[BaseException], ...] = (imaplib.IMAP4.error, poplib.error_proto, OSError, EOFError)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One mail on the server that has not been stored yet."""
+
+    ref: str  # the server's handle: IMAP UID, or POP3 message number
+    key_suffix: str  # the stable part of its S3 key
+    size: int = 0  # as the server announces it (RFC822.SIZE, POP3 LIST); 0 when unknown
+
+
+class MailSource(Protocol):
+    """An open mailbox on a mail server, read in the order of the module's contract."""
+
+    def __enter__(self) -> MailSource: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        """End the session: commit the settled actions after a clean run, nothing more after a failed one."""
+
+    def pending(self) -> Iterator[Pending]:
+        """The mails not stored before, oldest first."""
+
+    def download(self, item: Pending) -> bytes:
+        """The whole raw mail, for mails small enough to hold in memory."""
+
+    def chunks(self, item: Pending) -> Iterator[bytes]:
+        """The raw mail in parts of about PART_BYTES (the last one shorter), never whole in memory."""
+
+    def settle(self, items: list[Pending]) -> None:
+        """Apply the after-storing action to mails already stored and queued; count them as read."""
+
+    def remember(self) -> None:
+        """Write what was settled since the last call to the cursor store (nothing when nothing was)."""
+
+
+# How the fetch loop opens a mailbox: the mailbox, its password, where its cursor is kept.
+SourceFactory = Callable[["MailboxRecord", str, "CursorStore"], MailSource]
