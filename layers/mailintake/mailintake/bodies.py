@@ -66,10 +66,11 @@ def shrink(record: ItemRecord | CommentRecord, key: str) -> dict[str, str] | Non
         if not (name == "text" and value == whole.get("full_text")):  # a reply that is all of the mail: once
             whole[name] = value
         setattr(record, name, None if name == "html" else preview(value))
-    title = getattr(record, "title", None)
-    if title and len(title.encode("utf-8", "surrogatepass")) > TITLE_PREVIEW_BYTES:
-        whole["title"] = title
-        record.title = preview(title, TITLE_PREVIEW_BYTES)
+    if isinstance(record, ItemRecord):  # comments have no title
+        title = record.title
+        if title and len(title.encode("utf-8", "surrogatepass")) > TITLE_PREVIEW_BYTES:
+            whole["title"] = title
+            record.title = preview(title, TITLE_PREVIEW_BYTES)
     record.body_key = key
     size = item_size(record)
     if size > BUDGET_BYTES:

@@ -175,7 +175,7 @@ def remove_user(email: str) -> bool:
 
 
 def list_users() -> list[UserRecord]:
-    return list(UserRecord.by_kind.query("user"))
+    return [r for r in UserRecord.by_kind.query("user") if isinstance(r, UserRecord)]
 
 
 def put_workspace(name: str, title: str = "", default_role: str | None = None) -> WorkspaceRecord:
@@ -193,4 +193,4 @@ def put_workspace(name: str, title: str = "", default_role: str | None = None) -
 
 
 def list_workspaces() -> list[WorkspaceRecord]:
-    return list(WorkspaceRecord.by_kind.query("workspace"))
+    return [r for r in WorkspaceRecord.by_kind.query("workspace") if isinstance(r, WorkspaceRecord)]

@@ -165,13 +165,13 @@ def _filters(parsed: ParsedMessage, config: Config, state: _State, reject: bool 
             state.text, state.reply_text = text, reply_text
     drop_lines = config.lines("filter.dropAttachments")
     if drop_lines and parsed.attachments:
-        kept = []
+        kept: list[Attachment] = []
         for attachment in parsed.attachments:
-            line = next((x for x in drop_lines if x.pattern.search(attachment.filename or "")), None)
-            if line is None:
+            dropping = next((x for x in drop_lines if x.pattern.search(attachment.filename or "")), None)
+            if dropping is None:
                 kept.append(attachment)
             else:
-                state.notes.append(f"dropped attachment {attachment.filename!r} by {line.describe()}")
+                state.notes.append(f"dropped attachment {attachment.filename!r} by {dropping.describe()}")
         if len(kept) != len(parsed.attachments):
             state.attachments = kept
     return None

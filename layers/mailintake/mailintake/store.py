@@ -125,8 +125,9 @@ class ItemRecord(Record):
     # Set when the item would pass DynamoDB's item limit: the S3 key of the whole texts (mailintake.bodies);
     # description (and title) are then previews, html is none.
     body_key = UnicodeAttribute(null=True)
-    # What was simplified because the mail passed a bound (mailintake.bounds), in words.
-    simplified = ListAttribute(of=UnicodeAttribute, null=True)
+    # What was simplified because the mail passed a bound (mailintake.bounds), in words. Annotated: pynamodb
+    # types ListAttribute(of=UnicodeAttribute) as a list of UnicodeAttribute, but the values are str.
+    simplified: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[arg-type]
 
     @staticmethod
     def key(number: int) -> tuple[str, str]:
@@ -149,7 +150,8 @@ class CommentRecord(Record):
     mailbox = UnicodeAttribute()
     attachments = ListAttribute(of=AttachmentMap, default=list)
     body_key = UnicodeAttribute(null=True)  # as ItemRecord.body_key: text and full_text are then previews
-    simplified = ListAttribute(of=UnicodeAttribute, null=True)  # as ItemRecord.simplified
+    # as ItemRecord.simplified
+    simplified: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, null=True)  # type: ignore[arg-type]
 
 
 class LedgerRecord(Record):

@@ -271,8 +271,8 @@ def write_values(changes: dict[str, str | None], mailbox: str | None = None) -> 
             values.pop(key, None)
         else:
             values[key] = validate(key, value, mailbox)
-    key = SettingsRecord.key(scope)
-    SettingsRecord(*key, kind="settings", sort=scope, scope=scope, values=values, updated=utcnow()).save()
+    record_key = SettingsRecord.key(scope)
+    SettingsRecord(*record_key, kind="settings", sort=scope, scope=scope, values=values, updated=utcnow()).save()
     invalidate()
     return values
 
@@ -339,12 +339,15 @@ def load(settings: Settings) -> Config:
     del settings  # the models are bound to the table already
     config = Config()
     for record in SettingsRecord.by_kind.query("settings"):
+        if not isinstance(record, SettingsRecord):  # the index is typed by the base Record (as in store)
+            continue
         values = {str(k): str(v) for k, v in plain_map(record.values).items()}
         if record.scope == SYSTEM:
             config.system = values
         elif record.scope.startswith("mailbox:"):
             config.overrides[record.scope.split(":", 1)[1]] = values
-    config.workspaces = {w.name: w for w in WorkspaceRecord.by_kind.query("workspace")}
+    workspaces = WorkspaceRecord.by_kind.query("workspace")
+    config.workspaces = {w.name: w for w in workspaces if isinstance(w, WorkspaceRecord)}
     config.mailboxes = {m.name: m for m in list_mailboxes()}
     return config
 

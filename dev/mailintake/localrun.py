@@ -43,7 +43,7 @@ def function_limits(name: str) -> tuple[int, int]:
 
 def project_root() -> Path:
     """The checkout holding template.yaml and functions/: $MAILINTAKE_ROOT, the cwd, or the package's own."""
-    candidates = [os.environ.get("MAILINTAKE_ROOT"), os.getcwd(), str(Path(__file__).resolve().parents[3])]
+    candidates = [os.environ.get("MAILINTAKE_ROOT"), os.getcwd(), str(Path(__file__).resolve().parents[2])]
     for candidate in candidates:
         if candidate and (Path(candidate) / "functions").is_dir() and (Path(candidate) / "template.yaml").is_file():
             return Path(candidate)

@@ -7,29 +7,20 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-
-def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
-    from mailintake.cli import _emit as emit
-
-    emit(args, data, lines)
-
-
-def _bind() -> Any:
-    from mailintake.cli import _settings
-
-    return _settings()
+from mailintake.cli_output import emit
+from mailintake.runtime import bound_settings
 
 
 def cmd_messages_reprocess(args: argparse.Namespace) -> int:
     from mailintake import replay
 
-    settings = _bind()
+    settings = bound_settings()
     if bool(args.keys) == bool(args.failed):
         print("give the raw message keys, or --failed (not both)", file=sys.stderr)
         return 2
     keys = replay.failed_keys() if args.failed else list(args.keys)
     results = replay.reprocess(settings, keys, args.budget)
-    _emit(args, [asdict(r) for r in results],
+    emit(args, [asdict(r) for r in results],
           [f"{r.key}: {r.action} -> {r.outcome}" for r in results])
     # Non-zero when something still did not work, so a script can tell.
     return 1 if any(r.action in ("failed", "missing") for r in results) else 0
@@ -38,13 +29,13 @@ def cmd_messages_reprocess(args: argparse.Namespace) -> int:
 def cmd_messages_accept(args: argparse.Namespace) -> int:
     from mailintake import replay
 
-    settings = _bind()
+    settings = bound_settings()
     if bool(args.keys) == bool(args.all_discarded):
         print("give the raw message keys, or --all-discarded (not both)", file=sys.stderr)
         return 2
     keys = replay.discarded_keys() if args.all_discarded else list(args.keys)
     results = replay.accept(settings, keys)
-    _emit(args, [asdict(r) for r in results],
+    emit(args, [asdict(r) for r in results],
           [f"{r.key}: {r.action} -> {r.outcome}" for r in results])
     return 1 if any(r.action in ("failed", "missing", "unchanged") for r in results) else 0
 
@@ -52,8 +43,8 @@ def cmd_messages_accept(args: argparse.Namespace) -> int:
 def cmd_dlq_redrive(args: argparse.Namespace) -> int:
     from mailintake import replay
 
-    moved = replay.redrive(_bind(), args.limit)
-    _emit(args, {"redriven": [asdict(m) for m in moved]},
+    moved = replay.redrive(bound_settings(), args.limit)
+    emit(args, {"redriven": [asdict(m) for m in moved]},
           [f"moved {len(moved)} message(s) from the dead-letter queue to the intake queue",
            *(f"  {m.key or m.message_id}" for m in moved)])
     return 0

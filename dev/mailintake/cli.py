@@ -12,9 +12,10 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from mailintake.cli_output import emit, plain
 
 OUTPUT_ENV = {
     "TableName": "MAILINTAKE_TABLE",
@@ -64,27 +65,12 @@ def load_environment(verbose: bool = False) -> str:
     return "deployed"
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set):
-        return sorted(value)
-    return value
-
-
-def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
-    if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False, default=_plain))
-    else:
-        print("\n".join(lines) if lines else "(none)")
-
-
 MAILBOX_FIELDS = ("name", "protocol", "host", "port", "security", "username", "secret_name", "folder", "after",
                   "move_to", "workspace", "enabled", "poll_minutes", "system")
 
 
 def _mailbox_dict(record: Any) -> dict[str, Any]:
-    data = {f: _plain(getattr(record, f)) for f in MAILBOX_FIELDS}
+    data = {f: plain(getattr(record, f)) for f in MAILBOX_FIELDS}
     data["port"] = int(data["port"])
     data["poll_minutes"] = int(data["poll_minutes"])
     return data
@@ -118,7 +104,7 @@ def _item_dict(item: Any, comments: list[Any] | None = None) -> dict[str, Any]:
         "number": int(item.number), "title": whole.get("title", item.title),
         "description": whole.get("description", item.description),
         "author": item.author, "author_name": item.author_name, "workspace": item.workspace,
-        "created": _plain(item.created), "message_id": item.message_id, "mailbox": item.mailbox,
+        "created": plain(item.created), "message_id": item.message_id, "mailbox": item.mailbox,
         "source_key": item.source_key, "attachments": _attachments(item),
         "item_type": item.item_type, "priority": item.priority,
         "readers": sorted(item.readers or ()), "editors": sorted(item.editors or ()),
@@ -135,7 +121,7 @@ def _item_dict(item: Any, comments: list[Any] | None = None) -> dict[str, Any]:
 def _comment_dict(comment: Any) -> dict[str, Any]:
     whole = _whole_texts(comment)
     full_text = whole.get("full_text", comment.full_text)
-    return {"author": comment.author, "author_name": comment.author_name, "created": _plain(comment.created),
+    return {"author": comment.author, "author_name": comment.author_name, "created": plain(comment.created),
             # A comment's whole reply text is kept only where it differs from its whole text.
             "text": whole.get("text", full_text if whole else comment.text), "full_text": full_text,
             "html": whole.get("html", comment.html), "message_id": comment.message_id,
@@ -147,7 +133,7 @@ def _ledger_dict(rec: Any) -> dict[str, Any]:
         "key": rec.key, "mailbox": rec.mailbox, "message_id": rec.message_id, "sender": rec.sender,
         "subject": rec.subject, "status": rec.status, "outcome": rec.outcome,
         "item_number": int(rec.item_number) if rec.item_number is not None else None,
-        "step": rec.step, "error": rec.error, "created": _plain(rec.created), "notes": list(rec.notes or ()),
+        "step": rec.step, "error": rec.error, "created": plain(rec.created), "notes": list(rec.notes or ()),
     }
 
 
@@ -169,7 +155,7 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
         print(f"warning: mailbox {args.name} uses security none: its password is sent unencrypted",
               file=sys.stderr)
     record = add_mailbox(spec, _settings(), password)
-    _emit(args, _mailbox_dict(record), [f"mailbox {record.name} saved"])
+    emit(args, _mailbox_dict(record), [f"mailbox {record.name} saved"])
     return 0
 
 
@@ -177,7 +163,7 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
     from mailintake.store import list_mailboxes
 
     records = list_mailboxes()
-    _emit(args, [_mailbox_dict(r) for r in records], [
+    emit(args, [_mailbox_dict(r) for r in records], [
         f"{r.name:20} {r.protocol:5} {r.security:8} {r.host}:{int(r.port)} {r.username} -> {r.workspace}"
         f" after={r.after} every {int(r.poll_minutes)}m{'' if r.enabled else ' (disabled)'}"
         for r in records
@@ -189,7 +175,7 @@ def cmd_mailbox_remove(args: argparse.Namespace) -> int:
     from mailintake.mailboxes import remove_mailbox
 
     remove_mailbox(args.name, _settings())
-    _emit(args, {"name": args.name, "removed": True}, [f"mailbox {args.name} removed"])
+    emit(args, {"name": args.name, "removed": True}, [f"mailbox {args.name} removed"])
     return 0
 
 
@@ -205,13 +191,13 @@ def cmd_poll(args: argparse.Namespace) -> int:
         for event in scheduled_fetch_events(settings):
             response = lam.invoke(FunctionName=settings.fetch_function_arn, Payload=json.dumps(event).encode())
             fetches.append(json.loads(response["Payload"].read() or b"null"))
-        _emit(args, {"fetches": fetches}, [json.dumps(f) for f in fetches])
+        emit(args, {"fetches": fetches}, [json.dumps(f) for f in fetches])
         return 0
     from mailintake.localrun import run_cycle
 
     report = run_cycle(settings)
     data = {"fetches": report.fetches, "processed": report.processed, "failed": report.failed}
-    _emit(args, data, [
+    emit(args, data, [
         *(f"{f['mailbox']}: fetched {f['fetched']} ({f['status']})" for f in report.fetches),
         f"processed {report.processed}, failed {report.failed}",
     ])
@@ -222,7 +208,7 @@ def cmd_items_list(args: argparse.Namespace) -> int:
     from mailintake.store import list_items
 
     items = list_items()
-    _emit(args, [_item_dict(i) for i in items], [
+    emit(args, [_item_dict(i) for i in items], [
         f"#{int(i.number):<5} {i.title[:60]:60} {i.author} [{i.workspace}]"
         + (f" ({len(i.attachments)} attachments)" if i.attachments else "")
         for i in items
@@ -257,7 +243,7 @@ def cmd_item_show(args: argparse.Namespace) -> int:
         lines += [f"simplified: {line}" for line in c["simplified"]]
         lines += [c["text"].rstrip()]
         lines += [f"attachment: {a['filename']} ({a['size']} bytes)" for a in c["attachments"]]
-    _emit(args, data, lines)
+    emit(args, data, lines)
     return 0
 
 
@@ -265,8 +251,8 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
     from mailintake.store import list_ledger
 
     records = [r for r in list_ledger() if not args.outcome or r.status == args.outcome]
-    _emit(args, [_ledger_dict(r) for r in records], [
-        f"{_plain(r.created)[:19]} {r.mailbox:12} {r.sender[:30]:30} {r.subject[:40]:40} {r.outcome}  [{r.key}]"
+    emit(args, [_ledger_dict(r) for r in records], [
+        f"{plain(r.created)[:19]} {r.mailbox:12} {r.sender[:30]:30} {r.subject[:40]:40} {r.outcome}  [{r.key}]"
         for r in records
     ])
     return 0
@@ -277,7 +263,7 @@ def cmd_local_mailbox(args: argparse.Namespace) -> int:
 
     record = local_mailbox(_root(), _settings(), args.name, args.protocol, args.security, args.after,
                            args.move_to, args.workspace, args.system)
-    _emit(args, _mailbox_dict(record), [f"local mailbox {record.name} ready ({args.protocol}, {args.security})"])
+    emit(args, _mailbox_dict(record), [f"local mailbox {record.name} ready ({args.protocol}, {args.security})"])
     return 0
 
 
@@ -294,7 +280,7 @@ def cmd_local_send(args: argparse.Namespace) -> int:
     password = str(parameters.get_secret(mailbox.secret_name))
     for name in args.files:
         dovecot.deliver(_root(), mailbox.username, password, Path(name).read_bytes())
-    _emit(args, {"mailbox": args.mailbox, "delivered": len(args.files)},
+    emit(args, {"mailbox": args.mailbox, "delivered": len(args.files)},
           [f"delivered {len(args.files)} message(s) to {args.mailbox}"])
     return 0
 
@@ -304,7 +290,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
     event = json.loads(Path(args.event).read_text()) if args.event else {}
     result = invoke(args.function, event)
-    print(json.dumps(result, indent=2, default=_plain))
+    print(json.dumps(result, indent=2, default=plain))
     return 0
 
 
@@ -371,11 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--outcome", choices=("item", "comment", "rejected", "discarded", "failed"))
     ml.set_defaults(func=cmd_messages_list)
 
-    from mailintake import cli_admin
+    # Imported here, not at the top: they load the store (pynamodb, botocore), and the benches and tests
+    # import this module for load_environment alone.
+    from mailintake import cli_admin, cli_replay
 
     cli_admin.register(sub, common)
-    from mailintake import cli_replay
-
     cli_replay.register(sub, common)
 
     local = sub.add_parser("local", help="the local stack only").add_subparsers(dest="sub", required=True)

@@ -7,20 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mailintake.cli_output import emit
+from mailintake.runtime import bound_settings
 from mailintake.store import plain_map
 from mailintake.system_settings import SettingError
-
-
-def _emit(args: argparse.Namespace, data: Any, lines: list[str]) -> None:
-    from mailintake.cli import _emit as emit
-
-    emit(args, data, lines)
-
-
-def _bind() -> Any:
-    from mailintake.cli import _settings
-
-    return _settings()
 
 
 def _fail(message: str) -> int:
@@ -35,21 +25,21 @@ def _user_dict(user: Any) -> dict[str, Any]:
 def cmd_users_add(args: argparse.Namespace) -> int:
     from mailintake import directory
 
-    _bind()
+    bound_settings()
     try:
         user = directory.put_user(args.email, args.name or "", directory.parse_roles(args.role or []))
     except SettingError as exc:
         return _fail(str(exc))
-    _emit(args, _user_dict(user), [f"user {user.email} saved"])
+    emit(args, _user_dict(user), [f"user {user.email} saved"])
     return 0
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
     from mailintake import directory
 
-    _bind()
+    bound_settings()
     users = directory.list_users()
-    _emit(args, [_user_dict(u) for u in users], [
+    emit(args, [_user_dict(u) for u in users], [
         f"{u.email:40} {u.name[:30]:30} " + (", ".join(f"{w}={r}" for w, r in sorted(plain_map(u.roles).items()))
                                             or "(default roles)") for u in users
     ])
@@ -59,9 +49,9 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 def cmd_users_remove(args: argparse.Namespace) -> int:
     from mailintake import directory
 
-    _bind()
+    bound_settings()
     removed = directory.remove_user(args.email)
-    _emit(args, {"email": args.email, "removed": removed},
+    emit(args, {"email": args.email, "removed": removed},
           [f"user {args.email} {'removed' if removed else 'did not exist'}"])
     return 0
 
@@ -69,12 +59,12 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
 def cmd_workspaces_add(args: argparse.Namespace) -> int:
     from mailintake import directory
 
-    _bind()
+    bound_settings()
     try:
         record = directory.put_workspace(args.name, args.title or "", args.default_role)
     except SettingError as exc:
         return _fail(str(exc))
-    _emit(args, {"name": record.name, "title": record.title, "default_role": record.default_role},
+    emit(args, {"name": record.name, "title": record.title, "default_role": record.default_role},
           [f"workspace {record.name} saved"])
     return 0
 
@@ -82,9 +72,9 @@ def cmd_workspaces_add(args: argparse.Namespace) -> int:
 def cmd_workspaces_list(args: argparse.Namespace) -> int:
     from mailintake import directory
 
-    _bind()
+    bound_settings()
     records = directory.list_workspaces()
-    _emit(args, [{"name": w.name, "title": w.title, "default_role": w.default_role} for w in records],
+    emit(args, [{"name": w.name, "title": w.title, "default_role": w.default_role} for w in records],
           [f"{w.name:20} {w.title[:40]:40} default role: {w.default_role or '(system default)'}" for w in records])
     return 0
 
@@ -100,7 +90,7 @@ def _read_value(args: argparse.Namespace) -> str | None:
 def cmd_settings_get(args: argparse.Namespace) -> int:
     from mailintake import system_settings
 
-    _bind()
+    bound_settings()
     system = system_settings.read_scope(system_settings.SYSTEM)
     own = system_settings.read_scope(system_settings.scope_of(args.mailbox)) if args.mailbox else {}
     keys = [d.key for d in system_settings.DEFINITIONS] + sorted(
@@ -125,14 +115,14 @@ def cmd_settings_get(args: argparse.Namespace) -> int:
         value = entry["value"]
         shown = value if "\n" not in value.strip() else f"({len(value.strip().splitlines())} lines)"
         lines.append(f"{key:40} {shown[:60]:60} [{entry['source']}]")
-    _emit(args, data, lines)
+    emit(args, data, lines)
     return 0
 
 
 def cmd_settings_set(args: argparse.Namespace) -> int:
     from mailintake import system_settings
 
-    _bind()
+    bound_settings()
     value = None if args.unset else _read_value(args)
     if value is None and not args.unset:
         return _fail("give a value, --file FILE, --file - (stdin) or --unset")
@@ -141,7 +131,7 @@ def cmd_settings_set(args: argparse.Namespace) -> int:
     except SettingError as exc:
         return _fail(str(exc))
     where = f"mailbox {args.mailbox}" if args.mailbox else "system"
-    _emit(args, {"key": args.key, "value": value, "scope": where},
+    emit(args, {"key": args.key, "value": value, "scope": where},
           [f"{args.key} {'unset' if value is None else 'set'} ({where})"])
     return 0
 
@@ -149,7 +139,7 @@ def cmd_settings_set(args: argparse.Namespace) -> int:
 def cmd_scripts_set(args: argparse.Namespace) -> int:
     from mailintake import system_settings
 
-    _bind()
+    bound_settings()
     changes: dict[str, str | None] = {}
     for option, key in (("guard", "scripts.guard"), ("activity", "scripts.activity"),
                         ("timeout", "scripts.timeoutSeconds")):
@@ -163,14 +153,14 @@ def cmd_scripts_set(args: argparse.Namespace) -> int:
     except SettingError as exc:
         return _fail(str(exc))
     data = {k: v for k, v in values.items() if k.startswith("scripts.")}
-    _emit(args, data, [f"{k} = {v}" for k, v in sorted(data.items())])
+    emit(args, data, [f"{k} = {v}" for k, v in sorted(data.items())])
     return 0
 
 
 def cmd_scripts_show(args: argparse.Namespace) -> int:
     from mailintake import system_settings
 
-    _bind()
+    bound_settings()
     system = system_settings.read_scope(system_settings.SYSTEM)
     data: dict[str, Any] = {"system": {k: v for k, v in system.items() if k.startswith("scripts.")}}
     scopes = [args.mailbox] if args.mailbox else [m.name for m in _mailboxes()]
@@ -181,7 +171,7 @@ def cmd_scripts_show(args: argparse.Namespace) -> int:
             data[f"mailbox {name}"] = scripts
     lines = [f"{scope}: " + (", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "(none)")
              for scope, values in data.items()]
-    _emit(args, data, lines)
+    emit(args, data, lines)
     return 0
 
 
