@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -147,7 +146,7 @@ def redrive(settings: Settings, limit: int | None = None) -> list[Redriven]:
     sqs = client("sqs", settings.region)
     moved: list[Redriven] = []
     while limit is None or len(moved) < limit:
-        batch: list[dict[str, Any]] = sqs.receive_message(
+        batch = sqs.receive_message(
             QueueUrl=settings.dlq_url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0,
         ).get("Messages", [])
         if not batch:

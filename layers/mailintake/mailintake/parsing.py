@@ -34,7 +34,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from io import BytesIO
-from typing import BinaryIO
+from typing import Protocol
 
 import html2text
 import nh3
@@ -63,6 +63,12 @@ from mailintake.bounds import (
 )
 from mailintake.charsets import UNKNOWN_CHARSETS, decode_bytes, message_hints
 from mailintake.handover import HEADER_SCAN_BYTES, header_block
+
+
+class Readable(Protocol):
+    """What the parser reads a mail from: a file, a BytesIO, or S3's streaming body."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 log = logging.getLogger(__name__)
 # flufl.bounce logs every heuristic detector that trips over an unusual message as an error with a
@@ -1289,7 +1295,7 @@ def _header_only(head: bytes) -> Message:
         return Message()
 
 
-def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
+def _read_tree(fp: Readable, defects: list[str], notes: _Simplified,
                deadline: Deadline | None) -> tuple[Message, int, _Tracker]:
     tracker = _Tracker()
     parser = _bounded_parser(tracker)
@@ -1441,7 +1447,7 @@ def _cut_reply(text: str, forwarded: bool, notes: _Simplified) -> str:
     return reply
 
 
-def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessage:
+def parse_message(fp: Readable, deadline: Deadline | None = None) -> ParsedMessage:
     """Parse a raw RFC 5322 message from a binary stream (read incrementally, not copied whole).
 
     Never raises on bad input; problems are listed in ``defects``, and what a bound of
