@@ -78,11 +78,11 @@ class Candidates:
 
 def gather(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Facts:
     """The facts the rules need for ``parsed``: the users it names (one BatchGetItem for every person the
-    decision may need and this container has not read lately), the workspaces' default roles, and its
-    thread candidates, read lazily."""
+    decision may need and this container has not read lately), the workspaces and their default roles
+    (from the settings snapshot, in memory), and its thread candidates, read lazily."""
     users = directory.lookup(people_needed(parsed, ctx), settings.config_cache_seconds)
     return Facts(users={address: directory.person_of(user) for address, user in users.items()},
-                 roles=directory.roles_of(ctx.config),
+                 roles=directory.roles_of(ctx.config), workspaces=frozenset(ctx.config.workspaces),
                  candidates=Candidates(thread_candidates(parsed, settings.marker_formats)),
                  item_by_number=item_by_number)
 

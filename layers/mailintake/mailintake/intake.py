@@ -114,6 +114,7 @@ class Facts:
     # The users among the addresses :func:`people_needed` names, by normalised address.
     users: Mapping[str, Person] = field(default_factory=dict)
     roles: Roles = field(default_factory=Roles)
+    workspaces: frozenset[str] = frozenset()  # the workspaces there are (the default one always is)
     # The existing items the subject's markers, then In-Reply-To/References name, best first. The rules
     # stop at the first the author may see, so a loader may read them as they are asked for.
     candidates: Iterable[ItemFacts] = ()
@@ -447,7 +448,7 @@ def _follow_plan(run: _Run) -> Decision | None:
             return run.failed(f"activity script: no item {plan.item_number} to comment on", "activity")
     if plan.action != "comment":
         run.target = None
-    if run.target is None and not run.config.workspace_exists(plan.workspace):
+    if run.target is None and plan.workspace not in run.facts.workspaces | {run.config.default_workspace()}:
         return run.failed(f"activity script: no workspace {plan.workspace!r}", "activity")
     return None
 
