@@ -213,7 +213,8 @@ class Processor:
         check(deadline, "applying the intake rules")
         config = system_settings.current(self.settings)
         mailbox = system_settings.mailbox_record(self.settings, job.mailbox)
-        # Load the facts the rules need, decide (no I/O but the scripts), then write what was decided.
+        # Load the facts the rules need (thread candidates are read as the rules ask for them), decide, then
+        # write what was decided.
         ctx = facts.context(mailbox, job.mailbox, config, size, admitted_over)
         decision = decide(parsed, ctx, facts.gather(parsed, self.settings, ctx), facts.scripts_for(ctx))
         if decision.action in ("rejected", "discarded", "failed"):
