@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from mailintake.markers import is_own_message_id
-
-if TYPE_CHECKING:  # parsing asks `corroborated` before it runs flufl.bounce, so no import cycle
-    from mailintake.parsing import ParsedMessage
+from mailintake.message import ParsedMessage
 
 Kind = Literal["bounce", "auto-reply", "list", "bulk", "auto-generated", "rule-forward", "automated-sender"]
 DISCARD_KINDS: frozenset[str] = frozenset({"bounce", "auto-reply"})

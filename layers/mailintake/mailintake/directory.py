@@ -1,12 +1,8 @@
-"""Users, workspaces and roles: who may create items where, and who may see (and so comment on) them.
+"""Users and workspaces in the table, and the record-taking forms of the permission rules.
 
-A user's role in a workspace is, first match wins: the user's own role for that workspace, the user's
-role for ``*`` (every workspace), the workspace's default role, the system's ``intake.defaultRole``.
-
-Roles: ``none``; ``reader`` sees every item of the workspace; ``reporter`` creates items and sees those
-it is party to (author, reader or editor); ``editor`` and ``manager`` create items and see every item. A
-reporter does not see the rest because ``reporter`` is what every stranger is by default: seeing (and so
-commenting on) every item of the default workspace must not come with writing to its address once.
+The rules themselves (roles, who may create items where, who may see an item) are pure and live in
+:mod:`mailintake.access`; this module reads and writes the records, caches users per container, and turns
+records into the plain data those rules take (:func:`person_of`, :func:`item_facts`, :func:`roles_of`).
 """
 
 from __future__ import annotations
@@ -17,18 +13,12 @@ from collections.abc import Iterable
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
+from mailintake import access
+from mailintake.access import GUEST as GUEST  # re-exported: the directory's callers name the guest here
+from mailintake.access import ItemFacts, Person, Roles, normalise
 from mailintake.addresses import is_address
 from mailintake.store import ItemRecord, UserRecord, WorkspaceRecord, plain_map
 from mailintake.system_settings import ROLES, Config, SettingError
-
-GUEST = "guest"
-SEES_ALL = frozenset({"reader", "editor", "manager"})  # every item of the workspace, not only their own
-CAN_CREATE = frozenset({"reporter", "editor", "manager"})
-
-
-def normalise(address: str) -> str:
-    return address.strip().lower()
-
 
 # address -> (monotonic time read, the user or None). Senders write again and again, so like the
 # settings the directory is read at most once per ``max_age`` per container; changes made here update it.
@@ -73,39 +63,40 @@ def lookup(addresses: Iterable[str], max_age: float = 0.0) -> dict[str, UserReco
     return found
 
 
+def person_of(user: UserRecord) -> Person:
+    """A user record as the rules see it."""
+    return Person(str(user.email), str(user.name or ""), {str(k): str(v) for k, v in plain_map(user.roles).items()})
+
+
+def item_facts(item: ItemRecord) -> ItemFacts:
+    """An item record as the rules see it: its number, workspace and the people party to it."""
+    return ItemFacts.of(int(item.number), str(item.workspace), item.author, getattr(item, "reporter", None),
+                        getattr(item, "readers", None), getattr(item, "editors", None))
+
+
+def roles_of(config: Config) -> Roles:
+    """The default roles of a settings snapshot: the system's, and each workspace's where it has one."""
+    return Roles(config.get("intake.defaultRole"),
+                 {name: str(w.default_role) for name, w in config.workspaces.items() if w.default_role})
+
+
 def role_in(user: UserRecord | None, workspace: str, config: Config) -> str:
-    roles = plain_map(user.roles) if user is not None else {}
-    if workspace in roles:
-        return str(roles[workspace])
-    if "*" in roles:
-        return str(roles["*"])
-    record = config.workspaces.get(workspace)
-    if record is not None and record.default_role:
-        return str(record.default_role)
-    return config.get("intake.defaultRole")
+    return access.role_in(person_of(user) if user is not None else None, workspace, roles_of(config))
 
 
 def may_create(user: UserRecord | None, workspace: str, config: Config) -> bool:
-    return role_in(user, workspace, config) in CAN_CREATE
+    return access.may_create(person_of(user) if user is not None else None, workspace, roles_of(config))
 
 
 def party_to(address: str, item: ItemRecord) -> bool:
-    """Whether ``address`` is the item's author or reporter, or one of its readers or editors.
-
-    Never for the guest: every sender filed as the guest is one, so being the guest proves nothing.
-    """
-    address = normalise(address)
-    if not address or address == GUEST:
-        return False
-    people = {normalise(item.author), normalise(getattr(item, "reporter", None) or "")}
-    for attribute in ("readers", "editors"):
-        people |= {normalise(a) for a in (getattr(item, attribute, None) or ())}
-    return address in people
+    """Whether ``address`` is party to ``item`` (:func:`mailintake.access.party_to`)."""
+    return access.party_to(address, item_facts(item))
 
 
 def may_see(user: UserRecord | None, address: str, item: ItemRecord, config: Config) -> bool:
-    """May see (and so comment on) ``item``: a party to it, or a role that sees every item of its workspace."""
-    return party_to(address, item) or role_in(user, item.workspace, config) in SEES_ALL
+    """May see (and so comment on) ``item`` (:func:`mailintake.access.may_see`)."""
+    return access.may_see(person_of(user) if user is not None else None, address, item_facts(item),
+                          roles_of(config))
 
 
 def check_role(role: str) -> str:

@@ -35,7 +35,7 @@ from urllib.parse import quote
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import PutError
 
-from mailintake import bodies, directory, outgoing, system_settings
+from mailintake import bodies, directory, facts, outgoing, system_settings
 from mailintake.aws_clients import client
 from mailintake.bounds import (
     ATTACHMENT_WRITERS,
@@ -46,7 +46,7 @@ from mailintake.bounds import (
     check,
 )
 from mailintake.handover import HEADER_SCAN_BYTES, InlineMismatch, QueuedMessage, header_block
-from mailintake.intake import Context, Decision, decide
+from mailintake.intake import Decision, decide
 from mailintake.markers import make_marker
 from mailintake.parsing import Attachment, ParsedMessage, parse_message
 from mailintake.settings import Settings
@@ -213,7 +213,10 @@ class Processor:
         check(deadline, "applying the intake rules")
         config = system_settings.current(self.settings)
         mailbox = system_settings.mailbox_record(self.settings, job.mailbox)
-        decision = decide(parsed, self.settings, Context(mailbox, job.mailbox, config, size, admitted_over))
+        # Load the facts the rules need (thread candidates are read as the rules ask for them), decide, then
+        # write what was decided.
+        ctx = facts.context(mailbox, job.mailbox, config, size, admitted_over)
+        decision = decide(parsed, ctx, facts.gather(parsed, self.settings, ctx), facts.scripts_for(ctx))
         if decision.action in ("rejected", "discarded", "failed"):
             return self._refuse(parsed, source, decision, config)
         check(deadline, "writing the item")
