@@ -33,6 +33,7 @@ import poplib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from common import ROOT, VMHWM, deliver_plain, local_settings
@@ -152,6 +153,27 @@ def check_settled(after: str, count: int, state: dict[str, int], uidls: dict[str
     return None
 
 
+def poll_until_done(mailbox: str, timeout: int, max_polls: int, depth: Callable[[], tuple[int, int]],
+                    polls: list[dict[str, Any]], keys: list[str]) -> None:
+    """Fetch polls back to back, as the schedule would run them, until one says it is done."""
+    while True:
+        if len(polls) == max_polls:
+            fail(f"still not done after {max_polls} polls")
+        poll = fetch_poll(mailbox, timeout)
+        polls.append(poll)
+        keys.extend(poll["keys"])
+        visible, in_flight = depth()
+        print(f"  poll {len(polls):3}: fetched {poll['fetched']:5}  {poll['wall']:6.1f} s of {timeout} s"
+              f"  status {poll['status']:5}  peak RSS {poll['peak_kb'] / 1024:5.1f} MB"
+              f"  queue after: {visible + in_flight}", flush=True)
+        if poll["wall"] >= timeout:
+            fail(f"poll {len(polls)} ran {poll['wall']:.1f} s, past its {timeout} s deadline")
+        if poll["status"] == "done":
+            return
+        if poll["status"] != "more" or poll["fetched"] == 0:
+            fail(f"poll {len(polls)} ended {poll['status']!r} having fetched {poll['fetched']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("count", type=int, nargs="?", default=5000)
@@ -205,22 +227,8 @@ def main() -> None:
         consumer = start_consumer(log)
         started = time.perf_counter()
         try:
-            while True:
-                if len(polls) == args.max_polls:
-                    fail(f"still not done after {args.max_polls} polls")
-                poll = fetch_poll(box.name, args.timeout)
-                polls.append(poll)
-                keys.extend(poll["keys"])
-                visible, in_flight = queue_depth(sqs, settings.queue_url)
-                print(f"  poll {len(polls):3}: fetched {poll['fetched']:5}  {poll['wall']:6.1f} s of {args.timeout} s"
-                      f"  status {poll['status']:5}  peak RSS {poll['peak_kb'] / 1024:5.1f} MB"
-                      f"  queue after: {visible + in_flight}", flush=True)
-                if poll["wall"] >= args.timeout:
-                    fail(f"poll {len(polls)} ran {poll['wall']:.1f} s, past its {args.timeout} s deadline")
-                if poll["status"] == "done":
-                    break
-                if poll["status"] != "more" or poll["fetched"] == 0:
-                    fail(f"poll {len(polls)} ended {poll['status']!r} having fetched {poll['fetched']}")
+            poll_until_done(box.name, args.timeout, args.max_polls, lambda: queue_depth(sqs, settings.queue_url),
+                            polls, keys)
         finally:
             assert consumer.stdin is not None and consumer.stdout is not None
             consumer.stdin.close()

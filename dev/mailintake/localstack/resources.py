@@ -132,6 +132,8 @@ def local_name(logical_id: str, resource: Mapping[str, Any]) -> str:
 
 _NO_VALUE = object()
 _SUB_RE = re.compile(r"\$\{([^}]*)\}")
+# The intrinsic functions of conditions (and Fn::If, which takes one).
+_CONDITION_FUNCTIONS = frozenset({"Fn::If", "Condition", "Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or"})
 
 
 class Resolver:
@@ -184,6 +186,18 @@ class Resolver:
         if key == "Fn::Split":
             separator, text = arg
             return self.resolve_str(text).split(str(separator))
+        if key in _CONDITION_FUNCTIONS:
+            return self._condition_function(key, arg)
+        if key == "Fn::FindInMap":
+            mapping, first, second = (self.resolve_str(a) for a in arg)
+            return self.resolve(self.template["Mappings"][mapping][first][second])
+        if key == "Fn::Base64":
+            return self.resolve_str(arg)  # it only matters to EC2 user data, which is not local
+        if key == "Fn::GetAZs":
+            return [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
+        raise LocalStackError(f"{key} cannot be evaluated locally")
+
+    def _condition_function(self, key: str, arg: Any) -> Any:
         if key == "Fn::If":
             condition, if_true, if_false = arg
             return self.resolve(if_true if self.condition(condition) else if_false)
@@ -196,16 +210,7 @@ class Resolver:
             return not self._truth(arg[0])
         if key == "Fn::And":
             return all(self._truth(item) for item in arg)
-        if key == "Fn::Or":
-            return any(self._truth(item) for item in arg)
-        if key == "Fn::FindInMap":
-            mapping, first, second = (self.resolve_str(a) for a in arg)
-            return self.resolve(self.template["Mappings"][mapping][first][second])
-        if key == "Fn::Base64":
-            return self.resolve_str(arg)  # it only matters to EC2 user data, which is not local
-        if key == "Fn::GetAZs":
-            return [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
-        raise LocalStackError(f"{key} cannot be evaluated locally")
+        return any(self._truth(item) for item in arg)  # Fn::Or
 
     def _truth(self, value: Any) -> bool:
         resolved = self.resolve(value)
