@@ -3,13 +3,8 @@ and no network. The facts are made here as :mod:`mailintake.facts` would load th
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterator
-from functools import cache
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from mailintake import intake
 from mailintake.access import GUEST, ItemFacts, Person, Roles, may_create, may_see, role_in
@@ -301,38 +296,3 @@ def test_party_to_an_item_sees_it_and_the_guest_is_party_to_nothing() -> None:
     assert not may_see(None, GUEST, item, Roles())
     assert may_see(Person(GUEST, roles={"*": "reader"}), GUEST, item, Roles())
 
-
-# purity
-ROOT = Path(__file__).resolve().parents[2] / "layers" / "mailintake" / "mailintake"
-IMPURE = {"boto3", "botocore", "pynamodb", "aws_lambda_powertools", "urllib3", "requests",
-          "mailintake.store", "mailintake.directory", "mailintake.system_settings", "mailintake.aws_clients",
-          "mailintake.parsing"}
-
-
-@cache
-def _runtime_imports(module: str) -> frozenset[str]:
-    tree = ast.parse((ROOT / (module.split(".", 1)[1] + ".py")).read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
-            node.body = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names |= ({f"mailintake.{a.name}" for a in node.names} if node.module == "mailintake" else {node.module})
-    return frozenset(names)
-
-
-@pytest.mark.parametrize("core", ["mailintake.intake", "mailintake.access", "mailintake.message"])
-def test_the_rules_import_nothing_that_reads_the_table_or_the_network(core: str) -> None:
-    seen: set[str] = set()
-    todo = [core]
-    while todo:
-        module = todo.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        todo += [m for m in _runtime_imports(module) if m.startswith("mailintake.") and (ROOT / (
-            m.split(".", 1)[1] + ".py")).exists()]
-        assert not {m for m in _runtime_imports(module) if m in IMPURE or m.split(".")[0] in IMPURE}, module
