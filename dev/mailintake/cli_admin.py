@@ -84,7 +84,7 @@ def _read_value(args: argparse.Namespace) -> str | None:
         return sys.stdin.read()
     if args.file:
         return Path(args.file).read_text()
-    return args.value
+    return str(args.value) if args.value is not None else None
 
 
 def cmd_settings_get(args: argparse.Namespace) -> int:

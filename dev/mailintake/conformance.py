@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mailintake.automail import classify
-from mailintake.parsing import ParsedMessage, parse_message
+from mailintake.message import ParsedMessage
+from mailintake.parsing import parse_message
 
 # auto_answer is this project's own key (tests/precision): whether the mail may be answered automatically.
 EXPECTATION_KEYS = ("kind", "auto_answer", "subject", "attachments", "body_contains", "body_excludes",

@@ -8,9 +8,9 @@ import dataclasses
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.awsrequest import AWSResponse
@@ -20,6 +20,9 @@ from mailintake.aws_clients import client
 from mailintake.handover import QueuedMessage, conversation_group
 from mailintake.localrun import _queue_arn, invoke, sqs_event
 from mailintake.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 
 def stage(settings: Settings, raw: bytes, mailbox: str = "faults", inline: bool = True) -> QueuedMessage:
@@ -46,7 +49,7 @@ def record(job: QueuedMessage, receive_count: int = 1, raw: bytes | None = None)
                            "MessageGroupId": conversation_group(raw) if raw else message_id}}
 
 
-def process(settings: Settings, records: list[dict[str, Any]], instance: int = 0) -> set[str]:
+def process(settings: Settings, records: Sequence[Mapping[str, Any]], instance: int = 0) -> set[str]:
     """One batch through the process handler; the ids it reported as failed."""
     try:
         result = invoke("process", sqs_event(records, _queue_arn(settings), settings.region), instance=instance)
@@ -87,10 +90,10 @@ def drain(settings: Settings, max_batches: int = 40) -> DrainReport:
     raise AssertionError(f"queue not drained after {max_batches} batches")
 
 
-def queue_bodies(settings: Settings, url: str) -> list[dict[str, Any]]:
+def queue_bodies(settings: Settings, url: str) -> list[MessageTypeDef]:
     """Every message now visible in a queue (left visible again afterwards)."""
     sqs = client("sqs", settings.region)
-    found: list[dict[str, Any]] = []
+    found: list[MessageTypeDef] = []
     while True:
         batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
                                     WaitTimeSeconds=0, VisibilityTimeout=30).get("Messages", [])
@@ -99,6 +102,13 @@ def queue_bodies(settings: Settings, url: str) -> list[dict[str, Any]]:
         found.extend(batch)
     for message in found:
         sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    return found
+
+
+def recorded(key: str) -> store.LedgerRecord:
+    """The ledger record of the mail stored under ``key``, which the test expects to exist."""
+    found = store.get_ledger(key)
+    assert found is not None, f"no ledger record for {key}"
     return found
 
 

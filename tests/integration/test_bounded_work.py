@@ -22,7 +22,16 @@ from mailintake.localrun import _queue_arn, invoke, load_function, run_cycle, sq
 from mailintake.markers import make_marker
 
 from .conftest import make_mail
-from .fault_support import assert_one_outcome_each, drain, enqueue, process, queue_bodies, record, stage
+from .fault_support import (
+    assert_one_outcome_each,
+    drain,
+    enqueue,
+    process,
+    queue_bodies,
+    record,
+    recorded,
+    stage,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +140,7 @@ def test_a_reply_with_text_and_html_longer_than_a_record_holds_is_fitted(setting
 
     assert process(settings, [record(job, raw=raw)]) == set()
 
-    assert store.get_ledger(job.key).status == "comment"
+    assert recorded(job.key).status == "comment"
     [comment] = store.list_comments(int(item.number))
     assert comment.html is None and comment.attachments == [] and comment.body_key is not None
     whole = bodies.load(client("s3", settings.region), settings.bucket, comment.body_key)
@@ -196,7 +205,7 @@ def test_a_mail_over_its_time_budget_is_recorded_once_kept_and_replayable_while_
     assert not report.failures
     assert queue_bodies(settings, settings.queue_url) == [] and queue_bodies(settings, settings.dlq_url) == []
     assert_one_outcome_each({slow.key: "failed", quick[0].key: "item", quick[1].key: "item"})
-    failed = store.get_ledger(slow.key)
+    failed = recorded(slow.key)
     assert (failed.outcome, failed.step, int(failed.attempts)) == ("failed: processing budget exceeded", "budget", 1)
     assert (failed.sender, failed.subject) == ("eve@example.org", "Slow to parse")  # from its header block
     assert "processing budget exceeded (1.5 s)" in (failed.error or "")
@@ -223,7 +232,7 @@ def test_a_mail_whose_budget_the_invocation_cut_short_is_retried_not_recorded_ov
         invoke("process", sqs_event([message], _queue_arn(settings), settings.region),
                timeout_seconds=int(bounds.DEADLINE_RESERVE_SECONDS) + 1)
 
-    retried = store.get_ledger(job.key)
+    retried = recorded(job.key)
     assert retried.status == "failed" and "budget exceeded" in (retried.error or "")
     assert store.list_items() == []
 

@@ -23,6 +23,7 @@ from .fault_support import (
     process,
     queue_bodies,
     record,
+    recorded,
     stage,
     throttled,
 )
@@ -97,7 +98,7 @@ def test_killed_after_the_item_transaction_before_the_queue_ack_makes_no_second_
     monkeypatch.setattr(processing.Processor, "_acknowledge", die)
     (first,) = sqs.receive_message(QueueUrl=settings.queue_url, AttributeNames=["All"])["Messages"]
     assert process(settings, [first]) == {first["MessageId"]}
-    assert store.get_ledger(job.key).status == "item"  # the failure record did not overwrite it
+    assert recorded(job.key).status == "item"  # the failure record did not overwrite it
     monkeypatch.undo()
 
     # Redelivered (ApproximateReceiveCount=2): the ledger says it is done, nothing is written again.
@@ -158,7 +159,7 @@ def test_dynamodb_throttling_on_the_item_transaction_is_retried_with_backoff(set
         assert process(settings, [record(job, raw=raw)]) == set()
     assert injected() == 2  # both throttles really happened; the client's retry absorbed them
     assert_one_outcome_each({job.key: "item"})
-    assert int(store.get_ledger(job.key).attempts) == 1
+    assert int(recorded(job.key).attempts) == 1
 
 
 def test_s3_errors_reading_the_raw_mail_are_retried_with_backoff(settings: Any) -> None:
@@ -176,7 +177,7 @@ def test_throttling_beyond_the_client_retries_fails_the_message_and_redelivery_e
     dynamodb = store._connection().client
     with throttled(dynamodb, "dynamodb", "TransactWriteItems", times=100):
         assert process(settings, [record(job, raw=raw)]) == {record(job)["MessageId"]}
-    failed = store.get_ledger(job.key)
+    failed = recorded(job.key)
     assert failed is not None and failed.status == "failed"
     assert "ThrottlingException" in (failed.error or "")  # the cause, not only pynamodb's generic message
     assert store.list_items() == []

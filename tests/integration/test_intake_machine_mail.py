@@ -16,6 +16,7 @@ from mailintake import cli, store
 from mailintake.localrun import run_cycle
 
 from .conftest import make_mail
+from .fault_support import recorded
 from .intake_support import (
     REPLY_FROM,
     configure,
@@ -73,7 +74,7 @@ def test_an_admin_files_a_discarded_mail_with_one_command_and_it_is_never_answer
 
     items = {i.title: i for i in store.list_items()}
     assert set(items) == {"Away until Monday", "[users] Printer driver for the new model?", "Ordinary request"}
-    accepted = store.get_ledger(away.key)
+    accepted = recorded(away.key)
     assert accepted.status == "item"
     assert any(n.startswith("accepted by an admin; it was discarded: auto-reply") for n in accepted.notes)
     assert len(ses_sent(person)) == 1  # accepted machine mail is never answered

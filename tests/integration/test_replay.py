@@ -18,6 +18,7 @@ from .fault_support import (
     process,
     queue_bodies,
     record,
+    recorded,
     stage,
     throttled,
 )
@@ -85,7 +86,7 @@ def test_dlq_redrive_moves_dead_letters_back_and_they_land_once(
     enqueue(settings, healthy)
     assert sorted(drain(settings).failures.values()) == [5]
     assert len(queue_bodies(settings, settings.dlq_url)) == 1
-    assert store.get_ledger(job.key).status == "failed"
+    assert recorded(job.key).status == "failed"
 
     # The cause is fixed (the object restored), then the dead letters go back to the queue.
     s3.put_object(Bucket=settings.bucket, Key=job.key, Body=raw)

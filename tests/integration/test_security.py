@@ -132,7 +132,7 @@ def test_refused_login_names_neither_the_wrong_password_nor_the_right_one(
     right = secrets.get_secret_value(SecretId=box.secret_name)["SecretString"]
     wrong = "Wr0ng-But-Distinctive-Passw0rd"
     secrets.put_secret_value(SecretId=box.secret_name, SecretString=wrong)
-    parameters.clear_caches()  # the fetch function reads secrets through Powertools' cache
+    parameters.clear_caches()  # type: ignore[no-untyped-call]  # the fetch function reads secrets through Powertools' cache
 
     report = localrun.invoke("fetch", {"mailbox": box.name})
 

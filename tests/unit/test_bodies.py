@@ -16,7 +16,8 @@ def item(description: str, html: str | None = None, title: str = "Printer jams",
     return ItemRecord("ITEM#0000000001", "ITEM", kind="item", sort="ITEM#0000000001", number=1, title=title,
                       description=description, html=html, author="ada@example.org", workspace="default",
                       created=NOW, message_id="m@example.org", source_key="raw/box/1.eml", mailbox="box",
-                      attachments=[AttachmentMap(filename=f"file-{n}.bin" + "x" * 200, content_type="image/png",
+                      attachments=[AttachmentMap(filename=  # type: ignore[no-untyped-call]
+                                                 f"file-{n}.bin" + "x" * 200, content_type="image/png",
                                                  size=10, key="attachments/abc/" + "k" * 200)
                                    for n in range(attachments)])
 

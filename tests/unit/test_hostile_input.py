@@ -12,6 +12,7 @@ import dataclasses
 import email
 import io
 import re
+import smtplib
 import unicodedata
 from email import policy
 from email.header import Header
@@ -580,7 +581,7 @@ def test_smtp_envelope_is_the_one_recipient_whatever_the_headers_say(monkeypatch
         def send_message(self, message: Any, to_addrs: Any = None) -> None:
             calls.append((message, to_addrs))
 
-    monkeypatch.setattr(outgoing.smtplib, "SMTP", FakeSmtp)
+    monkeypatch.setattr(smtplib, "SMTP", FakeSmtp)  # the module outgoing sends through
     config = Config(system={"reply.from": "tracker@tracker.example", "reply.transport": "smtp",
                             "reply.smtpHost": "127.0.0.1"})
     mail = outgoing.Outgoing(to=INTENDED, subject="Re: hi", body="b", in_reply_to="a@b")

@@ -105,7 +105,7 @@ def install() -> None:
     # Every request looked up the service by listing moto's package directory (about 200 stat calls).
     moto_backends.list_of_moto_modules = functools.cache(
         lambda original=moto_backends.list_of_moto_modules: tuple(original()))
-    dynamodb_models.copy = SimpleNamespace(deepcopy=_table_snapshot_free_deepcopy)  # type: ignore[assignment]
+    dynamodb_models.copy = SimpleNamespace(deepcopy=_table_snapshot_free_deepcopy)  # type: ignore[attr-defined,assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     SqsMessage.visible = property(_visible)  # type: ignore[assignment,method-assign]
     SqsMessage.delayed = property(_delayed)  # type: ignore[assignment,method-assign]

@@ -33,7 +33,7 @@ from pynamodb.transactions import TransactWrite
 from mailintake import automail
 from mailintake.aws_clients import client
 from mailintake.markers import make_message_id
-from mailintake.parsing import ParsedMessage
+from mailintake.message import ParsedMessage
 from mailintake.settings import Settings
 from mailintake.store import ReplyCounterRecord, shared_connection
 from mailintake.system_settings import Config

@@ -63,7 +63,11 @@ from mailintake.bounds import (
 )
 from mailintake.charsets import UNKNOWN_CHARSETS, decode_bytes, message_hints
 from mailintake.handover import HEADER_SCAN_BYTES, header_block
-from mailintake.message import Address, Attachment, ParsedMessage  # what a parse makes; imported from here too
+
+# What a parse makes, re-exported: callers that parse take the result types from here too.
+from mailintake.message import Address as Address
+from mailintake.message import Attachment as Attachment
+from mailintake.message import ParsedMessage as ParsedMessage
 
 
 class Readable(Protocol):

@@ -48,7 +48,8 @@ from mailintake.bounds import (
 from mailintake.handover import HEADER_SCAN_BYTES, InlineMismatch, QueuedMessage, header_block
 from mailintake.intake import Decision, decide
 from mailintake.markers import make_marker
-from mailintake.parsing import Attachment, ParsedMessage, parse_message
+from mailintake.message import Attachment, ParsedMessage
+from mailintake.parsing import parse_message
 from mailintake.settings import Settings
 from mailintake.store import (
     AttachmentMap,
@@ -334,8 +335,10 @@ class Processor:
         content_type, disposition = download_headers(att.content_type, att.safe_name)
         self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=att.data, ContentType=content_type,
                            ContentDisposition=disposition)
-        return AttachmentMap(filename=att.filename, content_type=att.content_type, size=att.size, key=key,
-                             content_id=att.content_id, inline=att.inline)
+        # pynamodb's map constructor has no annotations.
+        return AttachmentMap(  # type: ignore[no-untyped-call]
+            filename=att.filename, content_type=att.content_type, size=att.size, key=key,
+            content_id=att.content_id, inline=att.inline)
 
     def _store_attachments(self, source: Source, attachments: list[Attachment], notes: list[str],
                            deadline: Deadline | None = None) -> list[AttachmentMap]:
@@ -372,7 +375,8 @@ class Processor:
             key = attachment_key(source.key, index, _ARCHIVE)
             self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=spool, ContentType="application/zip",
                                ContentDisposition=download_headers("application/zip", _ARCHIVE)[1])
-        return AttachmentMap(filename=_ARCHIVE, content_type="application/zip", size=size, key=key)
+        return AttachmentMap(  # type: ignore[no-untyped-call]
+            filename=_ARCHIVE, content_type="application/zip", size=size, key=key)
 
     def _fit(self, record: ItemRecord | CommentRecord, source: Source, notes: list[str]) -> None:
         """Keep the record under DynamoDB's item limit: large texts go to S3 whole (mailintake.bodies), and

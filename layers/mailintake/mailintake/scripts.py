@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def load(spec: str) -> Callable[..., Any]:
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ScriptFailure(f"script {spec}: {module_name} has no function {function_name}")
-    return function
+    return cast(Callable[..., Any], function)
 
 
 def call(spec: str, timeout: float, *args: Any) -> Any:

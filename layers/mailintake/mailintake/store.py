@@ -121,7 +121,7 @@ class ItemRecord(Record):
     editors = UnicodeSetAttribute(null=True)
     item_type = UnicodeAttribute(null=True)
     priority = UnicodeAttribute(null=True)
-    fields = MapAttribute[str, Any](null=True)
+    fields = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]
     # Set when the item would pass DynamoDB's item limit: the S3 key of the whole texts (mailintake.bodies);
     # description (and title) are then previews, html is none.
     body_key = UnicodeAttribute(null=True)
@@ -643,7 +643,7 @@ class UserRecord(Record):
 
     email = UnicodeAttribute()
     name = UnicodeAttribute(default="")
-    roles = MapAttribute[str, Any](default=dict)
+    roles = MapAttribute[str, Any](default=dict)  # type: ignore[no-untyped-call]
     created_by = UnicodeAttribute(default="admin")  # admin | email (made from a sender)
     created = UTCDateTimeAttribute(default_for_new=utcnow)
 
@@ -673,7 +673,7 @@ class SettingsRecord(Record):
         pass
 
     scope = UnicodeAttribute()
-    values = MapAttribute[str, Any](default=dict)
+    values = MapAttribute[str, Any](default=dict)  # type: ignore[no-untyped-call]
     updated = UTCDateTimeAttribute(default_for_new=utcnow)
 
     @staticmethod
