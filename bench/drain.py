@@ -193,7 +193,7 @@ def main() -> None:
     from mailintake.localrun import function_limits
     from mailintake.localstack import dovecot, resources
     from mailintake.localstack.accounts import local_mailbox
-    from mailintake.processing import FINAL
+    from mailintake.outcomes import FINAL
 
     margin = settings.deadline_margin_seconds
     fetch_limits, process_limits = function_limits("fetch"), function_limits("process")

@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError
 from mailintake.aws_clients import client
 from mailintake.bounds import Deadline
 from mailintake.handover import QueuedMessage
-from mailintake.processing import FINAL, Processor
+from mailintake.outcomes import FINAL
+from mailintake.processing import Processor
 from mailintake.settings import Settings
 from mailintake.store import LedgerRecord, get_ledger, list_ledger
 

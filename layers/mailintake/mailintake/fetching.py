@@ -26,6 +26,7 @@ from mailintake.aws_clients import client
 from mailintake.config_check import ConfigurationError, checked_run
 from mailintake.handover import HEADER_SCAN_BYTES, QueuedMessage, conversation_group
 from mailintake.mailboxes import get_mailbox
+from mailintake.outcomes import FetchStatus
 from mailintake.settings import Settings
 from mailintake.sources import (
     INTERRUPTIONS,
@@ -55,7 +56,7 @@ class FetchReport:
     fetched: int = 0
     # done | more (stopped before the deadline) | interrupted (the server went away mid-run) | locked |
     # disabled | unknown | config-error
-    status: str = "done"
+    status: FetchStatus = "done"
     error: str = ""
     keys: list[str] = field(default_factory=list)
 

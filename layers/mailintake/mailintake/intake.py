@@ -34,6 +34,7 @@ from mailintake import authentication, automail
 from mailintake.access import GUEST, ItemFacts, Person, Roles, may_create, may_see, normalise
 from mailintake.addresses import is_address
 from mailintake.message import Attachment, ParsedMessage
+from mailintake.outcomes import Status
 from mailintake.scripts import AttachmentInfo, MessageView, Plan, ScriptFailure
 
 if TYPE_CHECKING:  # read in memory only: the snapshot is loaded before the rules run (system_settings)
@@ -50,7 +51,7 @@ LIST_SETTINGS = {"list": "intake.listMail", "bulk": "intake.bulkMail"}
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # item | comment | rejected | discarded | failed
+    action: Status
     reason: str = ""
     step: str = ""
     workspace: str = "default"

@@ -35,7 +35,7 @@ from urllib.parse import quote
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import PutError
 
-from mailintake import bodies, directory, facts, outgoing, system_settings
+from mailintake import bodies, directory, facts, outcomes, outgoing, system_settings
 from mailintake.aws_clients import client
 from mailintake.bounds import (
     ATTACHMENT_WRITERS,
@@ -49,6 +49,7 @@ from mailintake.handover import HEADER_SCAN_BYTES, InlineMismatch, QueuedMessage
 from mailintake.intake import Decision, decide
 from mailintake.markers import make_marker
 from mailintake.message import Attachment, ParsedMessage
+from mailintake.outcomes import FINAL, Status
 from mailintake.parsing import parse_message
 from mailintake.settings import Settings
 from mailintake.store import (
@@ -68,19 +69,18 @@ from mailintake.store import (
 
 logger = Logger(child=True)
 
-FINAL = ("item", "comment", "rejected", "discarded")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # item | comment | rejected | discarded | failed
+    status: Status
     outcome: str
     item_number: int | None = None
 
     @classmethod
     def of(cls, ledger: LedgerRecord) -> Outcome:
         number = int(ledger.item_number) if ledger.item_number is not None else None
-        return cls(ledger.status, ledger.outcome, number)
+        return cls(outcomes.status(ledger.status), ledger.outcome, number)
 
 
 def attachment_prefix(source_key: str) -> str:
@@ -275,7 +275,7 @@ class Processor:
             return
         logger.info("acknowledgement", extra={"key": job.key, "item": number, "reply": note})
 
-    def _record(self, source: Source, status: str, outcome: str, **fields: object) -> Outcome:
+    def _record(self, source: Source, status: Status, outcome: str, **fields: object) -> Outcome:
         ledger = ledger_record(source, status, outcome, **fields)
         ledger.save()
         return Outcome.of(ledger)

@@ -28,6 +28,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from mailintake.outcomes import Status
 from mailintake.settings import Settings
 
 
@@ -487,7 +488,7 @@ class Source:
         return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def ledger_record(source: Source, status: str, outcome: str, **fields: Any) -> LedgerRecord:
+def ledger_record(source: Source, status: Status, outcome: str, **fields: Any) -> LedgerRecord:
     now = utcnow()
     return LedgerRecord(
         *LedgerRecord.key_for(source.key),
