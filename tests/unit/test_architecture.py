@@ -1,10 +1,16 @@
 """The package's import graph (built by grimp, the library behind import-linter): no module of mailintake
-imports itself back through others. Imports under TYPE_CHECKING are the type checker's and do not count.
-The core's purity is a contract in pyproject.toml (`lint-imports`, run by `make lint`)."""
+imports itself back through others (imports under TYPE_CHECKING are the type checker's and do not count),
+and the README's module tables name every module of the package and no other. The core's purity is a
+contract in pyproject.toml (`lint-imports`, run by `make lint`)."""
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import grimp
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cycles(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]]:
@@ -54,3 +60,22 @@ def test_a_cycle_is_found_when_there_is_one() -> None:
     graph.add_import(importer="p.b", imported="p.a")
     graph.add_import(importer="p.b", imported="p.c")
     assert _cycles(graph, {"p.a", "p.b", "p.c"}) == [["p.a", "p.b"]]
+
+
+def _table_modules(readme: str, heading: str) -> set[str]:
+    """The first column of the table that follows the paragraph starting with ``heading``."""
+    lines = readme[readme.index(heading):].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[first:]))
+    return {row.split("|")[1].strip().strip("`") for row in table[2:]}  # past the header and its rule
+
+
+def _package_modules(folder: Path) -> set[str]:
+    return {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if (p / "__init__.py").exists()}
+
+
+def test_the_readme_module_tables_name_every_module_and_no_other() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert _table_modules(readme, "Modules of the runtime portion") == _package_modules(
+        ROOT / "layers" / "mailintake" / "mailintake")
+    assert _table_modules(readme, "Modules of the dev/admin portion") == _package_modules(ROOT / "dev" / "mailintake")
