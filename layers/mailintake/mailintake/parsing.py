@@ -23,7 +23,7 @@ import posixpath
 import quopri
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import errors
@@ -499,7 +499,39 @@ def _filename(part: Message, defects: list[str], hints: Sequence[str] = ()) -> s
 # Bodies
 
 
+def _materialize(part: Message) -> None:
+    """Give a part whose body was gathered beside the parser its payload as the parser stores it."""
+    raw = getattr(part, "raw_body", None)
+    if raw is not None:
+        part._payload = raw.decode("ascii", "surrogateescape")  # type: ignore[attr-defined]
+        part.raw_body = None  # type: ignore[attr-defined]
+
+
+def _raw_payload_bytes(part: Message, raw: bytes) -> bytes | None:
+    """``get_payload(decode=True)`` of a body gathered as bytes, read from them directly (no 8-bit text as
+    surrogate escapes, no re-encoding); None where only the stdlib's decoding will do."""
+    if str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
+        if raw.isascii():
+            try:
+                return binascii.a2b_base64(raw)
+            except (binascii.Error, ValueError):
+                pass
+        return None
+    cte = str(part.get("content-transfer-encoding", "")).lower()  # as get_payload compares it
+    if cte == "quoted-printable":
+        return quopri.decodestring(raw)
+    if cte in ("base64", "x-uuencode", "uuencode", "uue", "x-uue"):
+        return None
+    return raw
+
+
 def _payload_bytes(part: Message, defects: list[str]) -> bytes:
+    raw_body = getattr(part, "raw_body", None)
+    if raw_body is not None:
+        gathered = _raw_payload_bytes(part, raw_body)
+        if gathered is not None:
+            return gathered
+        _materialize(part)  # bad base64, uuencode: as the stdlib decodes them, defects and all
     known = len(getattr(part, "defects", []))
     if str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
         raw = part.get_payload()
@@ -531,33 +563,46 @@ def _stored_payload(part: Message) -> object:
 
 def _payload_prefix(part: Message, size: int) -> bytes:
     """About the first ``size`` bytes of a part's decoded body, decoding no more than that (for evidence)."""
-    raw = _stored_payload(part)
-    if not isinstance(raw, str):
-        return b""
+    raw = getattr(part, "raw_body", None)
+    if raw is None:
+        stored = _stored_payload(part)
+        if not isinstance(stored, str):
+            return b""
+        raw = _raw_bytes(stored[:2 * size + 1024])
     head = raw[:2 * size + 1024]
     cte = str(part.get("content-transfer-encoding", "")).strip().lower()
     try:
         if cte == "base64":
-            chars = re.sub(r"[^A-Za-z0-9+/]", "", head)
+            chars = re.sub(rb"[^A-Za-z0-9+/]", b"", head)
             return binascii.a2b_base64(chars[:len(chars) // 4 * 4])[:size]
         if cte == "quoted-printable":
-            return quopri.decodestring(_raw_bytes(head))[:size]
+            return quopri.decodestring(head)[:size]
     except (binascii.Error, ValueError):
         return b""
-    return _raw_bytes(head)[:size]
+    return head[:size]
 
 
-def _part_text(part: Message, defects: list[str], hints: Sequence[str] = ()) -> str:
+def _part_text(part: Message, defects: list[str], hints: Sequence[str] = (), strip: bool = False,
+               release: Callable[[Message], None] | None = None) -> str:
+    """The text of a body part, line breaks made "\n"; with ``strip``, no line breaks at either end.
+    ``release`` lets go of the part's body once it is read."""
     data = _payload_bytes(part, defects)
+    if release is not None:
+        release(part)
     charset = _param(part, "charset", "content-type")
     text = decode_bytes(data, charset, defects, f"{part.get_content_type()}: ", hints)
     del data  # a large body is held once at a time, not as bytes and text and copies of it
+    flowed = part.get_param("format") == "flowed" and not part.get_param("delsp")
+    if strip and not flowed:
+        # The line breaks at the ends, whatever they are, would be "\n" there below and stripped then:
+        # stripped first, the text is not copied twice (the strip below then has nothing left to do).
+        text = text.strip("\r\n")
     for old, new in (("\r\n", "\n"), ("\r", "\n"), ("\x00", "")):
         if old in text:
             text = text.replace(old, new)
-    if part.get_param("format") == "flowed" and not part.get_param("delsp"):
+    if flowed:
         text = _unflow(text)
-    return text
+    return text.strip("\n") if strip else text
 
 
 def _unflow(text: str) -> str:
@@ -819,6 +864,7 @@ class _Tracker:
         self.parts = 0  # parts attached below the root so far
         self.too_deep = 0  # parts past MAX_MIME_DEPTH
         self.base_depth = 0  # depth of a root (a re-read part sits where it was)
+        self.root: _Part | None = None  # the first part made: the message
 
 
 class _Part(Message):
@@ -836,6 +882,11 @@ class _Part(Message):
         self._tracker = tracker
         self.depth = tracker.base_depth
         self.bound: str | None = None  # "depth" | "parts" once past a bound
+        # The body as sent, when it was gathered beside the parser (see _read_tree); the payload is "" then.
+        self.raw_body: bytes | None = None
+        self.typed = False  # the parser has read the header block and asked what the part is
+        if tracker.root is None:
+            tracker.root = self
 
     def attach(self, payload: Message) -> None:  # type: ignore[override]
         if isinstance(payload, _Part):
@@ -849,6 +900,7 @@ class _Part(Message):
         super().attach(payload)
 
     def get_content_type(self) -> str:
+        self.typed = True  # the feed parser asks first right after the header block
         if self.bound is not None:
             return "application/octet-stream"
         return super().get_content_type()
@@ -861,7 +913,10 @@ def _bounded_parser(tracker: _Tracker) -> BytesFeedParser:
     def factory(policy: email_policy.Compat32 = email_policy.compat32) -> _Part:
         return _Part(tracker, policy)
 
-    return BytesFeedParser(_factory=factory, policy=email_policy.compat32)
+    root = tracker.root
+    parser = BytesFeedParser(_factory=factory, policy=email_policy.compat32)
+    tracker.root = root  # the part the parser makes to try the factory out is not the message
+    return parser
 
 
 # A parameter line ("boundary=...", " charset=utf-8") and a header line ("Content-Transfer-Encoding: 7bit").
@@ -1011,8 +1066,8 @@ class _Walker:
                 self.signed.append(signature[0])
             filename = filename or signature[1]
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
-            text = _part_text(part, self.defects, self.hints)
-            self._release(part)
+            # Plain text is only ever used without the line breaks at its ends (see parse_message).
+            text = _part_text(part, self.defects, self.hints, strip=ctype == "text/plain", release=self._release)
             if ctype == "text/plain":
                 return _Body(plain=[text], sequence=[("plain", text)])
             text = self._bounded_html(text)
@@ -1038,6 +1093,8 @@ class _Walker:
         25 MB body is otherwise held twice, as sent and as read."""
         if self.release:
             part.set_payload("")
+            if isinstance(part, _Part):
+                part.raw_body = None
 
     def _bounded_html(self, markup: str) -> str:
         """An HTML body part with its nesting bounded (MAX_HTML_DEPTH), for every later stage."""
@@ -1158,10 +1215,15 @@ class _Feed:
         self.fields = 0  # header fields seen
         self.vital: dict[bytes, int] = {}
         self.run = 0  # length of the body line being passed on
+        # Where in the bytes the last call returned the body starts (at the line that ended the header
+        # block), when the header block ended in that call.
+        self.body_at: int | None = None
 
     def __call__(self, chunk: bytes) -> bytes:
         if self.in_header:
             out, rest = self._header(chunk)
+            if not self.in_header:
+                self.body_at = len(out)
             return out + self._wrap(rest) if rest else out
         return self._wrap(chunk)
 
@@ -1289,6 +1351,15 @@ def _header_only(head: bytes) -> Message:
         return Message()
 
 
+def _single_part_body(root: _Part | None) -> bool:
+    """Whether the parser has read the message's header block and everything after it is the body of one
+    part: a type the feed parser reads to the end as one payload (not multipart/*, not message/*), and a
+    header block ended as the standard says (a part whose parameters went on without folding is re-read,
+    see _refolded)."""
+    return (root is not None and root.typed and root.get_content_maintype() not in ("multipart", "message")
+            and not any(isinstance(d, errors.MissingHeaderBodySeparatorDefect) for d in root.defects))
+
+
 def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
                deadline: Deadline | None) -> tuple[Message, int, _Tracker]:
     tracker = _Tracker()
@@ -1296,17 +1367,35 @@ def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
     feed = _Feed(notes)
     size = 0
     head = b""  # the mail's first bytes: its header block, should the parser fail
+    # The body of a single-part message, gathered here once the parser has read the header block: the
+    # parser would hold it as one string per line (~50 bytes each besides the text, twice the text for
+    # 8-bit bytes, which it keeps as surrogate escapes) and then join them.
+    body: BytesIO | None = None
     try:
         while True:
             check(deadline, "reading the mail")
             chunk = fp.read(_CHUNK)
             if not chunk:
-                parser.feed(feed.close())
+                if body is None:
+                    parser.feed(feed.close())
                 break
             if len(head) < HEADER_SCAN_BYTES:
                 head += chunk[:HEADER_SCAN_BYTES - len(head)]
             size += len(chunk)
-            parser.feed(feed(chunk))
+            data = feed(chunk)
+            if body is not None:
+                body.write(data)
+                continue
+            if feed.body_at is not None:  # the header block ended in this chunk: up to the line that ended it
+                split = data.find(b"\n", feed.body_at) + 1 or len(data)
+                feed.body_at = None
+                parser.feed(data[:split])
+                data = data[split:]
+                if _single_part_body(tracker.root):
+                    body = BytesIO()
+                    body.write(data)
+                    continue
+            parser.feed(data)
             if tracker.parts > MAX_MIME_PARTS:
                 break  # parts past the bound are not read (see _Walker.walk): the rest need not be parsed
     except BudgetExceeded:
@@ -1314,7 +1403,18 @@ def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
     except Exception as exc:  # a stream error: parse what arrived
         defects.append(f"read error: {exc.__class__.__name__}: {exc}")
     try:
-        return parser.close(), size, tracker
+        msg = parser.close()
+        if body is not None and isinstance(msg, _Part):
+            # What the parser read of the body (nothing, unless it saw the header block end elsewhere than
+            # _Feed did), then the rest: its payload would be the two joined.
+            first = _stored_payload(msg)
+            rest = body.getvalue()  # the buffer itself, not a copy
+            msg.raw_body = first.encode("ascii", "surrogateescape") + rest if isinstance(first, str) and first \
+                else rest
+            msg.set_payload("")
+            del rest
+        del body
+        return msg, size, tracker
     except Exception as exc:
         # The bounds keep the stdlib parser within its recursion limit; should anything else break it, the
         # mail still has its sender and subject.
@@ -1437,6 +1537,8 @@ def _cut_reply(text: str, forwarded: bool, notes: _Simplified) -> str:
     # A reply that runs to the end of what was scanned goes on past it: nothing below was seen to be quoted.
     tail, scanned = reply.rstrip()[-200:], head.rstrip()
     if tail and scanned.endswith(tail):
+        if reply.rstrip() == scanned:
+            return text  # nothing cut: the text itself, not a copy of it
         return reply.rstrip() + text[len(scanned):]
     return reply
 
@@ -1516,8 +1618,9 @@ def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessa
         text = "\n\n".join(texts)
         reply_text = _cut_reply("\n\n".join(replies), forwarded, notes)
     elif body.has_plain():
-        plain = [p.strip("\n") for p in body.plain if p and not p.isspace()]
+        plain = [p.strip("\n") for p in body.plain if p and not p.isspace()]  # stripped already: no copies
         body = _Body(html=body.html)  # the parts' text is held once, below
+        sequence = []
         text = plain[0] if len(plain) == 1 else "\n\n".join(plain)
         del plain
         reply_text = _cut_reply(text, forwarded, notes)
@@ -1558,5 +1661,6 @@ def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessa
     # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).
     if tree is not None and automail.corroborated(parsed):
         check(deadline, "looking for bounced recipients")
+        _materialize(tree)  # flufl.bounce reads the payload as the parser stores it
         parsed.bounced_recipients = _bounced(tree)
     return parsed
