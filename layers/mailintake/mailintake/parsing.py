@@ -23,6 +23,7 @@ import posixpath
 import quopri
 import re
 import unicodedata
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -865,6 +866,7 @@ class _Tracker:
         self.too_deep = 0  # parts past MAX_MIME_DEPTH
         self.base_depth = 0  # depth of a root (a re-read part sits where it was)
         self.root: _Part | None = None  # the first part made: the message
+        self.gathered: list[_Part] = []  # parts whose body _read_tree gathered as bytes
 
 
 class _Part(Message):
@@ -885,11 +887,13 @@ class _Part(Message):
         # The body as sent, when it was gathered beside the parser (see _read_tree); the payload is "" then.
         self.raw_body: bytes | None = None
         self.typed = False  # the parser has read the header block and asked what the part is
+        self.container: _Part | None = None  # the part this one is attached to
         if tracker.root is None:
             tracker.root = self
 
     def attach(self, payload: Message) -> None:  # type: ignore[override]
         if isinstance(payload, _Part):
+            payload.container = self
             payload.depth = self.depth + 1
             self._tracker.parts += 1
             if payload.depth > MAX_MIME_DEPTH:
@@ -962,6 +966,29 @@ def _refolded(part: Message, tracker: _Tracker) -> Message | None:
         return None
 
 
+class _Generator(BytesGenerator):
+    """The stdlib's generator, writing a body gathered as bytes (see _read_tree) as it writes a payload:
+    every line break as the generator's own."""
+
+    def _handle_text(self, msg: Message) -> None:
+        raw = getattr(msg, "raw_body", None)
+        if raw is None:
+            super()._handle_text(msg)  # type: ignore[misc]
+            return
+        newline = self._NL.encode("ascii")  # type: ignore[attr-defined]
+        start = 0
+        while start < len(raw):  # in slices that end at a line feed: no "\r\n" is split
+            end = raw.find(b"\n", start + _CHUNK * 16)
+            end = len(raw) if end < 0 else end + 1
+            self._fp.write(_LINE_BREAK.sub(newline, raw[start:end]))  # type: ignore[attr-defined]
+            start = end
+
+    _writeBody = _handle_text
+
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")  # email.generator.NLCRE, for bytes
+
+
 class _Walker:
     def __init__(self, tracker: _Tracker, notes: _Simplified, hints: Sequence[str] = (),
                  deadline: Deadline | None = None) -> None:
@@ -1023,17 +1050,26 @@ class _Walker:
         self.content_types.append(declared)
         self._notes.add("mime-depth", f"MIME nesting deeper than {MAX_MIME_DEPTH} levels: the {declared} part "
                         f"at level {part.depth} is kept whole as an attachment")
-        payload = _stored_payload(part)
-        body = payload if isinstance(payload, str) else ""
-        eol = "\n" if "\r\n" not in body[:4096] and "\n" in body[:4096] else "\r\n"
-        head = "".join(f"{name}: {value}{eol}" for name, value in part.raw_items())
-        buf = bytearray((head + eol).encode("utf-8", "surrogateescape"))
-        for start in range(0, len(body), _CHUNK * 16):  # in slices: the body is not held a third time
-            buf += body[start:start + _CHUNK * 16].encode("utf-8", "surrogateescape")
-        del body, payload
-        self._release(part)
-        data = bytes(buf)
-        del buf
+        raw = part.raw_body
+        if raw is not None:  # gathered as bytes (see _read_tree)
+            eol = "\n" if b"\r\n" not in raw[:4096] and b"\n" in raw[:4096] else "\r\n"
+            head = "".join(f"{name}: {value}{eol}" for name, value in part.raw_items())
+            data = (head + eol).encode("utf-8", "surrogateescape") + raw
+            del raw
+            self._release(part)
+            part.raw_body = None
+        else:
+            payload = _stored_payload(part)
+            body = payload if isinstance(payload, str) else ""
+            eol = "\n" if "\r\n" not in body[:4096] and "\n" in body[:4096] else "\r\n"
+            head = "".join(f"{name}: {value}{eol}" for name, value in part.raw_items())
+            buf = bytearray((head + eol).encode("utf-8", "surrogateescape"))
+            for start in range(0, len(body), _CHUNK * 16):  # in slices: the body is not held a third time
+                buf += body[start:start + _CHUNK * 16].encode("utf-8", "surrogateescape")
+            del body, payload
+            self._release(part)
+            data = bytes(buf)
+            del buf
         name = _filename(part, self.defects, self.hints) or f"nested-{declared.replace('/', '-')}"
         if not name.lower().endswith(".eml"):
             name += ".eml"
@@ -1122,7 +1158,7 @@ class _Walker:
         if isinstance(inner, Message):
             buf = BytesIO()
             try:
-                BytesGenerator(buf, mangle_from_=False, policy=email_policy.compat32).flatten(inner)
+                _Generator(buf, mangle_from_=False, policy=email_policy.compat32).flatten(inner)
                 data = buf.getvalue()
             except Exception as exc:
                 self.defects.append(f"message/rfc822: cannot serialise ({exc.__class__.__name__})")
@@ -1351,13 +1387,117 @@ def _header_only(head: bytes) -> Message:
         return Message()
 
 
-def _single_part_body(root: _Part | None) -> bool:
-    """Whether the parser has read the message's header block and everything after it is the body of one
-    part: a type the feed parser reads to the end as one payload (not multipart/*, not message/*), and a
-    header block ended as the standard says (a part whose parameters went on without folding is re-read,
-    see _refolded)."""
-    return (root is not None and root.typed and root.get_content_maintype() not in ("multipart", "message")
-            and not any(isinstance(d, errors.MissingHeaderBodySeparatorDefect) for d in root.defects))
+class _Gatherer:
+    """The rest of the mail held as bytes for the part the feed parser is reading the body of, when nothing
+    after it can end that body: the parser would hold it as one string per line (~50 bytes each besides the
+    text, twice the text for 8-bit bytes, which it keeps as surrogate escapes) and then join them.
+
+    Inside multipart parts, a line with the boundary of one of them ends the body: for a part past the
+    bounds (read as one opaque body), the bytes are watched for anything that may be one (``--boundary`` at
+    a line start, then nothing but ``-`` or white space), and handed back to the parser when it appears.
+    Nothing is gathered inside message/delivery-status, where a blank line ends a part.
+    """
+
+    def __init__(self, part: _Part, boundaries: list[bytes]) -> None:
+        self.part = part
+        self.watch = re.compile(rb"(?:^|(?<=[\r\n]))--(?:" + b"|".join(re.escape(b) for b in boundaries)
+                                + rb")(?![^-\s])") if boundaries else None
+        self.keep = max(len(b) for b in boundaries) + 3 if boundaries else 0
+        self.buffer = BytesIO()  # where nothing can end the body: the buffer becomes the body, not copied
+        self.chunks: deque[bytes] = deque()  # where something can: handed back a chunk at a time if it does
+        self.tail = b""  # the end of the bytes watched so far, where a boundary line may begin
+
+    @staticmethod
+    def watch_for(part: object) -> list[bytes] | None:
+        """The boundaries that may end the body the parser is reading (``part``, the parser's current
+        part), or None when its body is not to be gathered."""
+        if not isinstance(part, _Part) or not part.typed or part.get_content_maintype() in ("multipart", "message"):
+            return None
+        if any(isinstance(d, errors.MissingHeaderBodySeparatorDefect) for d in part.defects):
+            return None  # re-read by _refolded from the payload
+        boundaries: list[bytes] = []
+        node = part.container
+        while node is not None:
+            maintype = node.get_content_maintype()
+            if maintype == "multipart":
+                boundary = node.get_boundary()  # as the feed parser reads it
+                if boundary is None:
+                    return None
+                try:
+                    boundaries.append(boundary.encode("ascii", "surrogateescape"))
+                except UnicodeEncodeError:  # a boundary decoded from RFC 2231 parameters: left to the parser
+                    return None
+            elif maintype != "message" or node.get_content_type() == "message/delivery-status":
+                return None
+            node = node.container
+        if boundaries and part.bound is None:
+            # An ordinary part inside a multipart ends at a boundary that comes: held here first, its body
+            # would then be fed to the parser after all, and the memory of both kept. Only a part past the
+            # bounds (an attacker's nesting) is worth watching.
+            return None
+        return boundaries
+
+    def add(self, data: bytes) -> bool:
+        """Hold ``data``; False when it may hold a line that ends the body (everything held is then to be
+        fed to the parser after all: :attr:`chunks`)."""
+        if self.watch is None:
+            self.buffer.write(data)
+            return True
+        self.chunks.append(data)
+        window = self.tail + data
+        found = self.watch.search(window)
+        if found is not None and found.start() < len(window) - self.keep:
+            return False
+        # A match in the last bytes may be only the start of a longer boundary: looked at again next time.
+        self.tail = window[-(self.keep + 1):]
+        return True
+
+    def at_end(self) -> bool:
+        """Whether the mail ended with nothing held that may end the body."""
+        return self.watch is None or self.watch.search(self.tail) is None
+
+    def last_line(self) -> bytes:
+        """Inside a multipart, the last line gathered, taken back to be fed to the parser before it closes:
+        the parser takes the line break before a boundary, or at the end, off the part's payload, and does
+        so on what it read of it. (What it read ends at a line end, see _read_tree: no line is split.)"""
+        if self.watch is None or not self.chunks:
+            return b""
+        last = self.chunks.pop()
+        cut = last.rfind(b"\n", 0, len(last) - 1) + 1
+        while cut == 0 and self.chunks:  # a last line longer than a chunk
+            last = self.chunks.pop() + last
+            cut = last.rfind(b"\n", 0, len(last) - 1) + 1
+        if cut:
+            self.chunks.append(last[:cut])
+        self.line = last[cut:]
+        return self.line
+
+    line = b""
+
+    def finish(self) -> None:
+        """Give the part its body: what the parser read of it, the bytes gathered, and the last line as
+        the parser left it."""
+        part = self.part
+        stored = _stored_payload(part)
+        read = stored.encode("ascii", "surrogateescape") if isinstance(stored, str) else b""
+        if self.watch is None:
+            rest = self.buffer.getvalue()  # the buffer itself, not a copy
+            part.raw_body = read + rest if read else rest
+        else:
+            # The payload is what the parser read before the gathering, then the last line, less its line
+            # break (taken off by the nearest multipart around it, the part being the last one made): the
+            # gathered bytes go between the two.
+            kept = _NEWLINE_AT_END.sub(b"", self.line)
+            cut = len(read) - len(kept)
+            self.chunks.appendleft(read[:cut])
+            self.chunks.append(read[cut:])
+            part.raw_body = b"".join(self.chunks)
+            self.chunks.clear()
+        part.set_payload("")
+        self.buffer = BytesIO()
+
+
+_NEWLINE_AT_END = re.compile(rb"(\r\n|\r|\n)\Z")  # email.feedparser.NLCRE_eol, for bytes
 
 
 def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
@@ -1367,36 +1507,64 @@ def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
     feed = _Feed(notes)
     size = 0
     head = b""  # the mail's first bytes: its header block, should the parser fail
-    # The body of a single-part message, gathered here once the parser has read the header block: the
-    # parser would hold it as one string per line (~50 bytes each besides the text, twice the text for
-    # 8-bit bytes, which it keeps as surrogate escapes) and then join them.
-    body: BytesIO | None = None
+    gatherer: _Gatherer | None = None
+    carry = b""  # the start of a line not yet fed: the parser is fed whole lines, so gathering starts at one
+
+    def hand_back() -> None:
+        nonlocal gatherer, carry
+        assert gatherer is not None
+        chunks = gatherer.chunks
+        gatherer = None
+        while len(chunks) > 1:
+            parser.feed(chunks.popleft())
+        last = chunks.pop() if chunks else b""
+        split = last.rfind(b"\n") + 1
+        parser.feed(last[:split])
+        carry = last[split:]
+
     try:
         while True:
             check(deadline, "reading the mail")
             chunk = fp.read(_CHUNK)
             if not chunk:
-                if body is None:
-                    parser.feed(feed.close())
+                if gatherer is not None and not gatherer.at_end():
+                    hand_back()
+                if gatherer is None:
+                    parser.feed(carry + feed.close())
+                else:
+                    parser.feed(gatherer.last_line())
                 break
             if len(head) < HEADER_SCAN_BYTES:
                 head += chunk[:HEADER_SCAN_BYTES - len(head)]
             size += len(chunk)
             data = feed(chunk)
-            if body is not None:
-                body.write(data)
+            if gatherer is not None:
+                if not gatherer.add(data):
+                    hand_back()
                 continue
+            data, carry = carry + data, b""
             if feed.body_at is not None:  # the header block ended in this chunk: up to the line that ended it
                 split = data.find(b"\n", feed.body_at) + 1 or len(data)
                 feed.body_at = None
+            else:
+                split = data.rfind(b"\n") + 1
+            parser.feed(data[:split])
+            data = data[split:]
+            # The parser's current part (FeedParser._cur): whose body it is reading, once past its header.
+            current = getattr(parser, "_cur", None)
+            boundaries = _Gatherer.watch_for(current)
+            if boundaries is not None and isinstance(current, _Part):
+                gatherer = _Gatherer(current, boundaries)
+                if data and not gatherer.add(data):
+                    hand_back()
+            elif b"\n" in data:  # the rest of the header-ending chunk
+                split = data.rfind(b"\n") + 1
                 parser.feed(data[:split])
-                data = data[split:]
-                if _single_part_body(tracker.root):
-                    body = BytesIO()
-                    body.write(data)
-                    continue
-            parser.feed(data)
+                carry = data[split:]
+            else:
+                carry = data
             if tracker.parts > MAX_MIME_PARTS:
+                parser.feed(carry)
                 break  # parts past the bound are not read (see _Walker.walk): the rest need not be parsed
     except BudgetExceeded:
         raise
@@ -1404,16 +1572,10 @@ def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
         defects.append(f"read error: {exc.__class__.__name__}: {exc}")
     try:
         msg = parser.close()
-        if body is not None and isinstance(msg, _Part):
-            # What the parser read of the body (nothing, unless it saw the header block end elsewhere than
-            # _Feed did), then the rest: its payload would be the two joined.
-            first = _stored_payload(msg)
-            rest = body.getvalue()  # the buffer itself, not a copy
-            msg.raw_body = first.encode("ascii", "surrogateescape") + rest if isinstance(first, str) and first \
-                else rest
-            msg.set_payload("")
-            del rest
-        del body
+        if gatherer is not None:
+            gatherer.finish()
+            tracker.gathered.append(gatherer.part)
+        del gatherer
         return msg, size, tracker
     except Exception as exc:
         # The bounds keep the stdlib parser within its recursion limit; should anything else break it, the
@@ -1661,6 +1823,7 @@ def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessa
     # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).
     if tree is not None and automail.corroborated(parsed):
         check(deadline, "looking for bounced recipients")
-        _materialize(tree)  # flufl.bounce reads the payload as the parser stores it
+        for gathered in tracker.gathered:
+            _materialize(gathered)  # flufl.bounce reads the payload as the parser stores it
         parsed.bounced_recipients = _bounced(tree)
     return parsed
