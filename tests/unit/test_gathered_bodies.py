@@ -99,3 +99,15 @@ def test_a_long_part_past_the_depth_bound_reads_the_same_gathered_or_not(
 ])
 def test_single_part_bodies_read_the_same_gathered_or_not(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _parse(raw, True, 4096, monkeypatch) == _parse(raw, False, 4096, monkeypatch)
+
+
+def test_an_embedded_message_is_written_the_same_when_its_text_holds_the_mark(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The long body is put in at a mark after the rest is written; a mail holding the mark (it is random
+    # per process, so only a test can know it) is written directly instead.
+    raw = (b"From: a@b.c\r\nSubject: q\r\nContent-Type: message/rfc822\r\n\r\nFrom: b@c.d\r\nSubject: MARK\r\n\r\n"
+           + b"inner line\r\n" * 50_000)
+    expected = _parse(raw, False, 4096, monkeypatch)
+    assert _parse(raw, True, 4096, monkeypatch) == expected
+    monkeypatch.setattr(parsing._Generator, "MARK", b"MARK")
+    assert _parse(raw, True, 4096, monkeypatch) == expected

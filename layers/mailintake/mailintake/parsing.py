@@ -22,6 +22,7 @@ import mimetypes
 import posixpath
 import quopri
 import re
+import secrets
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -968,22 +969,59 @@ def _refolded(part: Message, tracker: _Tracker) -> Message | None:
 
 class _Generator(BytesGenerator):
     """The stdlib's generator, writing a body gathered as bytes (see _read_tree) as it writes a payload:
-    every line break as the generator's own."""
+    every line break as the generator's own.
+
+    It writes a mark in its place: the generator copies each nested message's text into the one around it
+    (twice a level), so a long body is put in once, at the mark, when the rest is written (:meth:`splice`).
+    """
+
+    MARK = b"\x00gathered-body-" + secrets.token_hex(16).encode() + b"\x00"
+    marking = True
 
     def _handle_text(self, msg: Message) -> None:
         raw = getattr(msg, "raw_body", None)
         if raw is None:
             super()._handle_text(msg)  # type: ignore[misc]
-            return
-        newline = self._NL.encode("ascii")  # type: ignore[attr-defined]
+        elif self.marking:
+            self._fp.write(self.MARK)  # type: ignore[attr-defined]
+        else:
+            self.write_body(self._fp, raw, self._NL.encode("ascii"))  # type: ignore[attr-defined]
+
+    _writeBody = _handle_text
+
+    @staticmethod
+    def write_body(out: BinaryIO, raw: bytes, newline: bytes) -> None:
         start = 0
         while start < len(raw):  # in slices that end at a line feed: no "\r\n" is split
             end = raw.find(b"\n", start + _CHUNK * 16)
             end = len(raw) if end < 0 else end + 1
-            self._fp.write(_LINE_BREAK.sub(newline, raw[start:end]))  # type: ignore[attr-defined]
+            out.write(_LINE_BREAK.sub(newline, raw[start:end]))
             start = end
 
-    _writeBody = _handle_text
+    @classmethod
+    def flatten_message(cls, inner: Message, gathered: list[_Part]) -> bytes:
+        """``inner`` as BytesGenerator(mangle_from_=False, policy=compat32) writes it."""
+        buf = BytesIO()
+        cls(buf, mangle_from_=False, policy=email_policy.compat32).flatten(inner)
+        data = buf.getvalue()
+        if cls.MARK not in data:
+            return data
+        bodies = [part.raw_body for part in gathered if part.raw_body is not None]
+        if len(bodies) != 1 or data.count(cls.MARK) != 1:  # never, short of a mail holding the mark
+            buf = BytesIO()
+            _DirectGenerator(buf, mangle_from_=False, policy=email_policy.compat32).flatten(inner)
+            return buf.getvalue()
+        before, after = data.split(cls.MARK)
+        out = BytesIO()
+        out.write(before)
+        cls.write_body(out, bodies[0], b"\n")  # compat32's line separator, as flatten used it
+        del bodies
+        out.write(after)
+        return out.getvalue()
+
+
+class _DirectGenerator(_Generator):
+    marking = False
 
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")  # email.generator.NLCRE, for bytes
@@ -1156,10 +1194,8 @@ class _Walker:
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
         if isinstance(inner, Message):
-            buf = BytesIO()
             try:
-                _Generator(buf, mangle_from_=False, policy=email_policy.compat32).flatten(inner)
-                data = buf.getvalue()
+                data = _Generator.flatten_message(inner, self._tracker.gathered)
             except Exception as exc:
                 self.defects.append(f"message/rfc822: cannot serialise ({exc.__class__.__name__})")
                 data = b""
@@ -1740,6 +1776,8 @@ def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessa
         defects.append(f"body: {exc.__class__.__name__}: {exc}")
         body = _Body()
     defects.extend(walker.defects)
+    if walker.release:
+        tracker.gathered.clear()  # read: their bodies go with the tree
     report_type = None
     if msg.get_content_type() == "multipart/report":
         report_type = (_param(msg, "report-type", "content-type") or "").strip().lower() or None
