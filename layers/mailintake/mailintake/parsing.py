@@ -24,6 +24,7 @@ import quopri
 import re
 import secrets
 import unicodedata
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -866,8 +867,12 @@ class _Tracker:
         self.parts = 0  # parts attached below the root so far
         self.too_deep = 0  # parts past MAX_MIME_DEPTH
         self.base_depth = 0  # depth of a root (a re-read part sits where it was)
-        self.root: _Part | None = None  # the first part made: the message
-        self.gathered: list[_Part] = []  # parts whose body _read_tree gathered as bytes
+        # Parts whose body _read_tree gathered as bytes (weakly: a part refers to its tracker, and a cycle
+        # would keep a tree of 25 MB until the garbage collector runs).
+        self.gathered: list[weakref.ref[_Part]] = []
+
+    def gathered_parts(self) -> list[_Part]:
+        return [part for part in (ref() for ref in self.gathered) if part is not None]
 
 
 class _Part(Message):
@@ -888,13 +893,11 @@ class _Part(Message):
         # The body as sent, when it was gathered beside the parser (see _read_tree); the payload is "" then.
         self.raw_body: bytes | None = None
         self.typed = False  # the parser has read the header block and asked what the part is
-        self.container: _Part | None = None  # the part this one is attached to
-        if tracker.root is None:
-            tracker.root = self
+        self._container: weakref.ref[_Part] | None = None  # the part this one is attached to (no cycle)
 
     def attach(self, payload: Message) -> None:  # type: ignore[override]
         if isinstance(payload, _Part):
-            payload.container = self
+            payload._container = weakref.ref(self)
             payload.depth = self.depth + 1
             self._tracker.parts += 1
             if payload.depth > MAX_MIME_DEPTH:
@@ -913,15 +916,17 @@ class _Part(Message):
     def declared_type(self) -> str:
         return super().get_content_type()
 
+    @property
+    def container(self) -> _Part | None:
+        """The part this one is attached to."""
+        return self._container() if self._container is not None else None
+
 
 def _bounded_parser(tracker: _Tracker) -> BytesFeedParser:
     def factory(policy: email_policy.Compat32 = email_policy.compat32) -> _Part:
         return _Part(tracker, policy)
 
-    root = tracker.root
-    parser = BytesFeedParser(_factory=factory, policy=email_policy.compat32)
-    tracker.root = root  # the part the parser makes to try the factory out is not the message
-    return parser
+    return BytesFeedParser(_factory=factory, policy=email_policy.compat32)
 
 
 # A parameter line ("boundary=...", " charset=utf-8") and a header line ("Content-Transfer-Encoding: 7bit").
@@ -993,9 +998,13 @@ class _Generator(BytesGenerator):
     def write_body(out: BinaryIO, raw: bytes, newline: bytes) -> None:
         start = 0
         while start < len(raw):  # in slices that end at a line feed: no "\r\n" is split
-            end = raw.find(b"\n", start + _CHUNK * 16)
+            end = raw.find(b"\n", start + _CHUNK)
             end = len(raw) if end < 0 else end + 1
-            out.write(_LINE_BREAK.sub(newline, raw[start:end]))
+            piece = raw[start:end]
+            if newline == b"\n":  # the same as the pattern, without a bytes object per line
+                out.write(piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+            else:
+                out.write(_LINE_BREAK.sub(newline, piece))
             start = end
 
     @classmethod
@@ -1195,7 +1204,7 @@ class _Walker:
         inner = payload[0] if isinstance(payload, list) and payload else None
         if isinstance(inner, Message):
             try:
-                data = _Generator.flatten_message(inner, self._tracker.gathered)
+                data = _Generator.flatten_message(inner, self._tracker.gathered_parts())
             except Exception as exc:
                 self.defects.append(f"message/rfc822: cannot serialise ({exc.__class__.__name__})")
                 data = b""
@@ -1610,7 +1619,7 @@ def _read_tree(fp: BinaryIO, defects: list[str], notes: _Simplified,
         msg = parser.close()
         if gatherer is not None:
             gatherer.finish()
-            tracker.gathered.append(gatherer.part)
+            tracker.gathered.append(weakref.ref(gatherer.part))
         del gatherer
         return msg, size, tracker
     except Exception as exc:
@@ -1861,7 +1870,7 @@ def parse_message(fp: BinaryIO, deadline: Deadline | None = None) -> ParsedMessa
     # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).
     if tree is not None and automail.corroborated(parsed):
         check(deadline, "looking for bounced recipients")
-        for gathered in tracker.gathered:
+        for gathered in tracker.gathered_parts():
             _materialize(gathered)  # flufl.bounce reads the payload as the parser stores it
         parsed.bounced_recipients = _bounced(tree)
     return parsed
