@@ -75,3 +75,33 @@ def test_a_record_too_large_without_its_texts_is_refused() -> None:
 def test_the_key_is_derived_from_the_raw_mail() -> None:
     assert bodies.key_for("raw/a/1.eml") == bodies.key_for("raw/a/1.eml") != bodies.key_for("raw/a/2.eml")
     assert bodies.key_for("raw/a/1.eml").startswith("bodies/")
+
+
+@pytest.mark.parametrize("text", ["", "plain", "caf\u00e9 \"quoted\" \\ back\nslash\t\u2028 \x00 \U0001f600",
+                                  "\udce9 lone surrogate \ud83d", ("x\u00e9\"\n\udcff" * 70_000)])
+def test_the_whole_texts_are_written_as_json_dumps_writes_them(text: str) -> None:
+    import io
+    import json
+
+    whole = {"description": text, "html": "<p>" + text[:10]}
+    out = io.BytesIO()
+    bodies.write_json(out, "raw/box/\u00e9.eml", whole)
+    expected = json.dumps({"format": bodies.FORMAT, "source_key": "raw/box/\u00e9.eml", "texts": whole},
+                          ensure_ascii=False).encode("utf-8", "surrogatepass")
+    assert out.getvalue() == expected
+
+
+@pytest.mark.parametrize("text", ["", "\u00e9" * 20, "a" * 200, "\u00e9" * 200, "a" * 99 + "\u00e9" * 3,
+                                  "\U0001f600" * 40, "\udce9" * 60])
+@pytest.mark.parametrize("limit", [1, 51, 100, 101, 160])
+def test_preview_is_the_start_of_the_utf8_encoding(text: str, limit: int) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    expected = text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
+    assert bodies.preview(text, limit) == expected
+
+
+def test_utf8_size_is_the_encoded_length() -> None:
+    from mailintake.store import utf8_size
+
+    for text in ["", "ascii", "\u00e9\U0001f600\udce9", "x\u00e9" * 100_000]:
+        assert utf8_size(text) == len(text.encode("utf-8", "surrogatepass"))

@@ -165,3 +165,16 @@ def test_guessing_large_adversarial_bytes_is_bounded() -> None:
     m = raw_mail([("Subject", "x\xe9" * 50_000, "latin-1")], body="\u00e9t\u00e9 " * 200_000,
                  body_encoding="latin-1")
     assert m.subject.startswith("xéxé") and m.text.startswith("été été")
+
+
+def test_large_utf8_is_checked_in_slices_with_the_same_verdict() -> None:
+    from mailintake import charsets
+
+    slice_ = charsets._CHECK_SLICE
+    text = "a" * (slice_ - 1) + "\u00e9\u4f60" * 1000  # a character split across the first slice's end
+    assert charsets._utf8(text.encode()) == text
+    assert charsets.decode_bytes(text.encode(), None) == text
+    broken = text.encode() + b"\xff tail"
+    assert charsets._utf8(broken) is None
+    assert charsets.decode_bytes(broken, "utf-8") == broken.decode("utf-8", "replace").replace("\ufffd", "?")
+    assert charsets._utf8(b"x" * slice_ + b"\xc3") is None  # cut short at the very end

@@ -10,9 +10,10 @@ write, and the key is derived from the raw mail's key, so a retry writes the sam
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from typing import Any
+from typing import Any, BinaryIO
 
 from mailintake.store import ITEM_LIMIT_BYTES, CommentRecord, ItemRecord, item_size
 
@@ -44,8 +45,12 @@ def key_for(source_key: str) -> str:
 
 def preview(text: str, limit: int = PREVIEW_BYTES) -> str:
     """The start of ``text``, at most ``limit`` UTF-8 bytes, cut at a character boundary."""
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
+    if len(text) <= limit // 4 or (len(text) <= limit and text.isascii()):
+        return text
+    # Each character is at least one byte: the first ``limit`` of them are enough (a 25 MB text is not
+    # encoded whole to keep 64 KB of it).
+    data = text[:limit].encode("utf-8", "surrogatepass")
+    if len(text) <= limit and len(data) <= limit:
         return text
     return data[:limit].decode("utf-8", "ignore")
 
@@ -80,10 +85,35 @@ def shrink(record: ItemRecord | CommentRecord, key: str) -> dict[str, str] | Non
 
 def put(s3: Any, bucket: str, key: str, source_key: str, whole: dict[str, str]) -> None:
     """Store the whole texts under ``key`` (the same bytes on every retry)."""
-    body = json.dumps({"format": FORMAT, "source_key": source_key, "texts": whole}, ensure_ascii=False)
-    # Served as a download, never rendered: it holds the sender's (sanitised) HTML.
-    s3.put_object(Bucket=bucket, Key=key, Body=body.encode("utf-8", "surrogatepass"),
-                  ContentType="application/json; charset=utf-8", ContentDisposition="attachment")
+    import tempfile  # here, not at import: only large mail comes this way
+
+    # Spooled to /tmp and uploaded from there: built in memory, the JSON of 25 MB of text was a second copy
+    # of it as a string and a third as UTF-8 (up to 3 bytes a character), beside the texts themselves.
+    with tempfile.TemporaryFile() as spool:
+        write_json(spool, source_key, whole)
+        spool.seek(0)
+        # Served as a download, never rendered: it holds the sender's (sanitised) HTML.
+        s3.put_object(Bucket=bucket, Key=key, Body=spool, ContentType="application/json; charset=utf-8",
+                      ContentDisposition="attachment")
+
+
+_SLICE = 1 << 18  # characters escaped and encoded at a time
+
+
+def write_json(out: BinaryIO, source_key: str, whole: dict[str, str]) -> None:
+    """Write the object ``put`` stores to ``out``, a slice of each text at a time: byte for byte
+    ``json.dumps({"format": FORMAT, "source_key": source_key, "texts": whole}, ensure_ascii=False)`` in
+    UTF-8 (lone surrogates passed through), without that string or its encoding held whole."""
+    dumps = functools.partial(json.dumps, ensure_ascii=False)
+    out.write(f'{{"format": {dumps(FORMAT)}, "source_key": {dumps(source_key)}, "texts": {{'.encode(
+        "utf-8", "surrogatepass"))
+    for n, (name, text) in enumerate(whole.items()):
+        out.write(f'{", " if n else ""}{dumps(name)}: "'.encode("utf-8", "surrogatepass"))
+        for start in range(0, len(text), _SLICE):
+            # JSON escapes character by character, so the slices' escapes joined are the whole's.
+            out.write(dumps(text[start:start + _SLICE])[1:-1].encode("utf-8", "surrogatepass"))
+        out.write(b'"')
+    out.write(b"}}")
 
 
 def load(s3: Any, bucket: str, key: str) -> dict[str, str]:

@@ -372,12 +372,32 @@ def message_hints(declared: Iterable[str | None], undeclared: Iterable[bytes]) -
 # Decoding
 
 
-def _detect(data: bytes, hints: Sequence[str]) -> str:
-    """Decode bytes whose charset is unknown; never raises."""
+_CHECK_SLICE = 1 << 20
+
+
+def _utf8(data: bytes) -> str | None:
+    """``data`` decoded as UTF-8, None when it is not valid UTF-8. Large data is checked a slice at a time
+    first: a failed decode of the whole costs a buffer for all of it, and its error holds a copy of the data
+    (80 MB for a 25 MB body)."""
+    if len(data) > _CHECK_SLICE:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            for start in range(0, len(data), _CHECK_SLICE):
+                decoder.decode(data[start:start + _CHECK_SLICE])
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
+        return None
+
+
+def _detect(data: bytes, hints: Sequence[str]) -> str:
+    """Decode bytes whose charset is unknown; never raises."""
+    text = _utf8(data)
+    if text is not None:
+        return text
     try:
         codec = guess_codec(data, hints)
     except Exception:  # a heuristic must never break parsing
@@ -411,10 +431,15 @@ def decode_bytes(data: bytes, charset: str | None, defects: list[str] | None = N
         if data.isascii():
             return data.decode("ascii")
         return _detect(data, hints)
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
-        pass
+    if codec == "utf-8":
+        text = _utf8(data)
+        if text is not None:
+            return text
+    else:
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            pass
     # cp1252 leaves five bytes undefined; real "iso-8859-1" mail containing them is plain Latin-1.
     if codec == "cp1252":
         return data.decode("latin-1")

@@ -22,8 +22,11 @@ import mimetypes
 import posixpath
 import quopri
 import re
+import secrets
 import unicodedata
-from collections.abc import Sequence
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import errors
@@ -34,7 +37,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from io import BytesIO
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import html2text
 import nh3
@@ -453,7 +456,39 @@ def _filename(part: Message, defects: list[str], hints: Sequence[str] = ()) -> s
 # Bodies
 
 
+def _materialize(part: Message) -> None:
+    """Give a part whose body was gathered beside the parser its payload as the parser stores it."""
+    raw = getattr(part, "raw_body", None)
+    if raw is not None:
+        part._payload = raw.decode("ascii", "surrogateescape")  # type: ignore[attr-defined]
+        part.raw_body = None  # type: ignore[attr-defined]
+
+
+def _raw_payload_bytes(part: Message, raw: bytes) -> bytes | None:
+    """``get_payload(decode=True)`` of a body gathered as bytes, read from them directly (no 8-bit text as
+    surrogate escapes, no re-encoding); None where only the stdlib's decoding will do."""
+    if str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
+        if raw.isascii():
+            try:
+                return binascii.a2b_base64(raw)
+            except (binascii.Error, ValueError):
+                pass
+        return None
+    cte = str(part.get("content-transfer-encoding", "")).lower()  # as get_payload compares it
+    if cte == "quoted-printable":
+        return quopri.decodestring(raw)
+    if cte in ("base64", "x-uuencode", "uuencode", "uue", "x-uue"):
+        return None
+    return raw
+
+
 def _payload_bytes(part: Message, defects: list[str]) -> bytes:
+    raw_body = getattr(part, "raw_body", None)
+    if raw_body is not None:
+        gathered = _raw_payload_bytes(part, raw_body)
+        if gathered is not None:
+            return gathered
+        _materialize(part)  # bad base64, uuencode: as the stdlib decodes them, defects and all
     known = len(getattr(part, "defects", []))
     if str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
         raw = part.get_payload()
@@ -485,33 +520,46 @@ def _stored_payload(part: Message) -> object:
 
 def _payload_prefix(part: Message, size: int) -> bytes:
     """About the first ``size`` bytes of a part's decoded body, decoding no more than that (for evidence)."""
-    raw = _stored_payload(part)
-    if not isinstance(raw, str):
-        return b""
+    raw = getattr(part, "raw_body", None)
+    if raw is None:
+        stored = _stored_payload(part)
+        if not isinstance(stored, str):
+            return b""
+        raw = _raw_bytes(stored[:2 * size + 1024])
     head = raw[:2 * size + 1024]
     cte = str(part.get("content-transfer-encoding", "")).strip().lower()
     try:
         if cte == "base64":
-            chars = re.sub(r"[^A-Za-z0-9+/]", "", head)
+            chars = re.sub(rb"[^A-Za-z0-9+/]", b"", head)
             return binascii.a2b_base64(chars[:len(chars) // 4 * 4])[:size]
         if cte == "quoted-printable":
-            return quopri.decodestring(_raw_bytes(head))[:size]
+            return quopri.decodestring(head)[:size]
     except (binascii.Error, ValueError):
         return b""
-    return _raw_bytes(head)[:size]
+    return head[:size]
 
 
-def _part_text(part: Message, defects: list[str], hints: Sequence[str] = ()) -> str:
+def _part_text(part: Message, defects: list[str], hints: Sequence[str] = (), strip: bool = False,
+               release: Callable[[Message], None] | None = None) -> str:
+    """The text of a body part, line breaks made "\n"; with ``strip``, no line breaks at either end.
+    ``release`` lets go of the part's body once it is read."""
     data = _payload_bytes(part, defects)
+    if release is not None:
+        release(part)
     charset = _param(part, "charset", "content-type")
     text = decode_bytes(data, charset, defects, f"{part.get_content_type()}: ", hints)
     del data  # a large body is held once at a time, not as bytes and text and copies of it
+    flowed = part.get_param("format") == "flowed" and not part.get_param("delsp")
+    if strip and not flowed:
+        # The line breaks at the ends, whatever they are, would be "\n" there below and stripped then:
+        # stripped first, the text is not copied twice (the strip below then has nothing left to do).
+        text = text.strip("\r\n")
     for old, new in (("\r\n", "\n"), ("\r", "\n"), ("\x00", "")):
         if old in text:
             text = text.replace(old, new)
-    if part.get_param("format") == "flowed" and not part.get_param("delsp"):
+    if flowed:
         text = _unflow(text)
-    return text
+    return text.strip("\n") if strip else text
 
 
 def _unflow(text: str) -> str:
@@ -773,6 +821,12 @@ class _Tracker:
         self.parts = 0  # parts attached below the root so far
         self.too_deep = 0  # parts past MAX_MIME_DEPTH
         self.base_depth = 0  # depth of a root (a re-read part sits where it was)
+        # Parts whose body _read_tree gathered as bytes (weakly: a part refers to its tracker, and a cycle
+        # would keep a tree of 25 MB until the garbage collector runs).
+        self.gathered: list[weakref.ref[_Part]] = []
+
+    def gathered_parts(self) -> list[_Part]:
+        return [part for part in (ref() for ref in self.gathered) if part is not None]
 
 
 class _Part(Message):
@@ -790,9 +844,14 @@ class _Part(Message):
         self._tracker = tracker
         self.depth = tracker.base_depth
         self.bound: str | None = None  # "depth" | "parts" once past a bound
+        # The body as sent, when it was gathered beside the parser (see _read_tree); the payload is "" then.
+        self.raw_body: bytes | None = None
+        self.typed = False  # the parser has read the header block and asked what the part is
+        self._container: weakref.ref[_Part] | None = None  # the part this one is attached to (no cycle)
 
     def attach(self, payload: Message) -> None:  # type: ignore[override]
         if isinstance(payload, _Part):
+            payload._container = weakref.ref(self)
             payload.depth = self.depth + 1
             self._tracker.parts += 1
             if payload.depth > MAX_MIME_DEPTH:
@@ -803,12 +862,18 @@ class _Part(Message):
         super().attach(payload)
 
     def get_content_type(self) -> str:
+        self.typed = True  # the feed parser asks first right after the header block
         if self.bound is not None:
             return "application/octet-stream"
         return super().get_content_type()
 
     def declared_type(self) -> str:
         return super().get_content_type()
+
+    @property
+    def container(self) -> _Part | None:
+        """The part this one is attached to."""
+        return self._container() if self._container is not None else None
 
 
 def _bounded_parser(tracker: _Tracker) -> BytesFeedParser:
@@ -859,6 +924,70 @@ def _refolded(part: Message, tracker: _Tracker) -> Message | None:
     except Exception:  # leave the part as the stdlib read it
         log.debug("re-reading a part with broken folding failed", exc_info=True)
         return None
+
+
+class _Generator(BytesGenerator):
+    """The stdlib's generator, writing a body gathered as bytes (see _read_tree) as it writes a payload:
+    every line break as the generator's own.
+
+    It writes a mark in its place: the generator copies each nested message's text into the one around it
+    (twice a level), so a long body is put in once, at the mark, when the rest is written (:meth:`splice`).
+    """
+
+    MARK = b"\x00gathered-body-" + secrets.token_hex(16).encode() + b"\x00"
+    marking = True
+
+    def _handle_text(self, msg: Message) -> None:
+        raw = getattr(msg, "raw_body", None)
+        if raw is None:
+            super()._handle_text(msg)  # type: ignore[misc]
+        elif self.marking:
+            self._fp.write(self.MARK)  # type: ignore[attr-defined]
+        else:
+            self.write_body(self._fp, raw, self._NL.encode("ascii"))  # type: ignore[attr-defined]
+
+    _writeBody = _handle_text
+
+    @staticmethod
+    def write_body(out: BinaryIO, raw: bytes, newline: bytes) -> None:
+        start = 0
+        while start < len(raw):  # in slices that end at a line feed: no "\r\n" is split
+            end = raw.find(b"\n", start + _CHUNK)
+            end = len(raw) if end < 0 else end + 1
+            piece = raw[start:end]
+            if newline == b"\n":  # the same as the pattern, without a bytes object per line
+                out.write(piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+            else:
+                out.write(_LINE_BREAK.sub(newline, piece))
+            start = end
+
+    @classmethod
+    def flatten_message(cls, inner: Message, gathered: list[_Part]) -> bytes:
+        """``inner`` as BytesGenerator(mangle_from_=False, policy=compat32) writes it."""
+        buf = BytesIO()
+        cls(buf, mangle_from_=False, policy=email_policy.compat32).flatten(inner)
+        data = buf.getvalue()
+        if cls.MARK not in data:
+            return data
+        bodies = [part.raw_body for part in gathered if part.raw_body is not None]
+        if len(bodies) != 1 or data.count(cls.MARK) != 1:  # never, short of a mail holding the mark
+            buf = BytesIO()
+            _DirectGenerator(buf, mangle_from_=False, policy=email_policy.compat32).flatten(inner)
+            return buf.getvalue()
+        before, after = data.split(cls.MARK)
+        out = BytesIO()
+        out.write(before)
+        cls.write_body(out, bodies[0], b"\n")  # compat32's line separator, as flatten used it
+        del bodies
+        out.write(after)
+        return out.getvalue()
+
+
+class _DirectGenerator(_Generator):
+    marking = False
+
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")  # email.generator.NLCRE, for bytes
 
 
 class _Walker:
@@ -922,17 +1051,26 @@ class _Walker:
         self.content_types.append(declared)
         self._notes.add("mime-depth", f"MIME nesting deeper than {MAX_MIME_DEPTH} levels: the {declared} part "
                         f"at level {part.depth} is kept whole as an attachment")
-        payload = _stored_payload(part)
-        body = payload if isinstance(payload, str) else ""
-        eol = "\n" if "\r\n" not in body[:4096] and "\n" in body[:4096] else "\r\n"
-        head = "".join(f"{name}: {value}{eol}" for name, value in part.raw_items())
-        buf = bytearray((head + eol).encode("utf-8", "surrogateescape"))
-        for start in range(0, len(body), _CHUNK * 16):  # in slices: the body is not held a third time
-            buf += body[start:start + _CHUNK * 16].encode("utf-8", "surrogateescape")
-        del body, payload
-        self._release(part)
-        data = bytes(buf)
-        del buf
+        raw = part.raw_body
+        if raw is not None:  # gathered as bytes (see _read_tree)
+            eol = "\n" if b"\r\n" not in raw[:4096] and b"\n" in raw[:4096] else "\r\n"
+            head = "".join(f"{name}: {value}{eol}" for name, value in part.raw_items())
+            data = (head + eol).encode("utf-8", "surrogateescape") + raw
+            del raw
+            self._release(part)
+            part.raw_body = None
+        else:
+            payload = _stored_payload(part)
+            body = payload if isinstance(payload, str) else ""
+            eol = "\n" if "\r\n" not in body[:4096] and "\n" in body[:4096] else "\r\n"
+            head = "".join(f"{name}: {value}{eol}" for name, value in part.raw_items())
+            buf = bytearray((head + eol).encode("utf-8", "surrogateescape"))
+            for start in range(0, len(body), _CHUNK * 16):  # in slices: the body is not held a third time
+                buf += body[start:start + _CHUNK * 16].encode("utf-8", "surrogateescape")
+            del body, payload
+            self._release(part)
+            data = bytes(buf)
+            del buf
         name = _filename(part, self.defects, self.hints) or f"nested-{declared.replace('/', '-')}"
         if not name.lower().endswith(".eml"):
             name += ".eml"
@@ -965,8 +1103,8 @@ class _Walker:
                 self.signed.append(signature[0])
             filename = filename or signature[1]
         if ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename:
-            text = _part_text(part, self.defects, self.hints)
-            self._release(part)
+            # Plain text is only ever used without the line breaks at its ends (see parse_message).
+            text = _part_text(part, self.defects, self.hints, strip=ctype == "text/plain", release=self._release)
             if ctype == "text/plain":
                 return _Body(plain=[text], sequence=[("plain", text)])
             text = self._bounded_html(text)
@@ -992,6 +1130,8 @@ class _Walker:
         25 MB body is otherwise held twice, as sent and as read."""
         if self.release:
             part.set_payload("")
+            if isinstance(part, _Part):
+                part.raw_body = None
 
     def _bounded_html(self, markup: str) -> str:
         """An HTML body part with its nesting bounded (MAX_HTML_DEPTH), for every later stage."""
@@ -1017,10 +1157,8 @@ class _Walker:
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
         if isinstance(inner, Message):
-            buf = BytesIO()
             try:
-                BytesGenerator(buf, mangle_from_=False, policy=email_policy.compat32).flatten(inner)
-                data = buf.getvalue()
+                data = _Generator.flatten_message(inner, self._tracker.gathered_parts())
             except Exception as exc:
                 self.defects.append(f"message/rfc822: cannot serialise ({exc.__class__.__name__})")
                 data = b""
@@ -1112,10 +1250,15 @@ class _Feed:
         self.fields = 0  # header fields seen
         self.vital: dict[bytes, int] = {}
         self.run = 0  # length of the body line being passed on
+        # Where in the bytes the last call returned the body starts (at the line that ended the header
+        # block), when the header block ended in that call.
+        self.body_at: int | None = None
 
     def __call__(self, chunk: bytes) -> bytes:
         if self.in_header:
             out, rest = self._header(chunk)
+            if not self.in_header:
+                self.body_at = len(out)
             return out + self._wrap(rest) if rest else out
         return self._wrap(chunk)
 
@@ -1243,32 +1386,197 @@ def _header_only(head: bytes) -> Message:
         return Message()
 
 
-def _read_tree(fp: Readable, defects: list[str], notes: _Simplified,
-               deadline: Deadline | None) -> tuple[Message, int, _Tracker]:
+class _Gatherer:
+    """The rest of the mail held as bytes for the part the feed parser is reading the body of, when nothing
+    after it can end that body: the parser would hold it as one string per line (~50 bytes each besides the
+    text, twice the text for 8-bit bytes, which it keeps as surrogate escapes) and then join them.
+
+    Inside multipart parts, a line with the boundary of one of them ends the body: for a part past the
+    bounds (read as one opaque body), the bytes are watched for anything that may be one (``--boundary`` at
+    a line start, then nothing but ``-`` or white space), and handed back to the parser when it appears.
+    Nothing is gathered inside message/delivery-status, where a blank line ends a part.
+    """
+
+    def __init__(self, part: _Part, boundaries: list[bytes]) -> None:
+        self.part = part
+        self.watch = re.compile(rb"(?:^|(?<=[\r\n]))--(?:" + b"|".join(re.escape(b) for b in boundaries)
+                                + rb")(?![^-\s])") if boundaries else None
+        self.keep = max(len(b) for b in boundaries) + 3 if boundaries else 0
+        self.buffer = BytesIO()  # where nothing can end the body: the buffer becomes the body, not copied
+        self.chunks: deque[bytes] = deque()  # where something can: handed back a chunk at a time if it does
+        self.tail = b""  # the end of the bytes watched so far, where a boundary line may begin
+
+    @staticmethod
+    def watch_for(part: object) -> list[bytes] | None:
+        """The boundaries that may end the body the parser is reading (``part``, the parser's current
+        part), or None when its body is not to be gathered."""
+        if not isinstance(part, _Part) or not part.typed or part.get_content_maintype() in ("multipart", "message"):
+            return None
+        if any(isinstance(d, errors.MissingHeaderBodySeparatorDefect) for d in part.defects):
+            return None  # re-read by _refolded from the payload
+        boundaries: list[bytes] = []
+        node = part.container
+        while node is not None:
+            maintype = node.get_content_maintype()
+            if maintype == "multipart":
+                boundary = node.get_boundary()  # as the feed parser reads it
+                if boundary is None:
+                    return None
+                try:
+                    boundaries.append(boundary.encode("ascii", "surrogateescape"))
+                except UnicodeEncodeError:  # a boundary decoded from RFC 2231 parameters: left to the parser
+                    return None
+            elif maintype != "message" or node.get_content_type() == "message/delivery-status":
+                return None
+            node = node.container
+        if boundaries and part.bound is None:
+            # An ordinary part inside a multipart ends at a boundary that comes: held here first, its body
+            # would then be fed to the parser after all, and the memory of both kept. Only a part past the
+            # bounds (an attacker's nesting) is worth watching.
+            return None
+        return boundaries
+
+    def add(self, data: bytes) -> bool:
+        """Hold ``data``; False when it may hold a line that ends the body (everything held is then to be
+        fed to the parser after all: :attr:`chunks`)."""
+        if self.watch is None:
+            self.buffer.write(data)
+            return True
+        self.chunks.append(data)
+        window = self.tail + data
+        found = self.watch.search(window)
+        if found is not None and found.start() < len(window) - self.keep:
+            return False
+        # A match in the last bytes may be only the start of a longer boundary: looked at again next time.
+        self.tail = window[-(self.keep + 1):]
+        return True
+
+    def at_end(self) -> bool:
+        """Whether the mail ended with nothing held that may end the body."""
+        return self.watch is None or self.watch.search(self.tail) is None
+
+    def last_line(self) -> bytes:
+        """Inside a multipart, the last line gathered, taken back to be fed to the parser before it closes:
+        the parser takes the line break before a boundary, or at the end, off the part's payload, and does
+        so on what it read of it. (What it read ends at a line end, see _read_tree: no line is split.)"""
+        if self.watch is None or not self.chunks:
+            return b""
+        last = self.chunks.pop()
+        cut = last.rfind(b"\n", 0, len(last) - 1) + 1
+        while cut == 0 and self.chunks:  # a last line longer than a chunk
+            last = self.chunks.pop() + last
+            cut = last.rfind(b"\n", 0, len(last) - 1) + 1
+        if cut:
+            self.chunks.append(last[:cut])
+        self.line = last[cut:]
+        return self.line
+
+    line = b""
+
+    def finish(self) -> None:
+        """Give the part its body: what the parser read of it, the bytes gathered, and the last line as
+        the parser left it."""
+        part = self.part
+        stored = _stored_payload(part)
+        read = stored.encode("ascii", "surrogateescape") if isinstance(stored, str) else b""
+        if self.watch is None:
+            rest = self.buffer.getvalue()  # the buffer itself, not a copy
+            part.raw_body = read + rest if read else rest
+        else:
+            # The payload is what the parser read before the gathering, then the last line, less its line
+            # break (taken off by the nearest multipart around it, the part being the last one made): the
+            # gathered bytes go between the two.
+            kept = _NEWLINE_AT_END.sub(b"", self.line)
+            cut = len(read) - len(kept)
+            self.chunks.appendleft(read[:cut])
+            self.chunks.append(read[cut:])
+            part.raw_body = b"".join(self.chunks)
+            self.chunks.clear()
+        part.set_payload("")
+        self.buffer = BytesIO()
+
+
+_NEWLINE_AT_END = re.compile(rb"(\r\n|\r|\n)\Z")  # email.feedparser.NLCRE_eol, for bytes
+
+
+def _read_tree(  # noqa: C901 (one read loop whose state is the parser's position; see _Gatherer)
+        fp: Readable, defects: list[str], notes: _Simplified,
+        deadline: Deadline | None) -> tuple[Message, int, _Tracker]:
     tracker = _Tracker()
     parser = _bounded_parser(tracker)
     feed = _Feed(notes)
     size = 0
     head = b""  # the mail's first bytes: its header block, should the parser fail
+    gatherer: _Gatherer | None = None
+    carry = b""  # the start of a line not yet fed: the parser is fed whole lines, so gathering starts at one
+
+    def hand_back() -> None:
+        nonlocal gatherer, carry
+        assert gatherer is not None
+        chunks = gatherer.chunks
+        gatherer = None
+        while len(chunks) > 1:
+            parser.feed(chunks.popleft())
+        last = chunks.pop() if chunks else b""
+        split = last.rfind(b"\n") + 1
+        parser.feed(last[:split])
+        carry = last[split:]
+
     try:
         while True:
             check(deadline, "reading the mail")
             chunk = fp.read(_CHUNK)
             if not chunk:
-                parser.feed(feed.close())
+                if gatherer is not None and not gatherer.at_end():
+                    hand_back()
+                if gatherer is None:
+                    parser.feed(carry + feed.close())
+                else:
+                    parser.feed(gatherer.last_line())
                 break
             if len(head) < HEADER_SCAN_BYTES:
                 head += chunk[:HEADER_SCAN_BYTES - len(head)]
             size += len(chunk)
-            parser.feed(feed(chunk))
+            data = feed(chunk)
+            if gatherer is not None:
+                if not gatherer.add(data):
+                    hand_back()
+                continue
+            data, carry = carry + data, b""
+            if feed.body_at is not None:  # the header block ended in this chunk: up to the line that ended it
+                split = data.find(b"\n", feed.body_at) + 1 or len(data)
+                feed.body_at = None
+            else:
+                split = data.rfind(b"\n") + 1
+            parser.feed(data[:split])
+            data = data[split:]
+            # The parser's current part (FeedParser._cur): whose body it is reading, once past its header.
+            current = getattr(parser, "_cur", None)
+            boundaries = _Gatherer.watch_for(current)
+            if boundaries is not None and isinstance(current, _Part):
+                gatherer = _Gatherer(current, boundaries)
+                if data and not gatherer.add(data):
+                    hand_back()
+            elif b"\n" in data:  # the rest of the header-ending chunk
+                split = data.rfind(b"\n") + 1
+                parser.feed(data[:split])
+                carry = data[split:]
+            else:
+                carry = data
             if tracker.parts > MAX_MIME_PARTS:
+                parser.feed(carry)
                 break  # parts past the bound are not read (see _Walker.walk): the rest need not be parsed
     except BudgetExceeded:
         raise
     except Exception as exc:  # a stream error: parse what arrived
         defects.append(f"read error: {exc.__class__.__name__}: {exc}")
     try:
-        return parser.close(), size, tracker
+        msg = parser.close()
+        if gatherer is not None:
+            gatherer.finish()
+            tracker.gathered.append(weakref.ref(gatherer.part))
+        del gatherer
+        return msg, size, tracker
     except Exception as exc:
         # The bounds keep the stdlib parser within its recursion limit; should anything else break it, the
         # mail still has its sender and subject.
@@ -1391,11 +1699,14 @@ def _cut_reply(text: str, forwarded: bool, notes: _Simplified) -> str:
     # A reply that runs to the end of what was scanned goes on past it: nothing below was seen to be quoted.
     tail, scanned = reply.rstrip()[-200:], head.rstrip()
     if tail and scanned.endswith(tail):
+        if reply.rstrip() == scanned:
+            return text  # nothing cut: the text itself, not a copy of it
         return reply.rstrip() + text[len(scanned):]
     return reply
 
 
-def parse_message(fp: Readable, deadline: Deadline | None = None) -> ParsedMessage:
+def parse_message(  # noqa: C901 (the parse's stages in order, each a call; splitting it hides the order)
+        fp: Readable, deadline: Deadline | None = None) -> ParsedMessage:
     """Parse a raw RFC 5322 message from a binary stream (read incrementally, not copied whole).
 
     Never raises on bad input; problems are listed in ``defects``, and what a bound of
@@ -1430,6 +1741,8 @@ def parse_message(fp: Readable, deadline: Deadline | None = None) -> ParsedMessa
         defects.append(f"body: {exc.__class__.__name__}: {exc}")
         body = _Body()
     defects.extend(walker.defects)
+    if walker.release:
+        tracker.gathered.clear()  # read: their bodies go with the tree
     report_type = None
     if msg.get_content_type() == "multipart/report":
         report_type = (_param(msg, "report-type", "content-type") or "").strip().lower() or None
@@ -1470,8 +1783,9 @@ def parse_message(fp: Readable, deadline: Deadline | None = None) -> ParsedMessa
         text = "\n\n".join(texts)
         reply_text = _cut_reply("\n\n".join(replies), forwarded, notes)
     elif body.has_plain():
-        plain = [p.strip("\n") for p in body.plain if p and not p.isspace()]
+        plain = [p.strip("\n") for p in body.plain if p and not p.isspace()]  # stripped already: no copies
         body = _Body(html=body.html)  # the parts' text is held once, below
+        sequence = []
         text = plain[0] if len(plain) == 1 else "\n\n".join(plain)
         del plain
         reply_text = _cut_reply(text, forwarded, notes)
@@ -1512,5 +1826,7 @@ def parse_message(fp: Readable, deadline: Deadline | None = None) -> ParsedMessa
     # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).
     if tree is not None and automail.corroborated(parsed):
         check(deadline, "looking for bounced recipients")
+        for gathered in tracker.gathered_parts():
+            _materialize(gathered)  # flufl.bounce reads the payload as the parser stores it
         parsed.bounced_recipients = _bounced(tree)
     return parsed

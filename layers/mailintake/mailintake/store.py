@@ -420,11 +420,19 @@ def compact_uidls(mailbox: str, parts: dict[str, set[str]], keep: set[str]) -> N
 ITEM_LIMIT_BYTES = 400 * 1024
 
 
+def utf8_size(text: str) -> int:
+    """``len(text.encode("utf-8", "surrogatepass"))``, a slice at a time: a 25 MB text is not encoded whole
+    (up to 75 MB) to be measured."""
+    if text.isascii():
+        return len(text)
+    return sum(len(text[i:i + 65536].encode("utf-8", "surrogatepass")) for i in range(0, len(text), 65536))
+
+
 def _value_size(value: dict[str, Any]) -> int:
     """The size DynamoDB counts for one serialised attribute value (as documented, rounded up)."""
     ((kind, data),) = value.items()
     if kind == "S":
-        return len(str(data).encode("utf-8", "surrogatepass"))
+        return utf8_size(str(data))
     if kind == "N":
         return len(str(data)) // 2 + 2  # about one byte per two digits, plus one
     if kind == "B":
