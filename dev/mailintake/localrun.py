@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from mailintake.aws_clients import client
 from mailintake.localstack.resources import load_template
 from mailintake.mailboxes import scheduled_fetch_events
+from mailintake.runtime import Runtime
 from mailintake.settings import Settings
 
 FUNCTIONS = {"fetch": "FetchFunction", "process": "ProcessFunction"}
@@ -71,12 +72,62 @@ class LocalContext:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
 
 
-@cache
-def load_function(name: str, instance: int = 0) -> ModuleType:
-    """Import functions/<name>/app.py as Lambda would, under a private module name.
+class Containers:
+    """The handler containers this process runs: functions/<name>/app.py imported once per (name, instance).
 
-    Each ``instance`` is a separate import, with its own module state, like a separate Lambda container.
+    Each instance is a separate import, with its own module state and so its own
+    :class:`mailintake.runtime.Runtime`, like a separate Lambda container; it lives until :meth:`fresh`.
     """
+
+    def __init__(self) -> None:
+        self._modules: dict[tuple[str, int], ModuleType] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, instance: int = 0) -> ModuleType:
+        with self._lock:
+            module = self._modules.get((name, instance))
+            if module is None:
+                module = self._modules[(name, instance)] = _import_function(name, instance)
+            return module
+
+    def runtimes(self) -> list[Runtime]:
+        with self._lock:
+            return [module.runtime for module in self._modules.values()]
+
+    def fresh(self) -> None:
+        """Retire every container: the next invocation of each starts a new one (a cold start)."""
+        with self._lock:
+            self._modules.clear()
+
+
+# The containers of this process's runs, tests and benchmarks. Dev code: the runtime code never sees it.
+CONTAINERS = Containers()
+
+
+def load_function(name: str, instance: int = 0) -> ModuleType:
+    """The handler module of container ``instance`` of function ``name`` (imported on first use)."""
+    return CONTAINERS.get(name, instance)
+
+
+def fresh_containers() -> None:
+    """Dev, test and bench entry point: start every handler container afresh (after the stack was reset)."""
+    CONTAINERS.fresh()
+
+
+def forget_users(address: str | None = None) -> None:
+    """Drop one user (or every one) from the caches of the containers (mailintake.directory.forget)."""
+    for runtime in CONTAINERS.runtimes():
+        runtime.users.forget(address)
+
+
+def invalidate_config() -> None:
+    """Drop the containers' settings snapshots (mailintake.system_settings.invalidate)."""
+    for runtime in CONTAINERS.runtimes():
+        runtime.config.clear()
+
+
+def _import_function(name: str, instance: int) -> ModuleType:
+    """Import functions/<name>/app.py as Lambda would, under a private module name."""
     path = project_root() / "functions" / name / "app.py"
     spec = importlib.util.spec_from_file_location(f"mailintake_function_{name}_{instance}", path)
     if spec is None or spec.loader is None:

@@ -18,6 +18,7 @@ from mailintake.bounds import Deadline
 from mailintake.handover import QueuedMessage
 from mailintake.outcomes import FINAL
 from mailintake.processing import Processor
+from mailintake.runtime import Runtime
 from mailintake.settings import Settings
 from mailintake.store import LedgerRecord, get_ledger, list_ledger
 
@@ -65,7 +66,7 @@ def reprocess(settings: Settings, keys: list[str], budget: float | None = None) 
     Each mail gets ``budget`` seconds (default: the processing budget setting); a mail recorded as over
     budget can be given more here, where no Lambda timeout applies.
     """
-    processor = Processor(settings)
+    processor = Processor(Runtime(settings))
     results = []
     for key in keys:
         ledger = get_ledger(key)
@@ -106,7 +107,7 @@ def accept(settings: Settings, keys: list[str]) -> list[Replayed]:
     automatically. Processing writes the item and overwrites the discarded ledger record in one
     transaction, so accepting twice makes one item.
     """
-    processor = Processor(settings)
+    processor = Processor(Runtime(settings))
     results = []
     for key in keys:
         ledger = get_ledger(key)

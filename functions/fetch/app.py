@@ -10,19 +10,21 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailintake.fetching import fetch_scheduled
-from mailintake.runtime import bound_settings
+from mailintake.runtime import Runtime
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-settings = bound_settings()
+# This container's state, for its lifetime: built once, when Lambda imports the handler.
+runtime = Runtime.from_environment()
+settings = runtime.settings
 
 
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = fetch_scheduled(event, settings, context.get_remaining_time_in_millis, context.aws_request_id)
+    report = fetch_scheduled(event, runtime, context.get_remaining_time_in_millis, context.aws_request_id)
     metrics.add_metadata(key="mailbox", value=report.mailbox)
     metrics.add_metric(name="MessagesFetched", unit=MetricUnit.Count, value=report.fetched)
     logger.info("fetch finished", extra={"mailbox": report.mailbox, "fetched": report.fetched,

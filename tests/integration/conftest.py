@@ -26,11 +26,8 @@ def stack() -> Iterator[dict[str, str]]:
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
     os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     from mailintake.runtime import bound_settings
-    from mailintake.settings import get_settings
 
-    get_settings.cache_clear()
-    bound_settings.cache_clear()
-    bound_settings()
+    bound_settings()  # this process's store, bound to the stack just provisioned
     yield env
     os.environ.clear()
     os.environ.update(saved)
@@ -39,14 +36,13 @@ def stack() -> Iterator[dict[str, str]]:
 @pytest.fixture()
 def settings(stack: dict[str, str]) -> Any:
     """Settings of a clean stack: table, bucket, queues and schedules emptied before each test."""
-    from mailintake import directory, system_settings
+    from mailintake.localrun import fresh_containers
     from mailintake.localstack import resources
     from mailintake.runtime import bound_settings
 
     resources.reset(ROOT)
-    # The table was emptied behind this process's caches.
-    directory.forget()
-    system_settings.invalidate()
+    # The table was emptied behind the handler containers' caches: each test starts new containers.
+    fresh_containers()
     return bound_settings()
 
 

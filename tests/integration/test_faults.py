@@ -154,7 +154,7 @@ def test_poisoned_message_fails_alone_ends_in_dlq_and_ledger_while_the_others_la
 def test_dynamodb_throttling_on_the_item_transaction_is_retried_with_backoff(settings: Any) -> None:
     raw = make_mail("Throttled once")
     job = stage(settings, raw)
-    dynamodb = store._connection().client
+    dynamodb = store.shared_connection().client
     with throttled(dynamodb, "dynamodb", "TransactWriteItems", times=2) as injected:
         assert process(settings, [record(job, raw=raw)]) == set()
     assert injected() == 2  # both throttles really happened; the client's retry absorbed them
@@ -174,7 +174,7 @@ def test_s3_errors_reading_the_raw_mail_are_retried_with_backoff(settings: Any) 
 def test_throttling_beyond_the_client_retries_fails_the_message_and_redelivery_ends_well(settings: Any) -> None:
     raw = make_mail("Throttled for long")
     job = stage(settings, raw)
-    dynamodb = store._connection().client
+    dynamodb = store.shared_connection().client
     with throttled(dynamodb, "dynamodb", "TransactWriteItems", times=100):
         assert process(settings, [record(job, raw=raw)]) == {record(job)["MessageId"]}
     failed = recorded(job.key)

@@ -39,7 +39,7 @@ def test_reprocess_failed_after_the_fault_is_gone_makes_each_item_once(
     jobs = [stage(settings, raws[0]), stage(settings, raws[1], inline=False)]
     done = stage(settings, make_mail("Fine all along"))
     assert process(settings, [record(done)]) == set()
-    with throttled(store._connection().client, "dynamodb", "TransactWriteItems", times=100):
+    with throttled(store.shared_connection().client, "dynamodb", "TransactWriteItems", times=100):
         for job, raw in zip(jobs, raws, strict=True):
             assert process(settings, [record(job, raw=raw)]) == {record(job)["MessageId"]}
     assert sorted(r.status for r in store.list_ledger()) == ["failed", "failed", "item"]

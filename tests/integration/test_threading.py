@@ -14,6 +14,7 @@ from mailintake import directory, store
 from mailintake.localrun import run_cycle
 from mailintake.markers import make_marker
 from mailintake.processing import Processor
+from mailintake.runtime import Runtime
 
 from .conftest import make_mail
 from .fault_support import stage
@@ -85,7 +86,7 @@ def test_another_systems_marker_is_not_ours_unless_accepted(
     # An installation that used [#N] before keeps recognising it when it says so.
     legacy = dataclasses.replace(settings, accepted_marker_formats="[#{number}]")
     raw = make_mail(f"Re: [#{number}] Printer jams", "Old-style reply.\n", sender=f"Ada <{ada}>")
-    outcome = Processor(legacy).process(stage(settings, raw, mailbox=box.name))
+    outcome = Processor(Runtime(legacy)).process(stage(settings, raw, mailbox=box.name))
     assert (outcome.status, outcome.item_number) == ("comment", number)
 
 

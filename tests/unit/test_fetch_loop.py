@@ -22,6 +22,7 @@ from mailintake.settings import Settings
 from mailintake.sources import PART_BYTES, CursorStore, ImapCursor, MailSource, Pending
 from mailintake.sources.cursors import UidlParts
 from mailintake.store import MailboxRecord
+from mailintake.system_settings import ConfigCache
 
 MARGIN_MS = Settings().deadline_margin_seconds * 1000
 
@@ -193,7 +194,8 @@ class Stack:
 
     def fetch(self, remaining_ms: Iterator[int] | None = None) -> FetchReport:
         clock = remaining_ms or iter(lambda: 300_000, None)
-        fetcher = Fetcher(Settings(bucket="bucket"), lambda: next(clock), "run", self.services)
+        settings = Settings(bucket="bucket")
+        fetcher = Fetcher(settings, ConfigCache(settings), lambda: next(clock), "run", self.services)
         report = FetchReport(self.mailbox.name)
         fetcher.drain(self.mailbox, report)
         return report

@@ -80,9 +80,9 @@ def classify(exc: BaseException, mailbox: MailboxRecord) -> Problem | None:
 
 
 @contextmanager
-def checked_run(settings: Settings, mailbox: MailboxRecord) -> Iterator[None]:
-    """Wrap one run of ``mailbox``; raises ConfigurationError (reported) instead of configuration errors."""
-    config = system_settings.current(settings)
+def checked_run(settings: Settings, config: system_settings.Config, mailbox: MailboxRecord) -> Iterator[None]:
+    """Wrap one run of ``mailbox``, under the settings snapshot ``config``; raises ConfigurationError
+    (reported) instead of configuration errors."""
     problem = static_problem(mailbox, config)
     if problem is None:
         try:

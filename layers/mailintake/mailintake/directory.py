@@ -1,15 +1,16 @@
 """Users and workspaces in the table, and the record-taking forms of the permission rules.
 
 The rules themselves (roles, who may create items where, who may see an item) are pure and live in
-:mod:`mailintake.access`; this module reads and writes the records, caches users per container, and turns
-records into the plain data those rules take (:func:`person_of`, :func:`item_facts`, :func:`roles_of`).
+:mod:`mailintake.access`; this module reads and writes the records, caches users per container
+(:class:`UserCache`), and turns records into the plain data those rules take (:func:`person_of`,
+:func:`item_facts`, :func:`roles_of`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
@@ -18,49 +19,87 @@ from mailintake.access import GUEST as GUEST  # re-exported: the directory's cal
 from mailintake.access import ItemFacts, Person, Roles, normalise
 from mailintake.addresses import is_address
 from mailintake.store import ItemRecord, UserRecord, WorkspaceRecord, plain_map
-from mailintake.system_settings import ROLES, Config, SettingError
+from mailintake.system_settings import ROLES, Config, SettingError, local_runner
 
-# address -> (monotonic time read, the user or None). Senders write again and again, so like the
-# settings the directory is read at most once per ``max_age`` per container; changes made here update it.
-_cache: dict[str, tuple[float, UserRecord | None]] = {}
-_cache_lock = threading.Lock()
 _CACHE_LIMIT = 10_000
 
 
-def forget() -> None:
-    """Drop every cached user (after the table was changed behind this process's back)."""
-    with _cache_lock:
-        _cache.clear()
+class UserCache:
+    """Users read lately, address -> (monotonic time read, the user or None), for one owner.
 
+    Senders write again and again, so like the settings the directory is read at most once per ``max_age``
+    seconds per container: a :class:`mailintake.runtime.Runtime` owns one, for the container's life.
+    Changes made through it (users created from mail) update it.
+    """
 
-def _remember(address: str, user: UserRecord | None) -> None:
-    with _cache_lock:
-        if len(_cache) >= _CACHE_LIMIT:
-            _cache.clear()
-        _cache[address] = (time.monotonic(), user)
+    def __init__(self, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self._clock = clock
+        self._entries: dict[str, tuple[float, UserRecord | None]] = {}
+        self._lock = threading.Lock()
 
+    def lookup(self, addresses: Iterable[str]) -> dict[str, UserRecord]:
+        """The users among ``addresses``: from the cache when read within ``max_age`` seconds, the rest in
+        one BatchGetItem (up to 100 addresses)."""
+        keys = sorted({normalise(a) for a in addresses if a and a.strip()})
+        found: dict[str, UserRecord] = {}
+        missing = []
+        now = self._clock()
+        with self._lock:
+            for key in keys:
+                hit = self._entries.get(key)
+                if hit is not None and now - hit[0] < self.max_age:
+                    if hit[1] is not None:
+                        found[key] = hit[1]
+                else:
+                    missing.append(key)
+        if missing:
+            fetched = _read(missing)
+            for key in missing:
+                self.remember(key, fetched.get(key))
+            found.update(fetched)
+        return found
 
-def lookup(addresses: Iterable[str], max_age: float = 0.0) -> dict[str, UserRecord]:
-    """The users among ``addresses``: from the cache when read within ``max_age`` seconds, the rest in
-    one BatchGetItem (up to 100 addresses)."""
-    keys = sorted({normalise(a) for a in addresses if a and a.strip()})
-    found: dict[str, UserRecord] = {}
-    missing = []
-    now = time.monotonic()
-    with _cache_lock:
-        for key in keys:
-            hit = _cache.get(key)
-            if hit is not None and now - hit[0] < max_age:
-                if hit[1] is not None:
-                    found[key] = hit[1]
+    def remember(self, address: str, user: UserRecord | None) -> None:
+        with self._lock:
+            if len(self._entries) >= _CACHE_LIMIT:
+                self._entries.clear()
+            self._entries[normalise(address)] = (self._clock(), user)
+
+    def forget(self, address: str | None = None) -> None:
+        """Drop one cached user, or (without ``address``) every one."""
+        with self._lock:
+            if address is None:
+                self._entries.clear()
             else:
-                missing.append(key)
-    if missing:
-        fetched = {u.email: u for u in UserRecord.batch_get([UserRecord.key(k) for k in missing])}
-        for key in missing:
-            _remember(key, fetched.get(key))
-        found.update(fetched)
-    return found
+                self._entries.pop(normalise(address), None)
+
+
+def _read(keys: list[str]) -> dict[str, UserRecord]:
+    return {u.email: u for u in UserRecord.batch_get([UserRecord.key(k) for k in keys])}
+
+
+def lookup(addresses: Iterable[str]) -> dict[str, UserRecord]:
+    """The users among ``addresses``, read now (one BatchGetItem); a container reads through its
+    :class:`UserCache` instead."""
+    keys = sorted({normalise(a) for a in addresses if a and a.strip()})
+    return _read(keys) if keys else {}
+
+
+def forget() -> None:
+    """Dev and bench entry point: drop every user cached by the handler containers the local runner holds
+    in this process (after the table was changed behind them). A no-op where no local runner is loaded
+    (in Lambda, a container's cache expires on its own)."""
+    runner = local_runner()
+    if runner is not None:
+        runner.forget_users()
+
+
+def _changed(address: str) -> None:
+    """An admin change to a user made in this process: the local runner's containers read it again."""
+    runner = local_runner()
+    if runner is not None:
+        runner.forget_users(normalise(address))
 
 
 def person_of(user: UserRecord) -> Person:
@@ -125,12 +164,13 @@ def put_user(email: str, name: str = "", roles: dict[str, str] | None = None,
     user = UserRecord(*key, kind="user", sort=address, email=address, name=name, roles=roles or {},
                       created_by=created_by)
     user.save()
-    _remember(address, user)
+    _changed(address)
     return user
 
 
-def create_from_mail(email: str, name: str) -> UserRecord:
+def create_from_mail(email: str, name: str, users: UserCache) -> UserRecord:
     """A user made from a sender or CC; never overwrites one that exists (a concurrent mail made it).
+    ``users`` is the cache of the container that made it.
 
     Only a plain addr-spec names a user: the intake rules pass nothing else, and this refuses it anyway, so
     that no reading of a garbage header (``"unterminated``) can ever create a user named after it.
@@ -145,19 +185,14 @@ def create_from_mail(email: str, name: str) -> UserRecord:
     except PutError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
-        forget_one(address)  # another writer made it first: read theirs next time
+        users.forget(address)  # another writer made it first: read theirs next time
         return user
-    _remember(address, user)
+    users.remember(address, user)
     return user
 
 
-def forget_one(address: str) -> None:
-    with _cache_lock:
-        _cache.pop(normalise(address), None)
-
-
 def remove_user(email: str) -> bool:
-    forget_one(email)
+    _changed(email)
     try:
         UserRecord.get(*UserRecord.key(email)).delete()
     except DoesNotExist:

@@ -1,8 +1,8 @@
 """What the intake rules judge a mail by, loaded for them: the one place between the rules and the table.
 
 :func:`gather` reads the users the mail names (one BatchGetItem, or none when the container read them
-lately: :func:`mailintake.directory.lookup`) and hands over the items its markers and references name as
-plain :class:`~mailintake.access.ItemFacts`, read as the rules ask for them: the rules stop at the first
+lately: its :class:`mailintake.directory.UserCache`) and hands over the items its markers and references
+name as plain :class:`~mailintake.access.ItemFacts`, read as the rules ask for them: the rules stop at the first
 item the author may see, so plain mail costs no read and a reply with a marker one. :func:`scripts_for`
 wires the mailbox's guard and activity scripts, with their time budget, as the callables the rules call.
 """
@@ -76,12 +76,12 @@ class Candidates:
             yield item
 
 
-def gather(parsed: ParsedMessage, settings: Settings, ctx: Context) -> Facts:
+def gather(parsed: ParsedMessage, settings: Settings, ctx: Context, users: directory.UserCache) -> Facts:
     """The facts the rules need for ``parsed``: the users it names (one BatchGetItem for every person the
     decision may need and this container has not read lately), the workspaces and their default roles
     (from the settings snapshot, in memory), and its thread candidates, read lazily."""
-    users = directory.lookup(people_needed(parsed, ctx), settings.config_cache_seconds)
-    return Facts(users={address: directory.person_of(user) for address, user in users.items()},
+    found = users.lookup(people_needed(parsed, ctx))
+    return Facts(users={address: directory.person_of(user) for address, user in found.items()},
                  roles=directory.roles_of(ctx.config), workspaces=frozenset(ctx.config.workspaces),
                  candidates=Candidates(thread_candidates(parsed, settings.marker_formats)),
                  item_by_number=item_by_number)

@@ -27,6 +27,7 @@ from mailintake.config_check import ConfigurationError, checked_run
 from mailintake.handover import HEADER_SCAN_BYTES, QueuedMessage, conversation_group
 from mailintake.mailboxes import get_mailbox
 from mailintake.outcomes import FetchStatus
+from mailintake.runtime import Runtime
 from mailintake.settings import Settings
 from mailintake.sources import (
     INTERRUPTIONS,
@@ -38,6 +39,7 @@ from mailintake.sources import (
     open_source,
 )
 from mailintake.store import MailboxRecord, acquire_lease, release_lease
+from mailintake.system_settings import ConfigCache
 
 logger = Logger(child=True)
 
@@ -163,9 +165,10 @@ Stored = tuple[Pending, QueuedMessage, str]
 class Fetcher:
     """One run over one mailbox."""
 
-    def __init__(self, settings: Settings, remaining_ms: Callable[[], int], run_id: str,
+    def __init__(self, settings: Settings, config: ConfigCache, remaining_ms: Callable[[], int], run_id: str,
                  services: FetchServices | None = None) -> None:
         self.settings = settings
+        self.config = config  # the container's settings snapshot
         self.remaining_ms = remaining_ms
         self.run_id = run_id
         self.services = services or FetchServices.on_aws(settings)
@@ -185,7 +188,7 @@ class Fetcher:
             report.status = "locked"
             return report
         try:
-            with checked_run(self.settings, mailbox):
+            with checked_run(self.settings, self.config.current(), mailbox):
                 try:
                     self.drain(mailbox, report)
                 except Interrupted as exc:
@@ -284,10 +287,10 @@ class BadEvent(ValueError):
     pass
 
 
-def fetch_scheduled(event: Mapping[str, Any], settings: Settings, remaining_ms: Callable[[], int],
+def fetch_scheduled(event: Mapping[str, Any], runtime: Runtime, remaining_ms: Callable[[], int],
                     run_id: str) -> FetchReport:
     """A schedule's event, ``{"mailbox": NAME}``: read that mailbox once."""
     name = event.get("mailbox")
     if not isinstance(name, str) or not name:
         raise BadEvent('the fetch event must be {"mailbox": NAME}')
-    return Fetcher(settings, remaining_ms, run_id).run(name)
+    return Fetcher(runtime.settings, runtime.config, remaining_ms, run_id).run(name)

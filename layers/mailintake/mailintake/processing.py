@@ -51,6 +51,7 @@ from mailintake.markers import make_marker
 from mailintake.message import Attachment, ParsedMessage
 from mailintake.outcomes import FINAL, Status
 from mailintake.parsing import parse_message
+from mailintake.runtime import Runtime
 from mailintake.settings import Settings
 from mailintake.store import (
     AttachmentMap,
@@ -140,9 +141,12 @@ def download_headers(content_type: str, safe_name: str) -> tuple[str, str]:
 
 
 class Processor:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.s3 = client("s3", settings.region)
+    """Processes mail for one container: its caches and item numbers are the ``runtime``'s."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.s3 = client("s3", self.settings.region)
 
     def process(self, job: QueuedMessage, attempt: int = 1, admitted_over: str | None = None,
                 deadline: Deadline | None = None) -> Outcome:
@@ -212,17 +216,18 @@ class Processor:
                                               [(a.filename, a.size) for a in parsed.attachments]),
         )
         check(deadline, "applying the intake rules")
-        config = system_settings.current(self.settings)
-        mailbox = system_settings.mailbox_record(self.settings, job.mailbox)
+        config = self.runtime.config.current()
+        mailbox = self.runtime.config.mailbox_record(job.mailbox)
         # Load the facts the rules need (thread candidates are read as the rules ask for them), decide, then
         # write what was decided.
         ctx = facts.context(mailbox, job.mailbox, config, size, admitted_over)
-        decision = decide(parsed, ctx, facts.gather(parsed, self.settings, ctx), facts.scripts_for(ctx))
+        gathered = facts.gather(parsed, self.settings, ctx, self.runtime.users)
+        decision = decide(parsed, ctx, gathered, facts.scripts_for(ctx))
         if decision.action in ("rejected", "discarded", "failed"):
             return self._refuse(parsed, source, decision, config)
         check(deadline, "writing the item")
         for address, name in decision.new_users:
-            directory.create_from_mail(address, name)
+            directory.create_from_mail(address, name, self.runtime.users)
         try:
             if decision.action == "comment" and decision.item_number is not None:
                 ledger = self._comment(parsed, source, decision, deadline)
@@ -415,7 +420,7 @@ class Processor:
         probe = build(9_999_999_999)
         self._fit(probe, source, notes)
         texts.update(title=probe.title, description=probe.description, html=probe.html, body_key=probe.body_key)
-        return write_item(build, source, _notes(decision.notes, parsed.simplified + notes))
+        return write_item(build, source, self.runtime.numbering, _notes(decision.notes, parsed.simplified + notes))
 
     def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision,
                  deadline: Deadline) -> LedgerRecord:
@@ -450,6 +455,6 @@ def _notes(decision_notes: tuple[str, ...] | list[str], simplified: list[str]) -
     return [*decision_notes, *(f"simplified: {line}" for line in simplified)] or None
 
 
-def process_queued(body: str, attempt: int, settings: Settings, deadline: Deadline | None = None) -> Outcome:
+def process_queued(body: str, attempt: int, runtime: Runtime, deadline: Deadline | None = None) -> Outcome:
     """One intake-queue message body: process the raw mail it points at (or carries) by ``deadline``."""
-    return Processor(settings).process(QueuedMessage.from_json(body), attempt, deadline=deadline)
+    return Processor(runtime).process(QueuedMessage.from_json(body), attempt, deadline=deadline)

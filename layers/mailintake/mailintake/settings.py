@@ -1,11 +1,10 @@
-"""Typed settings, read once from the environment (Lambda env vars, or the local stack's env file)."""
+"""Typed settings, read from the environment (Lambda env vars, or the local stack's env file)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from functools import lru_cache
 
 # Unmistakably this system's: other trackers write "[#123]" too, and their customers' mail must not land in
 # our item 123. An installation picks its own prefix (MarkerFormat); "[#123]" from before is recognised
@@ -92,7 +91,6 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-@lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings; read from os.environ the first time only."""
+    """The settings in os.environ now (a container reads them once, into its Runtime)."""
     return Settings.from_mapping(os.environ)

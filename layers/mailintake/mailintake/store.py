@@ -263,41 +263,44 @@ _MODELS: tuple[type[Model], ...] = (
 )
 
 
-_shared: Connection | None = None
+def bind(settings: Settings) -> Connection:
+    """Point every model at the configured table, all through one connection; returns that connection.
 
-
-def bind(settings: Settings) -> None:
-    """Point every model at the configured table, all through one connection.
+    The one step that changes this module's state after import, called by :class:`mailintake.runtime.Runtime`
+    when it is built. pynamodb keeps a model's table name, region and connection on the model class, so
+    the binding is the process's by the library's design, not an object's; binding again to the same table
+    and region keeps the binding there is (the local runner's handler containers share one process).
 
     pynamodb gives each model class, and each transaction, a connection of its own, and each makes its
     own botocore client; making one costs ~100 ms of service-model loading. One shared connection makes
     that a one-off per container.
     """
-    global _shared
+    if _TableMeta.table_name == settings.table and _TableMeta.region == settings.region:
+        bound = [model._connection for model in _MODELS]
+        if all(table is not None for table in bound) and len({id(t.connection) for t in bound if t}) == 1:
+            return shared_connection()
     _TableMeta.table_name = settings.table
     _TableMeta.region = settings.region
-    _shared = Connection(region=settings.region)
+    shared = Connection(region=settings.region)
     for model in _MODELS:
         model._connection = None
         table = model._get_connection()  # builds the table's key/index description; no request
         if model is Record:  # every model describes the same table: one description serves all
-            _shared.add_meta_table(table.connection.get_meta_table(settings.table))
-        table.connection = _shared
-
-
-def _connection() -> Connection:
-    if _shared is None:
-        raise RuntimeError("store.bind(settings) was not called")
-    return _shared
+            shared.add_meta_table(table.connection.get_meta_table(settings.table))
+        table.connection = shared
+    return shared
 
 
 def shared_connection() -> Connection:
-    """The one connection :func:`bind` made, for transactions written outside this module."""
-    return _connection()
+    """The one connection :func:`bind` gave the models, for transactions written outside this module."""
+    table = Record._connection
+    if table is None:
+        raise RuntimeError("store.bind(settings) was not called")
+    return table.connection
 
 
-class _Numbering:
-    """Item numbers, taken inside the item's own transaction.
+class Numbering:
+    """Item numbers, taken inside the item's own transaction; one per container (a Runtime owns it).
 
     The counter update is conditional on the value this container last saw, so in the usual case taking
     a number costs no request of its own; when another writer got there first the condition fails and
@@ -330,8 +333,6 @@ class _Numbering:
         value = ((reason.raw_item if reason is not None else None) or {}).get("value", {}).get("N")
         self.last = int(value) if value is not None else None
 
-
-_numbering = _Numbering()
 
 
 # --- leases ---------------------------------------------------------------------------------------
@@ -571,19 +572,21 @@ def _message_id_record(source: Source, number: int) -> MessageIdRecord:
     )
 
 
-def write_item(build: Callable[[int], ItemRecord], source: Source, notes: list[str] | None = None) -> LedgerRecord:
+def write_item(build: Callable[[int], ItemRecord], source: Source, numbering: Numbering,
+               notes: list[str] | None = None) -> LedgerRecord:
     """Write a new item, its number, its message-id and ledger records in one transaction.
 
-    ``build`` makes the item for a given number. Raises DuplicateMessage when the Message-ID is known.
+    ``build`` makes the item for a given number; ``numbering`` is the container's. Raises DuplicateMessage
+    when the Message-ID is known.
     """
     for _ in range(50):
-        number = _numbering.next()
+        number = numbering.next()
         item = build(number)
         ledger = ledger_record(source, "item", f"item {number} created", item_number=number, notes=notes)
         try:
-            with TransactWrite(connection=_connection()) as tx:
+            with TransactWrite(connection=shared_connection()) as tx:
                 tx.save(_message_id_record(source, number), condition=MessageIdRecord.pk.does_not_exist())
-                _numbering.take(tx, number)
+                numbering.take(tx, number)
                 tx.save(item, condition=ItemRecord.pk.does_not_exist())
                 tx.save(ledger)
         except TransactWriteError as exc:
@@ -591,10 +594,10 @@ def write_item(build: Callable[[int], ItemRecord], source: Source, notes: list[s
             if _failed(exc, 0, ("ConditionalCheckFailed",)):
                 raise DuplicateMessage(get_stored_copy(source)) from exc
             if _failed(exc, 1) or _failed(exc, 3):
-                _numbering.learn(exc, 3)  # another writer took the number: start from theirs
+                numbering.learn(exc, 3)  # another writer took the number: start from theirs
                 continue
             raise
-        _numbering.last = number
+        numbering.last = number
         return ledger
     raise RuntimeError("could not take an item number: too much contention")
 
@@ -604,7 +607,7 @@ def write_comment(comment: CommentRecord, source: Source, notes: list[str] | Non
     number = int(comment.item_number)
     ledger = ledger_record(source, "comment", f"comment on item {number}", item_number=number, notes=notes)
     try:
-        with TransactWrite(connection=_connection()) as tx:
+        with TransactWrite(connection=shared_connection()) as tx:
             tx.save(_message_id_record(source, number), condition=MessageIdRecord.pk.does_not_exist())
             tx.condition_check(ItemRecord, *ItemRecord.key(number), condition=ItemRecord.pk.exists())
             tx.save(comment, condition=CommentRecord.pk.does_not_exist())

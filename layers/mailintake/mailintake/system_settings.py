@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
@@ -352,38 +354,60 @@ def load(settings: Settings) -> Config:
     return config
 
 
-_lock = threading.Lock()
-_cached: tuple[float, Config] | None = None
+class ConfigCache:
+    """The snapshot a container works from, read again when older than ``settings.config_cache_seconds``.
+
+    A :class:`mailintake.runtime.Runtime` owns one, for the container's life.
+    """
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._snapshot: tuple[float, Config] | None = None
+
+    def current(self) -> Config:
+        with self._lock:
+            now = self._clock()
+            if self._snapshot is None or now - self._snapshot[0] >= self.settings.config_cache_seconds:
+                self._snapshot = (now, load(self.settings))
+            return self._snapshot[1]
+
+    def clear(self) -> None:
+        """Forget the snapshot: the next :meth:`current` reads the table."""
+        with self._lock:
+            self._snapshot = None
+
+    def mailbox_record(self, name: str) -> MailboxRecord | None:
+        """A mailbox from the snapshot; one added since the snapshot was taken is read directly."""
+        config = self.current()
+        if name in config.mailboxes:
+            return config.mailboxes[name]
+        from mailintake.mailboxes import get_mailbox
+
+        record = get_mailbox(name)
+        if record is not None:
+            config.mailboxes[name] = record
+        return record
 
 
-def current(settings: Settings) -> Config:
-    """The cached snapshot, read again when older than ``settings.config_cache_seconds``."""
-    global _cached
-    with _lock:
-        now = time.monotonic()
-        if _cached is None or now - _cached[0] >= settings.config_cache_seconds:
-            _cached = (now, load(settings))
-        return _cached[1]
+def local_runner() -> Any:
+    """The local runner (``mailintake.localrun``, a dev module) when this process has loaded it, else None.
+
+    Its handler containers share this process, so a change made here (an admin write, a test's or a
+    bench's reset) must reach their caches, as it would not reach a Lambda container's. Looked up, never
+    imported: the runtime code does not depend on the dev tools.
+    """
+    return sys.modules.get("mailintake.localrun")
 
 
 def invalidate() -> None:
-    """Forget the snapshot (after a change made in this process, and between tests)."""
-    global _cached
-    with _lock:
-        _cached = None
-
-
-def mailbox_record(settings: Settings, name: str) -> MailboxRecord | None:
-    """A mailbox from the snapshot; one added since the snapshot was taken is read directly."""
-    config = current(settings)
-    if name in config.mailboxes:
-        return config.mailboxes[name]
-    from mailintake.mailboxes import get_mailbox
-
-    record = get_mailbox(name)
-    if record is not None:
-        config.mailboxes[name] = record
-    return record
+    """Dev and bench entry point: forget the snapshots of the handler containers the local runner holds in
+    this process (after a change made in this process, and between tests). A no-op where no local runner
+    is loaded (in Lambda, a container's snapshot expires on its own)."""
+    runner = local_runner()
+    if runner is not None:
+        runner.invalidate_config()
 
 
 def describe(values: Iterable[str] | None = None) -> list[Definition]:
