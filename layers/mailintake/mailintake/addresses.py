@@ -73,20 +73,29 @@ def _allowed(char: str) -> bool:
     return unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Co", "Cn")
 
 
-def _comment(value: str, i: int) -> tuple[str, int]:
-    """The text of the comment whose "(" is at ``i`` (comments nest), and where it ends."""
-    depth, start, i, n = 1, i + 1, i + 1, len(value)
-    while depth:
-        if i >= n:
-            raise _Invalid("unterminated comment")
+def comment_end(value: str, i: int) -> int | None:
+    """Where the comment whose "(" is at ``i`` ends (just past its ")"), or None when it never closes.
+    Comments nest and hold quoted pairs (RFC 5322 3.2.2); header fields that carry them share this."""
+    depth, n = 0, len(value)
+    while i < n:
         if value[i] == "\\":
             i += 1
         elif value[i] == "(":
             depth += 1
         elif value[i] == ")":
             depth -= 1
+            if depth == 0:
+                return i + 1
         i += 1
-    return value[start:i - 1], i
+    return None
+
+
+def _comment(value: str, i: int) -> tuple[str, int]:
+    """The text of the comment whose "(" is at ``i``, and where it ends."""
+    end = comment_end(value, i)
+    if end is None:
+        raise _Invalid("unterminated comment")
+    return value[i + 1:end - 1], end
 
 
 def _quoted(value: str, i: int) -> tuple[str, int]:

@@ -36,6 +36,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from mailintake.addresses import comment_end
+
 # What may not be part of an unquoted word: white space, comments, quoted strings and the separators.
 _SPECIALS = frozenset('()";=')
 
@@ -64,20 +66,9 @@ class Verdict:
 
 
 def _after_comment(value: str, i: int) -> int:
-    """Where the comment whose "(" is at ``i`` ends: comments nest and hold quoted pairs; an unclosed one
-    runs to the end."""
-    depth, n = 0, len(value)
-    while i < n:
-        if value[i] == "\\":
-            i += 1
-        elif value[i] == "(":
-            depth += 1
-        elif value[i] == ")":
-            depth -= 1
-            if depth == 0:
-                break
-        i += 1
-    return i + 1
+    """Where the comment whose "(" is at ``i`` ends; an unclosed one runs to the end."""
+    end = comment_end(value, i)
+    return len(value) if end is None else end
 
 
 def _unquoted(value: str, i: int) -> tuple[str, int]:
