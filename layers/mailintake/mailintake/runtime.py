@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from mailintake import store
 from mailintake.directory import UserCache
-from mailintake.settings import Settings, get_settings
+from mailintake.settings import Settings
 from mailintake.system_settings import ConfigCache
 
 
@@ -38,6 +38,6 @@ class Runtime:
 
 def bound_settings() -> Settings:
     """The settings in the environment, with the store bound to them: the CLI's and the benchmarks' start."""
-    settings = get_settings()
+    settings = Settings.from_mapping(os.environ)
     store.bind(settings)
     return settings

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -89,8 +88,3 @@ class Settings:
             if region:
                 values["region"] = region
         return cls(**values)  # type: ignore[arg-type]
-
-
-def get_settings() -> Settings:
-    """The settings in os.environ now (a container reads them once, into its Runtime)."""
-    return Settings.from_mapping(os.environ)
