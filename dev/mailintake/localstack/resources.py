@@ -2,7 +2,8 @@
 writes ``.local/stack.env``: the functions' environment with every reference resolved to the local names.
 
 Nothing here lists the stack's resources by hand: every DynamoDB table, S3 bucket, SQS queue, Scheduler
-schedule group and IAM role of the template is created, named ``mailintake-<LogicalId>``.
+schedule group, IAM role, SNS topic and subscription, CloudWatch alarm and dashboard of the template is
+created, named ``mailintake-<LogicalId>`` (the template's own name where it gives one).
 """
 
 from __future__ import annotations
@@ -365,10 +366,35 @@ def _create_bucket(
         client.put_bucket_ownership_controls(Bucket=name, OwnershipControls=ownership)
     versioning = resolver.resolve(props.get("VersioningConfiguration"))
     if versioning:
-        # Versioning changes what the code sees (version ids, delete markers), so it is mirrored; the
-        # lifecycle rules only expire objects over days, which no local run lasts, and are left out.
+        # Versioning changes what the code sees (version ids, delete markers), so it is mirrored.
         client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning["Status"]})
+    lifecycle = resolver.resolve(props.get("LifecycleConfiguration"))
+    if lifecycle:
+        # No local run lasts the days they count, but they are put as written, so that a rule S3 would
+        # refuse fails here too and a test can read the retention back.
+        client.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration={"Rules": [lifecycle_rule(r) for r in lifecycle["Rules"]]})
     return physical
+
+
+def lifecycle_rule(rule: Mapping[str, Any]) -> Any:
+    """One lifecycle rule of AWS::S3::Bucket, in the API's shape (CloudFormation flattens some fields)."""
+    converted: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"],
+                                 "Filter": {"Prefix": rule.get("Prefix", "")}}
+    expiration: dict[str, Any] = {}
+    if "ExpirationInDays" in rule:
+        expiration["Days"] = int(rule["ExpirationInDays"])
+    if "ExpiredObjectDeleteMarker" in rule:
+        expiration["ExpiredObjectDeleteMarker"] = str(rule["ExpiredObjectDeleteMarker"]).lower() == "true"
+    if expiration:
+        converted["Expiration"] = expiration
+    if "NoncurrentVersionExpiration" in rule:
+        converted["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        converted["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])}
+    return converted
 
 
 # CloudFormation properties of AWS::SQS::Queue that are not queue attributes of the API.
@@ -430,7 +456,68 @@ def _create_role(
     return Physical(ref=name, attributes={"Arn": role["Arn"], "RoleId": role["RoleId"]})
 
 
+def _create_topic(
+    session: boto3.session.Session, endpoint: str, name: str, props: Mapping[str, Any], resolver: Resolver
+) -> Physical:
+    client = session.client("sns", endpoint_url=endpoint)
+    if "TopicName" in props:
+        name = resolver.resolve_str(props["TopicName"])
+    attributes = {key: resolver.resolve_str(props[key]) for key in ("DisplayName", "KmsMasterKeyId") if key in props}
+    arn = client.create_topic(Name=name, Attributes=attributes)["TopicArn"]  # idempotent
+    return Physical(ref=arn, attributes={"TopicArn": arn, "TopicName": name})
+
+
+def _create_subscription(
+    session: boto3.session.Session, endpoint: str, name: str, props: Mapping[str, Any], resolver: Resolver
+) -> Physical:
+    client = session.client("sns", endpoint_url=endpoint)
+    arn = client.subscribe(TopicArn=resolver.resolve_str(props["TopicArn"]),
+                           Protocol=resolver.resolve_str(props["Protocol"]),
+                           Endpoint=resolver.resolve_str(props["Endpoint"]))["SubscriptionArn"]
+    return Physical(ref=arn)
+
+
+# Properties of AWS::CloudWatch::Alarm that put_metric_alarm takes under the same name.
+_ALARM_FIELDS = ("AlarmDescription", "ActionsEnabled", "OKActions", "AlarmActions", "InsufficientDataActions",
+                 "MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Dimensions", "Period", "Unit",
+                 "EvaluationPeriods", "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData",
+                 "EvaluateLowSampleCountPercentile", "Metrics", "ThresholdMetricId")
+_NUMBERS = {"Period": int, "EvaluationPeriods": int, "DatapointsToAlarm": int, "Threshold": float}
+
+
+def _create_alarm(
+    session: boto3.session.Session, endpoint: str, name: str, props: Mapping[str, Any], resolver: Resolver
+) -> Physical:
+    client = session.client("cloudwatch", endpoint_url=endpoint)
+    if "AlarmName" in props:
+        name = resolver.resolve_str(props["AlarmName"])
+    kwargs: dict[str, Any] = {"AlarmName": name}
+    for key in _ALARM_FIELDS:
+        if key in props:
+            value = resolver.resolve(props[key])
+            kwargs[key] = _NUMBERS[key](value) if key in _NUMBERS else value
+    client.put_metric_alarm(**kwargs)  # creates or updates
+    arn = f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:{name}"
+    return Physical(ref=name, attributes={"Arn": arn})
+
+
+def _create_dashboard(
+    session: boto3.session.Session, endpoint: str, name: str, props: Mapping[str, Any], resolver: Resolver
+) -> Physical:
+    client = session.client("cloudwatch", endpoint_url=endpoint)
+    if "DashboardName" in props:
+        name = resolver.resolve_str(props["DashboardName"])
+    body = resolver.resolve_str(props["DashboardBody"])
+    json.loads(body)  # CloudWatch refuses a body that is not JSON: so does the local stack
+    client.put_dashboard(DashboardName=name, DashboardBody=body)
+    return Physical(ref=name)
+
+
 _CREATORS: dict[str, Creator] = {
+    "AWS::SNS::Topic": _create_topic,
+    "AWS::SNS::Subscription": _create_subscription,
+    "AWS::CloudWatch::Alarm": _create_alarm,
+    "AWS::CloudWatch::Dashboard": _create_dashboard,
     "AWS::DynamoDB::Table": _create_table,
     "AWS::S3::Bucket": _create_bucket,
     "AWS::SQS::Queue": _create_queue,
