@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailintake.fetching import fetch_scheduled
@@ -24,9 +24,20 @@ settings = runtime.settings
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = fetch_scheduled(event, runtime, context.get_remaining_time_in_millis, context.aws_request_id)
-    metrics.add_metadata(key="mailbox", value=report.mailbox)
+    report = fetch_scheduled(event, runtime, context.get_remaining_time_in_millis, context.aws_request_id,
+                             logger.set_correlation_id)
+    # Per mailbox for the dashboard (one line per mailbox); the two counts without a Mailbox dimension for
+    # the alarms, which cannot name mailboxes added after deployment (mailintake.health says why).
+    metrics.add_dimension(name="Mailbox", value=report.mailbox)
     metrics.add_metric(name="MessagesFetched", unit=MetricUnit.Count, value=report.fetched)
+    with single_metric(name="FetchRuns", unit=MetricUnit.Count, value=1,
+                       default_dimensions={"Mailbox": report.mailbox, "Status": report.status}):
+        pass
+    for name, count in (("MailboxesFailing", report.mailboxes_failing),
+                        ("MailboxesOverdue", report.mailboxes_overdue)):
+        if count is not None:
+            with single_metric(name=name, unit=MetricUnit.Count, value=count):
+                pass
     logger.info("fetch finished", extra={"mailbox": report.mailbox, "fetched": report.fetched,
-                                          "status": report.status})
+                                          "status": report.status, "error": report.error})
     return asdict(report)

@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _client(stack: dict[str, str], service: str) -> Any:
-    return boto3.client(service, endpoint_url=stack["AWS_ENDPOINT_URL"], region_name=stack["AWS_REGION"],
-                        aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"])
+    session = boto3.session.Session(aws_access_key_id=stack["AWS_ACCESS_KEY_ID"],
+                                    aws_secret_access_key=stack["AWS_SECRET_ACCESS_KEY"],
+                                    region_name=stack["AWS_REGION"])
+    return session.client(service, endpoint_url=stack["AWS_ENDPOINT_URL"])  # type: ignore[call-overload]
 
 
 def _of_type(kind: str) -> dict[str, Any]:

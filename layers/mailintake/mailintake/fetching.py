@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
 
+from mailintake import runs
 from mailintake.aws_clients import client
 from mailintake.config_check import ConfigurationError, checked_run
 from mailintake.handover import HEADER_SCAN_BYTES, QueuedMessage, conversation_group
@@ -61,6 +62,10 @@ class FetchReport:
     status: FetchStatus = "done"
     error: str = ""
     keys: list[str] = field(default_factory=list)
+    # Of every mailbox, after this run (mailintake.health): the alarms' two stack-wide counts. None when this
+    # run changed nothing to judge by (unknown mailbox, or locked: another run is at work).
+    mailboxes_failing: int | None = None
+    mailboxes_overdue: int | None = None
 
 
 def raw_key(mailbox: str, key_suffix: str) -> str:
@@ -166,8 +171,10 @@ class Fetcher:
     """One run over one mailbox."""
 
     def __init__(self, settings: Settings, config: ConfigCache, remaining_ms: Callable[[], int], run_id: str,
-                 services: FetchServices | None = None) -> None:
+                 services: FetchServices | None = None, correlate: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        # Sets the correlation id of the handler's log lines (Powertools Logger.set_correlation_id).
+        self.correlate = correlate or _no_correlation
         self.config = config  # the container's settings snapshot
         self.remaining_ms = remaining_ms
         self.run_id = run_id
@@ -176,6 +183,8 @@ class Fetcher:
 
     def run(self, name: str) -> FetchReport:
         report = FetchReport(name)
+        # Until a mail is at hand, the lines of this run carry the prefix every key of the mailbox shares.
+        self.correlate(raw_key(name, "")[: -len(".eml")])
         mailbox = get_mailbox(name)
         if mailbox is None:
             report.status = "unknown"
@@ -219,6 +228,8 @@ class Fetcher:
                 if self.remaining_ms() < margin_ms:
                     report.status = "more"
                     break
+                # Every log line about this mail, here and in the process function, carries its key.
+                self.correlate(raw_key(mailbox.name, item.key_suffix))
                 if item.size > STREAM_ABOVE_BYTES:
                     batch.append((item, *self._store_in_parts(mailbox.name, item, source.chunks(item))))
                 else:
@@ -243,7 +254,7 @@ class Fetcher:
             source.remember()
 
     def _store(self, mailbox: str, item: Pending, raw: bytes) -> QueuedMessage:
-        queued = QueuedMessage.of(self.settings.bucket, raw_key(mailbox, item.key_suffix), mailbox, raw)
+        queued = QueuedMessage.of(self.settings.bucket, raw_key(mailbox, item.key_suffix), mailbox, raw, item.arrived)
         self.services.raw_mail.put(queued.key, raw, {"mailbox": mailbox, "sha256": queued.sha256})
         return queued
 
@@ -263,7 +274,8 @@ class Fetcher:
 
         # No sha256 in the metadata: it is known only at the end. The queue message carries it.
         self.services.raw_mail.put_in_parts(key, measured(), {"mailbox": mailbox})
-        return QueuedMessage(self.settings.bucket, key, mailbox, digest.hexdigest(), size), conversation_group(head)
+        queued = QueuedMessage(self.settings.bucket, key, mailbox, digest.hexdigest(), size, arrived=item.arrived)
+        return queued, conversation_group(head)
 
     def _enqueue(self, batch: list[Stored]) -> None:
         failed = self.services.queue.send([(queued, group) for _item, queued, group in batch])
@@ -283,14 +295,39 @@ class Fetcher:
             source.remember()
 
 
+def _no_correlation(key: str) -> None:
+    del key
+
+
 class BadEvent(ValueError):
     pass
 
 
 def fetch_scheduled(event: Mapping[str, Any], runtime: Runtime, remaining_ms: Callable[[], int],
-                    run_id: str) -> FetchReport:
-    """A schedule's event, ``{"mailbox": NAME}``: read that mailbox once."""
+                    run_id: str, correlate: Callable[[str], None] | None = None) -> FetchReport:
+    """A schedule's event, ``{"mailbox": NAME}``: read that mailbox once. ``correlate`` is given each
+    mail's raw key as the run gets to it (the handler's log lines carry it)."""
     name = event.get("mailbox")
     if not isinstance(name, str) or not name:
         raise BadEvent('the fetch event must be {"mailbox": NAME}')
-    return Fetcher(runtime.settings, runtime.config, remaining_ms, run_id).run(name)
+    report = Fetcher(runtime.settings, runtime.config, remaining_ms, run_id, correlate=correlate).run(name)
+    if report.status not in ("unknown", "locked"):
+        _remember_run(report, runtime)
+    return report
+
+
+def _remember_run(report: FetchReport, runtime: Runtime) -> None:
+    """Write the run's record and judge every mailbox by theirs (one query, one write). A failure here is
+    logged, never the run's: the mail is stored and queued already."""
+    try:
+        summaries = runs.load_all()
+        summaries[report.mailbox] = runs.record(summaries.get(report.mailbox), report.mailbox, report.status,
+                                                report.fetched, report.error)
+        health = runs.assess_all(runtime.config.current().mailboxes, summaries)
+    except Exception:
+        logger.exception("the run record could not be written", extra={"mailbox": report.mailbox})
+        return
+    report.mailboxes_failing = sum(1 for h in health if h.failing)
+    report.mailboxes_overdue = sum(1 for h in health if h.overdue)
+    for own in (h for h in health if h.name == report.mailbox and h.needs_attention):
+        logger.warning("mailbox needs attention", extra={"mailbox": own.name, "problems": own.problems})

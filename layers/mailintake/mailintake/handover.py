@@ -35,22 +35,25 @@ class QueuedMessage:
     sha256: str
     size: int
     raw: str | None = None  # base64 of the whole raw mail, when it is at most INLINE_MAX_BYTES
+    # Epoch seconds the mail arrived on its server (IMAP INTERNALDATE), when the source tells: the start of
+    # the arrival-to-item latency. Carried in the body, as the FIFO message's own time is the fetch's.
+    arrived: float | None = None
 
     def to_json(self) -> str:
-        data = asdict(self)
-        if data["raw"] is None:
-            del data["raw"]
+        data = {k: v for k, v in asdict(self).items() if v is not None}
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, body: str) -> QueuedMessage:
         data = json.loads(body)
-        return cls(**{k: data[k] for k in ("bucket", "key", "mailbox", "sha256", "size")}, raw=data.get("raw"))
+        arrived = data.get("arrived")
+        return cls(**{k: data[k] for k in ("bucket", "key", "mailbox", "sha256", "size")}, raw=data.get("raw"),
+                   arrived=float(arrived) if arrived is not None else None)
 
     @classmethod
-    def of(cls, bucket: str, key: str, mailbox: str, raw: bytes) -> QueuedMessage:
+    def of(cls, bucket: str, key: str, mailbox: str, raw: bytes, arrived: float | None = None) -> QueuedMessage:
         inline = base64.b64encode(raw).decode("ascii") if len(raw) <= INLINE_MAX_BYTES else None
-        return cls(bucket, key, mailbox, hashlib.sha256(raw).hexdigest(), len(raw), inline)
+        return cls(bucket, key, mailbox, hashlib.sha256(raw).hexdigest(), len(raw), inline, arrived)
 
     def inline_bytes(self) -> bytes | None:
         if self.raw is None:
@@ -59,6 +62,18 @@ class QueuedMessage:
         if hashlib.sha256(data).hexdigest() != self.sha256:
             raise InlineMismatch(f"inlined copy of {self.key} does not match its sha256")
         return data
+
+
+def key_of(body: str) -> tuple[str, str]:
+    """The raw mail's key and mailbox in a queue message body, "" where the body does not say (for the
+    correlation id and the metrics of a mail that failed before it was read)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "", ""
+    if not isinstance(data, dict):
+        return "", ""
+    return str(data.get("key", "")), str(data.get("mailbox", ""))
 
 
 def header_block(raw: bytes) -> bytes:

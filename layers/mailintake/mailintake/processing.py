@@ -29,7 +29,7 @@ import hashlib
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from aws_lambda_powertools import Logger
@@ -77,11 +77,27 @@ class Outcome:
     status: Status
     outcome: str
     item_number: int | None = None
+    mailbox: str = ""
+    # Seconds from the mail's arrival on its server to its item or comment, when both are known (a metric).
+    latency_seconds: float | None = None
 
     @classmethod
     def of(cls, ledger: LedgerRecord) -> Outcome:
         number = int(ledger.item_number) if ledger.item_number is not None else None
-        return cls(outcomes.status(ledger.status), ledger.outcome, number)
+        latency = None
+        if ledger.arrived is not None and ledger.status in ("item", "comment"):
+            latency = max(0.0, ledger.created.timestamp() - float(ledger.arrived))
+        return cls(outcomes.status(ledger.status), ledger.outcome, number, str(ledger.mailbox), latency)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the intake rules decided for one mail, before anything is written: :meth:`Processor.judge`."""
+
+    source: Source
+    parsed: ParsedMessage  # only the header block, for a mail judged by its size alone
+    decision: Decision
+    config: system_settings.Config | None  # the settings snapshot judged by; None when judged by size alone
 
 
 def attachment_prefix(source_key: str) -> str:
@@ -161,7 +177,8 @@ class Processor:
             # A redelivery: the first try may have finished everything but the queue ack.
             done = get_ledger(job.key)
             if done is not None and done.status in FINAL:
-                return Outcome.of(done)
+                # Counted when it was written: no second latency sample.
+                return replace(Outcome.of(done), latency_seconds=None)
         if deadline is None:
             deadline = deadline_for(self.settings, None)
         try:
@@ -188,16 +205,26 @@ class Processor:
                                       Range=f"bytes=0-{HEADER_SCAN_BYTES - 1}")["Body"].read()
         return parse_message(io.BytesIO(header_block(head) + b"\r\n\r\n"))
 
-    def _process(self, job: QueuedMessage, admitted_over: str | None, deadline: Deadline) -> Outcome:
+    def source_of(self, job: QueuedMessage, message_id: str | None, sender: str, subject: str,
+                  fingerprint: str = "") -> Source:
+        """The raw mail the records name, with how long its ledger record is kept and when it arrived."""
+        return Source(job.key, job.mailbox, message_id or f"sha256:{job.sha256}", sender, subject, fingerprint,
+                      keep_days=self.settings.ledger_retention_days, arrived=job.arrived)
+
+    def judge(self, job: QueuedMessage, admitted_over: str | None = None,
+              deadline: Deadline | None = None) -> Verdict:
+        """What the mail ``job`` names becomes under the current settings: load the facts, decide. Writes
+        nothing (``mailintake explain`` runs exactly this on a file); :meth:`process` writes the verdict."""
+        if deadline is None:
+            deadline = deadline_for(self.settings, None)
         size = job.size
         if size > self.settings.max_message_bytes:
             # Only the header block is read (one ranged GET), so the ledger still says who sent what.
             headers = self._headers(job)
-            source = Source(job.key, job.mailbox, headers.message_id or f"sha256:{job.sha256}",
-                            headers.sender.email, headers.subject)
+            source = self.source_of(job, headers.message_id, headers.sender.email, headers.subject)
             limit = self.settings.max_message_bytes
-            return self._record(source, "rejected", f"rejected: message too large ({size} bytes > {limit})",
-                                step="size")
+            too_large = Decision("rejected", f"message too large ({size} bytes > {limit})", "size")
+            return Verdict(source, headers, too_large, None)
         inline = job.inline_bytes()
         if inline is not None:
             parsed = parse_message(io.BytesIO(inline), deadline)
@@ -205,24 +232,24 @@ class Processor:
             # Streamed: the parser reads the body in chunks, so a large mail is never held twice.
             with self.s3.get_object(Bucket=job.bucket, Key=job.key)["Body"] as body:
                 parsed = parse_message(body, deadline)
-        source = Source(
-            key=job.key,
-            mailbox=job.mailbox,
-            message_id=parsed.message_id or f"sha256:{job.sha256}",
-            sender=parsed.sender.email,
-            subject=parsed.subject,
-            fingerprint=Source.fingerprint_of(parsed.sender.email, parsed.date, parsed.headers.get("date", ""),
-                                              parsed.subject, parsed.text,
-                                              [(a.filename, a.size) for a in parsed.attachments]),
+        source = self.source_of(
+            job, parsed.message_id, parsed.sender.email, parsed.subject,
+            Source.fingerprint_of(parsed.sender.email, parsed.date, parsed.headers.get("date", ""),
+                                  parsed.subject, parsed.text, [(a.filename, a.size) for a in parsed.attachments]),
         )
         check(deadline, "applying the intake rules")
         config = self.runtime.config.current()
         mailbox = self.runtime.config.mailbox_record(job.mailbox)
-        # Load the facts the rules need (thread candidates are read as the rules ask for them), decide, then
-        # write what was decided.
+        # Load the facts the rules need (thread candidates are read as the rules ask for them), then decide.
         ctx = facts.context(mailbox, job.mailbox, config, size, admitted_over)
         gathered = facts.gather(parsed, self.settings, ctx, self.runtime.users)
-        decision = decide(parsed, ctx, gathered, facts.scripts_for(ctx))
+        return Verdict(source, parsed, decide(parsed, ctx, gathered, facts.scripts_for(ctx)), config)
+
+    def _process(self, job: QueuedMessage, admitted_over: str | None, deadline: Deadline) -> Outcome:
+        verdict = self.judge(job, admitted_over, deadline)
+        parsed, source, decision, config = verdict.parsed, verdict.source, verdict.decision, verdict.config
+        if config is None:  # judged by its size alone
+            return self._record(source, "rejected", f"rejected: {decision.reason}", step=decision.step)
         if decision.action in ("rejected", "discarded", "failed"):
             return self._refuse(parsed, source, decision, config)
         check(deadline, "writing the item")
@@ -291,11 +318,10 @@ class Processor:
         # the failure may have come before, during or after parsing.
         try:
             headers = self._headers(job)
-            source = Source(job.key, job.mailbox, headers.message_id or f"sha256:{job.sha256}",
-                            headers.sender.email, headers.subject)
+            source = self.source_of(job, headers.message_id, headers.sender.email, headers.subject)
         except Exception:
             logger.warning("headers unreadable for the failure record", extra={"key": job.key}, exc_info=True)
-            source = Source(job.key, job.mailbox, f"sha256:{job.sha256}", "", "")
+            source = self.source_of(job, "", "", "")
         error = f"{type(exc).__name__}: {exc}"
         cause = getattr(exc, "cause_response_code", None)
         if cause:  # pynamodb's own message is generic ("Failed to write transaction items"): add why
@@ -313,11 +339,10 @@ class Processor:
         """The mail used its whole budget: recorded as failed once, not retried; replayable from S3."""
         try:
             headers = self._headers(job)
-            source = Source(job.key, job.mailbox, headers.message_id or f"sha256:{job.sha256}",
-                            headers.sender.email, headers.subject)
+            source = self.source_of(job, headers.message_id, headers.sender.email, headers.subject)
         except Exception:  # the outcome matters more than the sender's name in it
             logger.exception("reading the header block failed", extra={"key": job.key})
-            source = Source(job.key, job.mailbox, f"sha256:{job.sha256}", "", "")
+            source = self.source_of(job, "", "", "")
         spent = time.monotonic() - deadline.started
         error = f"processing budget exceeded ({exc.budget:g} s) in {exc.stage}, after {spent:.1f} s"
         logger.error("processing budget exceeded", extra={"key": job.key, "mailbox": job.mailbox,

@@ -14,7 +14,7 @@ DEFAULT_MARKER = "[HD#{number}]"
 # What the functions cannot run without: the stack's table, bucket and queue.
 REQUIRED = ("table", "bucket", "queue_url")
 # Numbers where 0 means something (no caching, no margin); every other number must be positive.
-MAY_BE_ZERO = ("config_cache_seconds", "deadline_margin_seconds")
+MAY_BE_ZERO = ("config_cache_seconds", "deadline_margin_seconds", "ledger_retention_days")
 
 
 class SettingsError(RuntimeError):
@@ -51,6 +51,9 @@ class Settings:
     # Seconds of work one mail may take in the process function (template: ProcessingBudgetSeconds), well
     # below its 120 s timeout so that the mail's outcome is recorded (see mailintake.bounds.Deadline).
     processing_budget_seconds: float = 60.0
+    # Days a ledger record is kept before the table's TTL removes it (template: LedgerRetentionDays); 0 keeps
+    # it for good. Raw mail's own retention is the bucket's lifecycle rule.
+    ledger_retention_days: int = 365
 
     @property
     def marker_formats(self) -> tuple[str, ...]:

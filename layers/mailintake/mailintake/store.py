@@ -176,6 +176,10 @@ class LedgerRecord(Record):
     reply = UnicodeAttribute(null=True)  # the reply the sender got, or why none
     # Filter-list changes; the sender's authentication; "simplified: ..." for what a bound simplified.
     notes = ListAttribute(of=UnicodeAttribute, null=True)
+    # Epoch seconds when DynamoDB's TTL removes the record (Source.keep_days after it was written); none: kept.
+    expires_at = NumberAttribute(null=True)
+    # Epoch seconds the mail arrived on its server (IMAP INTERNALDATE), when the fetch knew it.
+    arrived = NumberAttribute(null=True)
 
     @staticmethod
     def key_for(source_key: str) -> tuple[str, str]:
@@ -471,6 +475,8 @@ class Source:
     sender: str
     subject: str
     fingerprint: str = ""  # of From and Date: tells copies of one mail from other mails reusing its Message-ID
+    keep_days: int = 0  # how long its ledger record is kept (Settings.ledger_retention_days); 0: for good
+    arrived: float | None = None  # epoch seconds it arrived on its mail server, when known
 
     @staticmethod
     def fingerprint_of(sender: str, date: datetime | None, raw_date: str, subject: str, text: str,
@@ -499,6 +505,10 @@ class Source:
 
 def ledger_record(source: Source, status: Status, outcome: str, **fields: Any) -> LedgerRecord:
     now = utcnow()
+    if source.keep_days and "expires_at" not in fields:
+        fields["expires_at"] = int(now.timestamp()) + source.keep_days * 86400
+    if source.arrived is not None and "arrived" not in fields:
+        fields["arrived"] = source.arrived
     return LedgerRecord(
         *LedgerRecord.key_for(source.key),
         kind="message",
@@ -723,7 +733,26 @@ class ReplyCounterRecord(Record):
         return f"REPLYCOUNT#{address.strip().lower()}#{hour}", "REPLYCOUNT"
 
 
-_MODELS = (*_MODELS, UserRecord, WorkspaceRecord, SettingsRecord, AlertRecord, ReplyCounterRecord)
+class RunRecord(Record):
+    """How a mailbox's fetch runs went lately (mailintake.health.RunSummary): `status` and the alarms."""
+
+    class Meta(_TableMeta):
+        pass
+
+    mailbox = UnicodeAttribute()
+    last_run = UTCDateTimeAttribute()
+    status = UnicodeAttribute()
+    fetched = NumberAttribute(default=0)
+    error = UnicodeAttribute(default="")
+    last_success = UTCDateTimeAttribute(null=True)
+    failing_in_a_row = NumberAttribute(default=0)
+
+    @staticmethod
+    def key(mailbox: str) -> tuple[str, str]:
+        return f"RUN#{mailbox}", "RUN"
+
+
+_MODELS = (*_MODELS, UserRecord, WorkspaceRecord, SettingsRecord, AlertRecord, ReplyCounterRecord, RunRecord)
 
 
 def plain_map(value: Any) -> dict[str, Any]:

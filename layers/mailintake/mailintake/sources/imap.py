@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import re
+import time
 from collections.abc import Iterator
 
 from aws_lambda_powertools import Logger
@@ -18,6 +19,7 @@ from mailintake.store import MailboxRecord
 logger = Logger(child=True)
 
 _FETCH_ITEM = re.compile(rb"(UID|RFC822\.SIZE) (\d+)")
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 
 
 class ImapSource:
@@ -55,19 +57,21 @@ class ImapSource:
         uids = sorted(int(u) for u in self.box.uids(AND(uid=U(str(last + 1), "*"))) if int(u) > last)
         sizes = self._sizes(uids)
         for uid in uids:
-            yield Pending(str(uid), f"{self.cursor.uidvalidity}-{uid:010d}", sizes.get(uid, 0))
+            size, arrived = sizes.get(uid, (0, None))
+            yield Pending(str(uid), f"{self.cursor.uidvalidity}-{uid:010d}", size, arrived)
 
-    def _sizes(self, uids: list[int]) -> dict[int, int]:
-        """RFC822.SIZE of every new mail, in one command."""
+    def _sizes(self, uids: list[int]) -> dict[int, tuple[int, float | None]]:
+        """RFC822.SIZE and INTERNALDATE (when the mail arrived on the server) of every new mail, in one
+        command."""
         if not uids:
             return {}
-        typ, data = self.box.client.uid("FETCH", f"{uids[0]}:{uids[-1]}", "(RFC822.SIZE)")
-        sizes: dict[int, int] = {}
+        typ, data = self.box.client.uid("FETCH", f"{uids[0]}:{uids[-1]}", "(RFC822.SIZE INTERNALDATE)")
+        sizes: dict[int, tuple[int, float | None]] = {}
         for line in data if typ == "OK" else ():
             if isinstance(line, bytes):
                 found = dict(_FETCH_ITEM.findall(line))
                 if b"UID" in found and b"RFC822.SIZE" in found:
-                    sizes[int(found[b"UID"])] = int(found[b"RFC822.SIZE"])
+                    sizes[int(found[b"UID"])] = (int(found[b"RFC822.SIZE"]), _arrival(line))
         return sizes
 
     def download(self, item: Pending) -> bytes:
@@ -116,3 +120,15 @@ class ImapSource:
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(imaplib.IMAP4.error, OSError):
             self.box.logout()
+
+
+def _arrival(fetch_line: bytes) -> float | None:
+    """INTERNALDATE of a FETCH response line as epoch seconds; None when absent or unreadable."""
+    match = _INTERNALDATE.search(fetch_line)
+    if match is None:
+        return None
+    with contextlib.suppress(ValueError, OverflowError):
+        parsed = imaplib.Internaldate2tuple(b'INTERNALDATE "' + match.group(1) + b'"')
+        if parsed is not None:
+            return float(time.mktime(parsed))
+    return None

@@ -66,6 +66,8 @@ class Pending:
     ref: str  # the server's handle: IMAP UID, or POP3 message number
     key_suffix: str  # the stable part of its S3 key
     size: int = 0  # as the server announces it (RFC822.SIZE, POP3 LIST); 0 when unknown
+    # Epoch seconds it arrived on the server (IMAP INTERNALDATE); None where the protocol does not say (POP3).
+    arrived: float | None = None
 
 
 class MailSource(Protocol):
