@@ -359,10 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Imported here, not at the top: they load the store (pynamodb, botocore), and the benches and tests
     # import this module for load_environment alone.
-    from mailintake import cli_admin, cli_replay
+    from mailintake import cli_admin, cli_ops, cli_replay
 
     cli_admin.register(sub, common)
     cli_replay.register(sub, common)
+    cli_ops.register(sub, common)
 
     local = sub.add_parser("local", help="the local stack only").add_subparsers(dest="sub", required=True)
     lm = local.add_parser("mailbox", parents=[common], help="create a mail user on the local Dovecot + its mailbox")
