@@ -6,11 +6,12 @@ from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailintake.fetching import fetch_scheduled
 from mailintake.runtime import Runtime
+from mailintake.telemetry import put_metric
 
 logger = Logger()
 tracer = Tracer()
@@ -30,14 +31,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # the alarms, which cannot name mailboxes added after deployment (mailintake.health says why).
     metrics.add_dimension(name="Mailbox", value=report.mailbox)
     metrics.add_metric(name="MessagesFetched", unit=MetricUnit.Count, value=report.fetched)
-    with single_metric(name="FetchRuns", unit=MetricUnit.Count, value=1,
-                       default_dimensions={"Mailbox": report.mailbox, "Status": report.status}):
-        pass
+    put_metric("FetchRuns", MetricUnit.Count, 1, Mailbox=report.mailbox, Status=report.status)
     for name, count in (("MailboxesFailing", report.mailboxes_failing),
                         ("MailboxesOverdue", report.mailboxes_overdue)):
         if count is not None:
-            with single_metric(name=name, unit=MetricUnit.Count, value=count):
-                pass
+            put_metric(name, MetricUnit.Count, count)
     logger.info("fetch finished", extra={"mailbox": report.mailbox, "fetched": report.fetched,
                                           "status": report.status, "error": report.error})
     return asdict(report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailintake.handover import key_of
 from mailintake.processing import deadline_for, process_queued
 from mailintake.runtime import Runtime
+from mailintake.telemetry import put_metric
 
 logger = Logger()
 tracer = Tracer()
@@ -29,9 +30,7 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 def count_mail(mailbox: str, status: str) -> None:
     """Per mailbox and outcome for the dashboard (a metric of its own: a batch mixes mailboxes); failed mail
     also without a Mailbox dimension, which its alarm watches."""
-    with single_metric(name="Mails", unit=MetricUnit.Count, value=1,
-                       default_dimensions={"Mailbox": mailbox or "(unknown)", "Outcome": status}):
-        pass  # single_metric writes the one value it was given when the block ends
+    put_metric("Mails", MetricUnit.Count, 1, Mailbox=mailbox or "(unknown)", Outcome=status)
     if status == "failed":
         metrics.add_metric(name="MailsFailed", unit=MetricUnit.Count, value=1)
 
@@ -51,9 +50,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
         raise
     count_mail(outcome.mailbox, outcome.status)
     if outcome.latency_seconds is not None:
-        with single_metric(name="ArrivalToItemSeconds", unit=MetricUnit.Seconds, value=outcome.latency_seconds,
-                           default_dimensions={"Mailbox": outcome.mailbox}):
-            pass
+        put_metric("ArrivalToItemSeconds", MetricUnit.Seconds, outcome.latency_seconds, Mailbox=outcome.mailbox)
     logger.info("message processed", extra={"outcome": outcome.outcome, "status": outcome.status,
                                             "mailbox": outcome.mailbox, "latency_seconds": outcome.latency_seconds})
     return outcome.outcome
