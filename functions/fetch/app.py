@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailintake.fetching import fetch_scheduled
+from mailintake.fetching import fetch_scheduled, mailbox_prefix
 from mailintake.runtime import Runtime
 from mailintake.telemetry import put_metric
 
@@ -21,10 +21,13 @@ runtime = Runtime.from_environment()
 settings = runtime.settings
 
 
-@logger.inject_lambda_context(log_event=True)
+@logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Logged here rather than by inject_lambda_context(log_event=True): after the correlation id is set.
+    logger.set_correlation_id(mailbox_prefix(str(event.get("mailbox", ""))))
+    logger.info("fetch event", extra={"event": event})
     report = fetch_scheduled(event, runtime, context.get_remaining_time_in_millis, context.aws_request_id,
                              logger.set_correlation_id)
     # Per mailbox for the dashboard (one line per mailbox); the two counts without a Mailbox dimension for

@@ -87,7 +87,7 @@ def test_erasing_a_sender_removes_all_they_left_and_nothing_of_anyone_else(setti
     assert records_of(settings, ANA) == []
     # What is kept says only that a mail was fetched and what became of it.
     erased = {r.key: r for r in store.list_ledger() if r.key in ana_keys}
-    assert {(r.sender, r.subject, r.message_id) for r in erased.values()} == {("(erased)", "(erased)", None)}
+    assert all((r.sender, r.subject) == ("(erased)", "(erased)") and r.message_id is None for r in erased.values())
     assert sorted(r.status for r in erased.values()) == ["comment", "comment", "item"]
     first = store.get_item(1)
     assert first is not None and (first.title, first.description, first.attachments) == ("(erased)", "", [])

@@ -72,6 +72,11 @@ def raw_key(mailbox: str, key_suffix: str) -> str:
     return f"raw/{mailbox}/{key_suffix}.eml"
 
 
+def mailbox_prefix(mailbox: str) -> str:
+    """What every raw key of ``mailbox`` starts with: the correlation id of a run's lines about no one mail."""
+    return raw_key(mailbox, "")[: -len(".eml")]
+
+
 class Interrupted(Exception):
     """The server went away after the mailbox was opened. What was handed over stays; the rest waits."""
 
@@ -184,7 +189,7 @@ class Fetcher:
     def run(self, name: str) -> FetchReport:
         report = FetchReport(name)
         # Until a mail is at hand, the lines of this run carry the prefix every key of the mailbox shares.
-        self.correlate(raw_key(name, "")[: -len(".eml")])
+        self.correlate(mailbox_prefix(name))
         mailbox = get_mailbox(name)
         if mailbox is None:
             report.status = "unknown"
