@@ -11,7 +11,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from mailintake.aws_clients import client
 from mailintake.settings import Settings
-from mailintake.store import MailboxRecord, list_mailboxes
+from mailintake.store import MailboxRecord, RunRecord, list_mailboxes
 
 PROTOCOLS = ("imap", "pop3")
 SECURITY = ("ssl", "starttls", "none")
@@ -124,6 +124,8 @@ def remove_mailbox(name: str, settings: Settings) -> None:
         scheduler.delete_schedule(Name=schedule_name(name), GroupName=settings.schedule_group)
     with contextlib.suppress(DoesNotExist):
         MailboxRecord.get(*MailboxRecord.key(name)).delete()
+    with contextlib.suppress(DoesNotExist):  # its run record: a mailbox added again starts afresh
+        RunRecord.get(*RunRecord.key(name)).delete()
 
 
 def get_mailbox(name: str) -> MailboxRecord | None:
