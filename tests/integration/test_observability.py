@@ -53,7 +53,7 @@ def test_every_log_line_of_both_functions_carries_the_raw_mails_key(
     assert any(line["correlation_id"] == prefix for line in lines)  # "fetch finished"
 
 
-def test_arrival_on_the_server_reaches_the_ledger_and_gives_the_latency(
+def test_arrival_on_the_server_and_the_expiry_reach_the_ledger(
         settings: Any, mailbox: Callable[..., Any], deliver: Callable[..., None]) -> None:
     box, pop = mailbox("imap"), mailbox("pop3")
     deliver(box, make_mail("Arrived"))
@@ -65,5 +65,8 @@ def test_arrival_on_the_server_reaches_the_ledger_and_gives_the_latency(
     by_mailbox = {r.mailbox: r for r in store.list_ledger()}
     imap = by_mailbox[box.name]
     assert imap.arrived is not None and started - 120 < float(imap.arrived) <= imap.created.timestamp()
+    # Ledger records expire by the table's TTL, LedgerRetentionDays (365) after they were written.
+    assert imap.expires_at is not None
+    assert abs(int(imap.expires_at) - (imap.created.timestamp() + 365 * 86400)) < 5
     # POP3 says nothing of when a mail arrived: no latency rather than a made-up one.
     assert by_mailbox[pop.name].arrived is None
