@@ -92,6 +92,12 @@ class MailboxRecord(Record):
     ca_bundle = UnicodeAttribute(null=True)  # PEM text of extra CAs to trust
     system = BooleanAttribute(default=False)  # the system-wide mailbox (at most one)
     created = UTCDateTimeAttribute(default_for_new=utcnow)
+    # Recipient routing: the mailbox's own addresses (for sub-addresses; the user name counts when it is
+    # one), address (or "+detail") -> workspace, and whether a sub-address names a workspace by itself.
+    addresses = ListAttribute(of=UnicodeAttribute, null=True)
+    routes = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]
+    subaddress = BooleanAttribute(default=False)
+    start = UnicodeAttribute(null=True)  # where reading started when it was added: new | unread | all
 
     @staticmethod
     def key(name: str) -> tuple[str, str]:
