@@ -373,7 +373,7 @@ class Config:
         own = self.sending_addresses()
         own |= {m.username.lower() for m in self.mailboxes.values() if "@" in m.username}
         for mailbox in self.mailboxes.values():
-            own |= {a.lower() for a in (mailbox.addresses or ())}
+            own |= {str(a).lower() for a in (mailbox.addresses or ())}
         return own
 
 
