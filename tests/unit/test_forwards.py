@@ -275,3 +275,9 @@ def test_the_systems_own_mail_is_discarded_as_a_loop() -> None:
     decision = judge(from_us, {"reply.from": "intake@tracker.example"})
     assert decision.reason == "own mail: from intake@tracker.example, an address this system sends from"
     assert not decision.wants_reply
+
+
+def test_the_parser_reads_the_envelope_recipients_servers_record() -> None:
+    mail = (b"From: ada@example.org\r\nDelivered-To: Support+Ops@tracker.example\r\n"
+            b"X-Original-To: billing@tracker.example\r\nTo: support@tracker.example\r\nSubject: x\r\n\r\nbody\r\n")
+    assert parse_message(io.BytesIO(mail)).delivered_to == ["billing@tracker.example", "support+ops@tracker.example"]

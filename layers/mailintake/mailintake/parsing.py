@@ -1658,8 +1658,8 @@ def _charset_hints(msg: Message, deadline: Deadline | None) -> tuple[str, ...]:
 
 # Header fields parse_message reads wherever they stand in the header block, however many fields precede
 # them (the first MAX_HEADER_FIELDS fields are also decoded into ParsedMessage.headers).
-_INDEXED = frozenset({"from", "to", "cc", "reply-to", "subject", "date", "message-id", "in-reply-to",
-                      "references", "authentication-results"})
+_INDEXED = frozenset({"from", "to", "cc", "reply-to", "delivered-to", "x-original-to", "subject", "date",
+                      "message-id", "in-reply-to", "references", "authentication-results"})
 
 
 def _index_headers(msg: Message, hints: Sequence[str], defects: list[str],
