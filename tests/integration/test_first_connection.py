@@ -143,10 +143,11 @@ def test_pop3_has_no_unread_and_an_existing_mailbox_keeps_its_position(
     code, _, err = add(capsys, server, "pop3", "--start", "unread")
     assert code == 2 and "POP3 has no read state" in err
     assert store.list_mailboxes() == [] or all(m.name != server.user for m in store.list_mailboxes())
-    code, shown, _ = add(capsys, server, "imap", "--start", "new")
+    code, shown, _ = add(capsys, server, "imap", "--start", "new", "--route", "+urgent=default")
     assert code == 0
     server.deliver("After the first add")
     code, shown, _ = add(capsys, server, "imap", "--start", "all", "--poll-minutes", "7")
     assert code == 0 and "folder_count" not in shown and shown["poll_minutes"] == 7
+    assert shown["routes"] == {"+urgent": "default"} and shown["start"] == "new"  # kept by the update
     run_cycle(settings)
     assert titles() == {"After the first add"}

@@ -12,7 +12,7 @@ from pynamodb.exceptions import DoesNotExist
 from mailintake.addresses import is_address
 from mailintake.aws_clients import client
 from mailintake.settings import Settings
-from mailintake.sources import START_CHOICES, DynamoCursorStore, FolderCount, StartAt, open_source
+from mailintake.sources import START_CHOICES, DynamoCursorStore, FolderCount, StartAt, StartNotSupported, open_source
 from mailintake.store import MailboxRecord, list_mailboxes, plain_map
 
 PROTOCOLS = ("imap", "pop3")
@@ -158,15 +158,26 @@ def add_mailbox_starting(spec: MailboxSpec, settings: Settings, password: str | 
     existing = get_mailbox(spec.name)
     values = asdict(spec)
     values["poll_minutes"] = spec.poll_minutes or settings.default_poll_minutes
-    values["start"] = existing.start if existing is not None else start
+    values["start"] = existing.start if existing is not None else None
     record = MailboxRecord(*MailboxRecord.key(spec.name), kind="mailbox", sort=spec.name, **values)
     if existing is not None:
         record.created = existing.created
+        if spec.routes is None and spec.addresses is None and not spec.subaddress:
+            # An update that names no routing (a new password, another interval) keeps the routing.
+            record.addresses, record.routes = existing.addresses, existing.routes
+            record.subaddress = existing.subaddress
     count = None
     if existing is None and start is not None:
         if password is None:
             password = str(secrets.get_secret_value(SecretId=spec.secret_name)["SecretString"])
-        count = begin_reading(record, password, start)
+        try:
+            count = begin_reading(record, password, start)
+        except MailboxConfigError:
+            if start != "all":
+                raise
+            # Everything is read either way: the count is only news. The first run will report the problem.
+    if existing is None:
+        record.start = start
     record.save()
     put_schedule(record, settings)
     return record, Added(existing is None, record.start, count)
@@ -177,9 +188,12 @@ def begin_reading(record: MailboxRecord, password: str, start: StartAt) -> Folde
     try:
         with open_source(record, password, DynamoCursorStore()) as source:
             return source.begin(start)
-    except (OSError, EOFError) as exc:
-        raise MailboxConfigError(f"cannot read {record.host}:{int(record.port)} to count the folder and "
-                                 f"record where reading starts ({exc}); or add it with --start all") from exc
+    except StartNotSupported as exc:
+        raise MailboxConfigError(str(exc)) from exc
+    except Exception as exc:  # connect, TLS, login, folder: whatever it is, the admin must read it, not a trace
+        raise MailboxConfigError(f"cannot read {record.host}:{int(record.port)} to count the folder and record "
+                                 f"where reading starts ({type(exc).__name__}: {exc}); or add it with --start all"
+                                 ) from exc
 
 
 def put_schedule(record: MailboxRecord, settings: Settings) -> None:
