@@ -94,6 +94,18 @@ def _routing_lines(record: Any) -> list[str]:
     return lines
 
 
+def _warn_missing_workspaces(record: Any) -> None:
+    """A route to a workspace that does not exist is passed over at intake: say so now."""
+    from mailintake.directory import list_workspaces
+    from mailintake.store import plain_map
+
+    known = {w.name for w in list_workspaces()} | {"default"}
+    for key, workspace in sorted(plain_map(record.routes).items()):
+        if workspace not in known:
+            print(f"warning: route {key} names workspace {workspace}, which does not exist (yet): such mail goes "
+                  f"to {record.workspace} until it does", file=sys.stderr)
+
+
 def _start_lines(record: Any, added: Any) -> list[str]:
     if not added.new:
         return [f"mailbox {record.name} updated; its reading position is kept"]
@@ -194,6 +206,7 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
     if added.count is not None:
         data["folder_count"] = {"total": added.count.total, "unread": added.count.unread,
                                 "first_run": added.count.first_run}
+    _warn_missing_workspaces(record)
     emit(args, data, [*_start_lines(record, added), *_routing_lines(record)])
     return 0
 
@@ -206,6 +219,7 @@ def cmd_mailbox_routes(args: argparse.Namespace) -> int:
     except MailboxConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    _warn_missing_workspaces(record)
     emit(args, _mailbox_dict(record), [f"mailbox {record.name} routing:", *(_routing_lines(record) or ["  none"])])
     return 0
 

@@ -4,6 +4,7 @@ rules that decide whom it belongs to; recipient routing, relays and loop protect
 from __future__ import annotations
 
 import io
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -46,6 +47,31 @@ def test_the_parser_finds_the_forward_of_a_whole_mail(sample: Forward) -> None:
     parsed = parse_message(io.BytesIO(raw(sample)))
     assert parsed.forwarded is not None and parsed.forwarded.sender.email == sample.original
     assert sample.customer_text in parsed.text
+
+
+def test_an_html_only_outlook_forward_is_read_from_its_text() -> None:
+    """Outlook on the web sends HTML: divRplyFwdMsg with bold labels and a mailto link under a rule."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "Tom <tom.berger@org.example>", "support@tracker.example", "WG: Drucker"
+    msg.set_content(
+        '<html><body><div>Bitte anlegen.</div><hr style="display:inline-block;width:98%"><div id="divRplyFwdMsg">'
+        '<b>Von:</b> Hans M&uuml;ller &lt;<a href="mailto:hans@kunde.example">hans@kunde.example</a>&gt;<br>'
+        '<b>Gesendet:</b> Dienstag, 24. November 2026 09:12<br><b>An:</b> Tom Berger<br><b>Betreff:</b> Drucker'
+        '</div><div>Der Drucker im 2. Stock ist defekt.</div></body></html>', subtype="html")
+    found = parse_message(io.BytesIO(bytes(msg))).forwarded
+    assert found is not None
+    assert (found.sender, found.subject, found.note) == (Address("hans@kunde.example", "Hans Müller"), "Drucker",
+                                                          "Bitte anlegen.")
+
+
+def test_a_bare_outlook_header_block_under_a_forward_subject_is_a_forward() -> None:
+    body = ("Please handle.\n\nFrom: Kim Park <kim.park@customer.example>\nSent: Tuesday, November 24, 2026 9:12 AM\n"
+            "To: Support <support@org.example>\nSubject: Broken link\n\nThe link on the pricing page is broken.\n")
+    found = forwards.inline(body, "FW: Broken link")
+    assert found is not None
+    assert (found.sender.email, found.client, found.note) == ("kim.park@customer.example", "header block",
+                                                               "Please handle.")
+    assert forwards.inline(body, "Broken link") is None  # without the subject: a reply's quoted history
 
 
 def test_a_reply_quoting_its_history_under_a_header_block_is_no_forward() -> None:

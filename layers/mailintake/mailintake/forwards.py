@@ -79,8 +79,10 @@ def _marker(lines: list[str], forwarded_subject: bool) -> tuple[int, int, str] |
             continue
         if quoting.is_forward_marker(line):
             kind = "forward marker"
-        elif forwarded_subject and (quoting.is_original_marker(line) or quoting.is_separator(line)):
+        elif forwarded_subject and quoting.is_original_marker(line):
             kind = "original-message line"
+        elif forwarded_subject and quoting.is_separator(line):
+            kind = "rule above a header block"
         elif forwarded_subject and quoting.header_role(line) == "from" and quoting.header_block_end(lines, i):
             return i, i, "header block"
         else:
