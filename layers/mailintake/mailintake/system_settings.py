@@ -69,7 +69,8 @@ DEFINITIONS: tuple[Definition, ...] = (
                choices=ROLES),
     Definition("intake.ownAddresses", "lines", "",
                "The system's own addresses (besides reply.from and mailbox user names that are addresses):"
-               " never replied to, never added from CC."),
+               " never replied to, never added from CC; mail from one of them (and from reply.from) is the"
+               " system's own come back and is discarded (loop protection)."),
     Definition("intake.forwarders", "choice", "members",
                "Who may forward a mail on its original sender's behalf (the item's author is then the original"
                " sender, the forwarder its reporter): `members` (users with a role of their own in the"
