@@ -111,7 +111,7 @@ def _explained(verdict: Verdict, runtime: Runtime, mailbox: str) -> Explanation:
     text = decision.text if decision.text is not None else parsed.text
     return Explanation(
         mailbox=mailbox, status=status, outcome=outcome, step=step, reason=reason, item_number=number,
-        workspace=decision.workspace, title=parsed.subject,
+        workspace=decision.workspace, title=decision.title or parsed.subject,
         text=(comment_text or text) if status == "comment" else text,
         sender=parsed.sender.email, author=decision.author or parsed.sender.email,
         attachments=[{"filename": a.filename, "content_type": a.content_type, "size": a.size,
