@@ -14,6 +14,7 @@ from mailintake.sources.imap import ImapSource
 from mailintake.sources.pop3 import Pop3Source
 from mailintake.sources.protocol import INTERRUPTIONS, PART_BYTES, MailSource, Pending, SourceFactory
 from mailintake.store import MailboxRecord
+from mailintake.tokens import MailboxLogin
 
 __all__ = [
     "INTERRUPTIONS", "PART_BYTES", "CursorStore", "DynamoCursorStore", "ImapCursor", "ImapSource", "MailSource",
@@ -23,12 +24,12 @@ __all__ = [
 logger = Logger(child=True)
 
 
-def open_source(mailbox: MailboxRecord, password: str, cursors: CursorStore) -> MailSource:
+def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore) -> MailSource:
     """The mailbox's source, connected and logged in (a :data:`SourceFactory`)."""
-    if mailbox.security == "none":
+    if mailbox.security == "none" and not login.oauth:
         # An explicit choice, but the password crosses the network in clear text: say so every run.
         logger.warning("mailbox uses security none: the password is sent unencrypted",
                        extra={"mailbox": mailbox.name, "host": mailbox.host})
     if mailbox.protocol == "imap":
-        return ImapSource(mailbox, password, cursors)
-    return Pop3Source(mailbox, password, cursors)
+        return ImapSource(mailbox, login, cursors)
+    return Pop3Source(mailbox, login, cursors)
