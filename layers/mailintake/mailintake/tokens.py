@@ -171,6 +171,19 @@ def _verify(ca_bundle: str | None) -> bool | str:
     return path
 
 
+def _session(ca_bundle: str | None) -> Any:
+    """An HTTP session for the token endpoint, trusting also the mailbox's own CAs where it has some."""
+    import requests  # noqa: PLC0415 - only when a token is due
+
+    session = requests.Session()
+    if ca_bundle:
+        session.verify = _verify(ca_bundle)
+        # requests lets REQUESTS_CA_BUNDLE from the environment override a session's own verify (requests
+        # issue 3829): the CAs this mailbox was given must win.
+        session.trust_env = False
+    return session
+
+
 def _microsoft_error(result: Mapping[str, Any], config: OAuthConfig) -> TokenError:
     description = str(result.get("error_description") or result.get("error") or "no token in the answer")
     first_line = description.splitlines()[0] if description else ""
@@ -217,8 +230,7 @@ def _microsoft(config: OAuthConfig, secret: dict[str, Any], scope: str) -> tuple
     if not config.tenant or not config.client_id:
         raise TokenError("config", f"mailbox {config.mailbox} has no tenant or client id")
     host = (config.endpoint or MICROSOFT_AUTHORITY).rstrip("/")
-    session = requests.Session()
-    session.verify = _verify(config.ca_bundle)
+    session = _session(config.ca_bundle)
     common: dict[str, Any] = {
         "authority": f"{host}/{config.tenant}", "http_client": session, "timeout": HTTP_TIMEOUT_SECONDS,
         # Instance discovery asks login.microsoftonline.com whether the host is Microsoft's; a sovereign
@@ -279,8 +291,7 @@ def _google(config: OAuthConfig, secret: dict[str, Any], scope: str) -> tuple[di
         credentials = Credentials(None, refresh_token=secret["refresh_token"], token_uri=token_url,
                                   client_id=config.client_id, client_secret=secret.get("client_secret"),
                                   scopes=[scope])  # type: ignore[no-untyped-call]
-    session = requests.Session()
-    session.verify = _verify(config.ca_bundle)
+    session = _session(config.ca_bundle)
     try:
         credentials.refresh(Request(session))
     except google.auth.exceptions.RefreshError as exc:
