@@ -173,7 +173,7 @@ def _verify(ca_bundle: str | None) -> bool | str:
 
 def _session(ca_bundle: str | None) -> Any:
     """An HTTP session for the token endpoint, trusting also the mailbox's own CAs where it has some."""
-    import requests  # noqa: PLC0415 - only when a token is due
+    import requests
 
     session = requests.Session()
     if ca_bundle:
