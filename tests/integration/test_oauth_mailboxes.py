@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -172,3 +175,84 @@ def test_google_service_account_and_refresh_token_mailboxes_are_read_with_tokens
     assert fetches(settings)[user]["status"] == "config-error"
     alert = AlertRecord.get(*AlertRecord.key(user))
     assert alert.problem == "oauth-consent" and "Token has been expired or revoked" in alert.detail
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    from mailintake import cli
+
+    capsys.readouterr()
+    code = cli.main([*argv, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else None
+
+
+def cli_user(protocol: str = "imap") -> tuple[str, str, list[str]]:
+    """A Dovecot user, its password, and `mailbox add`'s connection options for it."""
+    name = f"cli-{protocol}-{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(12)
+    dovecot.ensure_user(ROOT, name, password)
+    info = dovecot.info(ROOT)
+    port = info.imaps_port if protocol == "imap" else info.pop3s_port
+    return name, password, ["--protocol", protocol, "--host", info.host, "--port", str(port), "--user", name,
+                            "--ca-bundle", str(info.ca_bundle)]
+
+
+def test_mailbox_add_with_a_client_secret_then_mailbox_test_gives_a_verdict_without_fetching(
+        settings: Any, server: oauth.AuthorizationServer, capsys: pytest.CaptureFixture[str]) -> None:
+    name, password, connection = cli_user("pop3")
+    server.register_microsoft_app("contoso", "cli-app", "cli-secret", {name})
+    expires = (date.today() + timedelta(days=10)).isoformat()
+    code, saved = run_cli(capsys, "mailbox", "add", name, *connection, "--auth", "microsoft", "--tenant", "contoso",
+                          "--client-id", "cli-app", "--client-secret", "cli-secret", "--authority", server.base_url,
+                          "--secret-expires", expires)
+    assert code == 0 and (saved["auth"], saved["oauth_flow"], saved["secret_expires"]) == ("microsoft", "app", expires)
+    assert "cli-secret" not in json.dumps(saved)
+    dovecot.deliver(ROOT, name, password, make_mail("Stays where it is"))
+
+    code, verdict = run_cli(capsys, "mailbox", "test", name)
+    assert code == 0 and verdict["ok"]
+    assert [s["step"] for s in verdict["steps"]] == ["token", "login", "folder", "after"]
+    assert "1 mail in it" in verdict["steps"][2]["detail"] and "RSET" in verdict["steps"][3]["detail"]
+    assert "expires in 10 days" in verdict["warnings"][0]
+    assert fetches(settings)[name]["fetched"] == 1  # the test took nothing away
+
+    server.revoke_consent("cli-app")
+    code, verdict = run_cli(capsys, "mailbox", "test", name)
+    assert code == 1 and not verdict["ok"]
+    assert verdict["steps"][-1]["step"] == "token" and "Grant admin consent" in verdict["steps"][-1]["detail"]
+
+
+def test_mailbox_add_delegated_signs_the_user_in_with_a_device_code(
+        settings: Any, server: oauth.AuthorizationServer, capsys: pytest.CaptureFixture[str]) -> None:
+    name, _, connection = cli_user("imap")
+    server.register_microsoft_app("contoso", "public-app", public=True)
+
+    def sign_in() -> None:  # the user opens the page, enters the code and signs in
+        deadline = time.monotonic() + 20
+        while not server.devices and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for device in list(server.devices.values()):
+            server.approve_device(device["user_code"], name)
+
+    user = threading.Thread(target=sign_in)
+    user.start()
+    code, saved = run_cli(capsys, "mailbox", "add", name, *connection, "--auth", "microsoft", "--delegated",
+                          "--tenant", "contoso", "--client-id", "public-app", "--authority", server.base_url)
+    user.join()
+    assert code == 0 and saved["oauth_flow"] == "delegated"
+    kept = json.loads(client("secretsmanager", settings.region).get_secret_value(
+        SecretId=saved["secret_name"])["SecretString"])
+    assert kept["refresh_token"] in server.refresh
+    code, verdict = run_cli(capsys, "mailbox", "test", name)
+    assert code == 0 and verdict["ok"], verdict
+
+
+def test_mailbox_add_refuses_an_oauth_mailbox_without_its_details(
+        settings: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    name, _, connection = cli_user("imap")
+    from mailintake import cli
+
+    code = cli.main(["mailbox", "add", name, *connection, "--auth", "microsoft", "--client-id", "x",
+                     "--client-secret", "y"])
+    assert code == 2
+    assert "--tenant" in capsys.readouterr().err

@@ -79,7 +79,7 @@ def test_a_token_is_reused_until_shortly_before_it_expires() -> None:
 
 
 def test_a_refused_token_is_dropped_and_the_next_one_acquired() -> None:
-    tokens, calls, _, _ = provider({"client_secret": "s"})
+    tokens, _, _, _ = provider({"client_secret": "s"})
     mailbox = record()
     assert tokens.token(mailbox) == "token-1"
     tokens.rejected(mailbox)
