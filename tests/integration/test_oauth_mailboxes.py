@@ -308,3 +308,35 @@ def test_replies_go_out_by_smtp_auth_xoauth2_as_the_oauth_mailbox_with_a_refused
         controller.stop()
     assert [user for user, _ in sink.messages] == [imap[0].username, imap[0].username]
     assert sink.refused == 1
+
+
+def test_mailbox_add_with_a_certificate_signs_in_with_a_signed_client_assertion(
+        settings: Any, server: oauth.AuthorizationServer, capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    name, password, connection = cli_user("imap")
+    server.register_microsoft_app("fabrikam", "cert-app", mailboxes={name})
+    certificate, key = oauth.self_signed()
+    server.add_certificate("cert-app", certificate)
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(certificate + key)
+    code, _ = run_cli(capsys, "mailbox", "add", name, *connection, "--auth", "microsoft", "--tenant", "fabrikam",
+                      "--client-id", "cert-app", "--certificate", str(pem), "--authority", server.base_url)
+    assert code == 0
+    dovecot.deliver(ROOT, name, password, make_mail("Signed in with a certificate"))
+    report = fetches(settings)[name]
+    assert (report["status"], report["fetched"]) == ("done", 1)
+
+
+def test_a_client_secret_about_to_expire_is_told_to_the_admin_once_and_the_mailbox_still_read(
+        settings: Any, server: oauth.AuthorizationServer) -> None:
+    admin = admin_alerts(settings)
+    name = f"ms-expiring-{uuid.uuid4().hex[:8]}"
+    server.register_microsoft_app("contoso", "expiring-app", "s", {name})
+    expires = (date.today() + timedelta(days=3)).isoformat()
+    made = local_oauth_mailbox(ROOT, settings, name, server.base_url, {"client_secret": "s"}, tenant="contoso",
+                               client_id="expiring-app", secret_expires=expires)
+    deliver(made, "Still read")
+    assert fetches(settings)[name]["status"] == "done"
+    assert fetches(settings)[name]["status"] == "done"
+    told = ses_sent(admin)
+    assert [m["Subject"] for m in told] == [f"mailintake: the client secret of mailbox {name} expires soon"]
+    assert f"expires in 3 days, on {expires}" in str(told[0].get_payload())
