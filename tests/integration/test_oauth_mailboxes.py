@@ -340,3 +340,16 @@ def test_a_client_secret_about_to_expire_is_told_to_the_admin_once_and_the_mailb
     told = ses_sent(admin)
     assert [m["Subject"] for m in told] == [f"mailintake: the client secret of mailbox {name} expires soon"]
     assert f"expires in 3 days, on {expires}" in str(told[0].get_payload())
+
+
+def test_mailbox_test_checks_a_password_mailbox_and_its_folder_to_move_to(
+        settings: Any, mailbox: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
+    box = mailbox("imap", "ssl", after="move", move_to="Archive/Done")
+    code, verdict = run_cli(capsys, "mailbox", "test", box.name)
+    assert code == 1
+    assert [(s["step"], s["ok"]) for s in verdict["steps"]] == [
+        ("secret", True), ("login", True), ("folder", True), ("after", False)]
+    assert "'Archive/Done', does not exist" in verdict["steps"][-1]["detail"]
+    code, verdict = run_cli(capsys, "mailbox", "test", "no-such-mailbox")
+    assert code == 1
+    assert verdict["steps"] == [{"step": "mailbox", "ok": False, "detail": "no mailbox named no-such-mailbox"}]
