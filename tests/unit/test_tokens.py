@@ -176,3 +176,9 @@ def test_oauth_mailboxes_need_their_provider_details() -> None:
                    {"auth": "microsoft", "tenant": "t", "client_id": "c", "secret_expires": "next year"}):
         with pytest.raises(MailboxConfigError):
             spec(**fields).validate()
+
+
+def test_no_token_shows_in_a_repr() -> None:
+    tokens, _, _, _ = provider({"client_secret": "s"})
+    tokens.token(record())
+    assert "token-1" not in repr(tokens) and "token-1" not in repr(tokens._cache)
