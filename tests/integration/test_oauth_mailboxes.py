@@ -113,7 +113,8 @@ def test_revoked_consent_ends_the_run_as_config_error_with_what_to_fix_told_to_t
     assert fetches(settings)[imap[0].name]["fetched"] == 1
     server.revoke_consent(str(imap[0].client_id))
     deliver(imap, "After revocation")
-    assert fetches(settings)[imap[0].name]["status"] == "config-error"
+    report = fetches(settings)[imap[0].name]
+    assert report["status"] == "config-error" and "Grant admin consent" in report["error"]
     alert = AlertRecord.get(*AlertRecord.key(imap[0].name))
     assert alert.problem == "oauth-consent"
     assert "AADSTS65001" in alert.detail and "Grant admin consent" in alert.detail
