@@ -12,13 +12,24 @@ from aws_lambda_powertools import Logger
 from mailintake.sources.cursors import CursorStore, DynamoCursorStore, ImapCursor
 from mailintake.sources.imap import ImapSource
 from mailintake.sources.pop3 import Pop3Source
-from mailintake.sources.protocol import INTERRUPTIONS, PART_BYTES, MailSource, Pending, SourceFactory
+from mailintake.sources.protocol import (
+    INTERRUPTIONS,
+    PART_BYTES,
+    START_CHOICES,
+    FolderCount,
+    MailSource,
+    Pending,
+    SourceFactory,
+    StartAt,
+    StartNotSupported,
+)
 from mailintake.store import MailboxRecord
 from mailintake.tokens import MailboxLogin
 
 __all__ = [
-    "INTERRUPTIONS", "PART_BYTES", "CursorStore", "DynamoCursorStore", "ImapCursor", "ImapSource", "MailSource",
-    "Pending", "Pop3Source", "SourceFactory", "open_source",
+    "INTERRUPTIONS", "PART_BYTES", "START_CHOICES", "CursorStore", "DynamoCursorStore", "FolderCount", "ImapCursor",
+    "ImapSource", "MailSource", "Pending", "Pop3Source", "SourceFactory", "StartAt", "StartNotSupported",
+    "open_source",
 ]
 
 logger = Logger(child=True)
