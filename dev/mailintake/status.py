@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mailintake import runs
@@ -24,11 +24,12 @@ from mailintake.mailboxes import schedule_name
 from mailintake.settings import Settings
 from mailintake.sources import DynamoCursorStore, open_source
 from mailintake.store import LedgerRecord, MailboxRecord, list_mailboxes, utcnow
+from mailintake.tokens import MailboxLogin, TokenProvider
 
 # A token or secret expiring sooner than this is a problem now (issue 13 warns 14 days ahead too).
 TOKEN_WARNING = timedelta(days=14)
-# Fields a mailbox record may carry with the expiry of what it logs in with (OAuth: a client secret's or a
-# refresh token's expiry). None exists yet on password mailboxes; any that does is shown and judged.
+# Fields a mailbox record may carry with the expiry of what it logs in with: `secret_expires` (an OAuth
+# client secret's, as `mailbox add --secret-expires` keeps it) and names a later sign-in may add.
 TOKEN_EXPIRY_FIELDS = ("token_expires", "secret_expires", "client_secret_expires")
 
 
@@ -63,11 +64,12 @@ class _LookOnly(Exception):
     """Leaves a mail source's session without committing anything (a POP3 QUIT would commit deletes)."""
 
 
-def waiting_on_server(mailbox: MailboxRecord) -> int:
-    """How many mails the next run would read, asked the way the fetch asks; nothing is downloaded,
-    marked, deleted or remembered."""
+def waiting_on_server(settings: Settings, mailbox: MailboxRecord) -> int:
+    """How many mails the next run would read, asked the way the fetch asks (with its login: a password,
+    or an OAuth token); nothing is downloaded, marked, deleted or remembered."""
     count = 0
-    with contextlib.suppress(_LookOnly), open_source(mailbox, mailbox_password(mailbox), DynamoCursorStore()) as source:
+    login = MailboxLogin(mailbox, TokenProvider.for_settings(settings), mailbox_password)
+    with contextlib.suppress(_LookOnly), open_source(mailbox, login, DynamoCursorStore()) as source:
         count = sum(1 for _ in source.pending())
         raise _LookOnly  # the source ends a failed session without its QUIT or EXPUNGE
     return count
@@ -107,12 +109,13 @@ def token_expiry(mailbox: MailboxRecord) -> datetime | None:
     for name in TOKEN_EXPIRY_FIELDS:
         value = values.get(name)
         if isinstance(value, datetime):
-            return value
-        if isinstance(value, str):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, str):  # "YYYY-MM-DD" as `mailbox add --secret-expires` keeps it, or a timestamp
             with contextlib.suppress(ValueError):
-                return datetime.fromisoformat(value)
+                parsed = datetime.fromisoformat(value)
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         if isinstance(value, int | float):
-            return datetime.fromtimestamp(float(value), tz=utcnow().tzinfo)
+            return datetime.fromtimestamp(float(value), tz=UTC)
     return None
 
 
@@ -139,7 +142,7 @@ def _mailbox_status(settings: Settings, mailbox: MailboxRecord, health: MailboxH
             status.problems.append(f"its token or secret expires {status.token_expires}")
     if ask_server and mailbox.enabled:
         try:
-            status.waiting = waiting_on_server(mailbox)
+            status.waiting = waiting_on_server(settings, mailbox)
         except Exception as exc:  # any failure to ask is itself the answer an admin needs
             status.waiting_error = f"{type(exc).__name__}: {exc}"[:300]
             status.problems.append(f"cannot read the server: {status.waiting_error}")

@@ -55,3 +55,12 @@ def test_internaldate_is_read_as_an_instant() -> None:
     line = b'1 (UID 7 RFC822.SIZE 120 INTERNALDATE "17-Jul-1996 02:44:25 -0700")'
     assert _arrival(line) == datetime(1996, 7, 17, 9, 44, 25, tzinfo=UTC).timestamp()
     assert _arrival(b"1 (UID 7 RFC822.SIZE 120)") is None
+
+
+def test_a_client_secrets_expiry_on_the_mailbox_record_is_read_as_an_instant() -> None:
+    from mailintake.status import token_expiry
+    from mailintake.store import MailboxRecord
+
+    oauth = MailboxRecord(*MailboxRecord.key("m365"), name="m365", secret_expires="2026-12-01")
+    assert token_expiry(oauth) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert token_expiry(MailboxRecord(*MailboxRecord.key("plain"), name="plain")) is None

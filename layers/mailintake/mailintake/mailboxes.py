@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
@@ -14,6 +15,7 @@ from mailintake.aws_clients import client
 from mailintake.settings import Settings
 from mailintake.sources import START_CHOICES, DynamoCursorStore, FolderCount, StartAt, StartNotSupported, open_source
 from mailintake.store import MailboxRecord, RunRecord, list_mailboxes, plain_map
+from mailintake.tokens import AUTHS, FLOWS, MailboxLogin, TokenProvider
 
 PROTOCOLS = ("imap", "pop3")
 SECURITY = ("ssl", "starttls", "none")
@@ -46,6 +48,13 @@ class MailboxSpec:
     poll_minutes: int | None = None
     ca_bundle: str | None = None
     system: bool = False
+    # OAuth 2.0 (see mailintake.tokens); a password mailbox leaves them None, as records from before did.
+    auth: str | None = None  # password | microsoft | google
+    oauth_flow: str | None = None  # microsoft: app | delegated; google: service-account | refresh-token
+    tenant: str | None = None
+    client_id: str | None = None
+    oauth_endpoint: str | None = None
+    secret_expires: str | None = None  # YYYY-MM-DD
     # Recipient routing: the mailbox's own addresses, address (or "+detail") -> workspace, sub-addresses.
     addresses: list[str] | None = None
     routes: dict[str, str] | None = None
@@ -73,6 +82,27 @@ class MailboxSpec:
             raise MailboxConfigError("poll interval must be at least one minute")
         self.addresses = validate_addresses(self.addresses)
         self.routes = validate_routes(self.routes)
+        self._validate_auth()
+
+    def _validate_auth(self) -> None:
+        if self.auth in (None, "password"):
+            self.auth = None  # stored as before OAuth: a password mailbox's record does not change
+            return
+        if self.auth not in AUTHS:
+            raise MailboxConfigError(f"auth must be one of {', '.join(AUTHS)}")
+        flows = FLOWS[self.auth]
+        self.oauth_flow = self.oauth_flow or flows[0]
+        if self.oauth_flow not in flows:
+            raise MailboxConfigError(f"{self.auth} sign-in must be one of {', '.join(flows)}")
+        if self.auth == "microsoft" and not (self.tenant and self.client_id):
+            raise MailboxConfigError("microsoft needs --tenant (Directory ID) and --client-id (Application ID)")
+        if self.auth == "google" and self.oauth_flow == "refresh-token" and not self.client_id:
+            raise MailboxConfigError("a google refresh token needs the OAuth client's --client-id")
+        if self.secret_expires:
+            try:
+                date.fromisoformat(self.secret_expires)
+            except ValueError as exc:
+                raise MailboxConfigError("--secret-expires must be a date, YYYY-MM-DD") from exc
 
 
 def validate_addresses(addresses: list[str] | None) -> list[str] | None:
@@ -120,10 +150,12 @@ def fetch_event(mailbox: str) -> dict[str, Any]:
     return {"mailbox": mailbox}
 
 
-def add_mailbox(spec: MailboxSpec, settings: Settings, password: str | None = None) -> MailboxRecord:
-    """Store a mailbox (its password in Secrets Manager) and create or update its schedule; its first run
-    reads all the folder holds (see :func:`add_mailbox_starting` for the other start choices)."""
-    return add_mailbox_starting(spec, settings, password)[0]
+def add_mailbox(spec: MailboxSpec, settings: Settings, password: str | None = None,
+                oauth_secret: dict[str, Any] | None = None) -> MailboxRecord:
+    """Store a mailbox (its password, or the OAuth secret mailintake.tokens reads, as JSON, in Secrets
+    Manager) and create or update its schedule; its first run reads all the folder holds (see
+    :func:`add_mailbox_starting` for the other start choices)."""
+    return add_mailbox_starting(spec, settings, password, oauth_secret=oauth_secret)[0]
 
 
 @dataclass(frozen=True)
@@ -136,7 +168,8 @@ class Added:
 
 
 def add_mailbox_starting(spec: MailboxSpec, settings: Settings, password: str | None = None,
-                         start: StartAt | None = None) -> tuple[MailboxRecord, Added]:
+                         start: StartAt | None = None,
+                         oauth_secret: dict[str, Any] | None = None) -> tuple[MailboxRecord, Added]:
     """Store a mailbox and create or update its schedule. A mailbox that is new, with ``start``, is first
     opened on its server: :meth:`~mailintake.sources.MailSource.begin` counts its folder and records where
     reading starts, before the record and the schedule exist, so that no run can read the folder first.
@@ -147,6 +180,10 @@ def add_mailbox_starting(spec: MailboxSpec, settings: Settings, password: str | 
     if start == "unread" and spec.protocol == "pop3":
         raise MailboxConfigError("POP3 has no read state: start with new or all")
     secrets = client("secretsmanager", settings.region)
+    if oauth_secret is not None:
+        if spec.auth is None:
+            raise MailboxConfigError("an OAuth secret is for --auth microsoft or google")
+        password = json.dumps(oauth_secret)
     if password is not None:
         spec.secret_name = spec.secret_name or f"{SECRET_PREFIX}{spec.name}"
         try:
@@ -171,7 +208,7 @@ def add_mailbox_starting(spec: MailboxSpec, settings: Settings, password: str | 
         if password is None:
             password = str(secrets.get_secret_value(SecretId=spec.secret_name)["SecretString"])
         try:
-            count = begin_reading(record, password, start)
+            count = begin_reading(record, password, start, settings)
         except MailboxConfigError:
             if start != "all":
                 raise
@@ -183,10 +220,12 @@ def add_mailbox_starting(spec: MailboxSpec, settings: Settings, password: str | 
     return record, Added(existing is None, record.start, count)
 
 
-def begin_reading(record: MailboxRecord, password: str, start: StartAt) -> FolderCount:
-    """Open the mailbox once and record where its reading starts (a cursor); what the folder holds."""
+def begin_reading(record: MailboxRecord, password: str, start: StartAt, settings: Settings) -> FolderCount:
+    """Open the mailbox once and record where its reading starts (a cursor); what the folder holds.
+    ``password`` is the mailbox's secret: its password, or for an OAuth mailbox what a token is got with."""
+    login = MailboxLogin(record, TokenProvider.for_settings(settings), lambda _record: password)
     try:
-        with open_source(record, password, DynamoCursorStore()) as source:
+        with open_source(record, login, DynamoCursorStore()) as source:
             return source.begin(start)
     except StartNotSupported as exc:
         raise MailboxConfigError(str(exc)) from exc

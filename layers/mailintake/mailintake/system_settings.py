@@ -132,6 +132,10 @@ DEFINITIONS: tuple[Definition, ...] = (
     Definition("reply.smtpSecret", "text", "",
                "Secrets Manager secret (name under mailintake/smtp/) holding {\"username\": .., \"password\": ..}"
                " for SMTP; empty: no login."),
+    Definition("reply.smtpMailbox", "text", "",
+               "A mailbox that signs in with OAuth (`mailbox add --auth microsoft|google`) whose sign-in sends"
+               " replies: SMTP AUTH XOAUTH2 as its user (Exchange Online and Gmail refuse passwords); instead of"
+               " reply.smtpSecret."),
     Definition("admin.address", "address", "",
                "Where configuration problems of mailboxes are reported (once per problem, and when it clears)."),
 )

@@ -24,6 +24,7 @@ from mailintake.sources.protocol import (
     StartNotSupported,
 )
 from mailintake.store import MailboxRecord
+from mailintake.tokens import MailboxLogin
 
 __all__ = [
     "INTERRUPTIONS", "PART_BYTES", "START_CHOICES", "CursorStore", "DynamoCursorStore", "FolderCount", "ImapCursor",
@@ -34,12 +35,12 @@ __all__ = [
 logger = Logger(child=True)
 
 
-def open_source(mailbox: MailboxRecord, password: str, cursors: CursorStore) -> MailSource:
+def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore) -> MailSource:
     """The mailbox's source, connected and logged in (a :data:`SourceFactory`)."""
-    if mailbox.security == "none":
+    if mailbox.security == "none" and not login.oauth:
         # An explicit choice, but the password crosses the network in clear text: say so every run.
         logger.warning("mailbox uses security none: the password is sent unencrypted",
                        extra={"mailbox": mailbox.name, "host": mailbox.host})
     if mailbox.protocol == "imap":
-        return ImapSource(mailbox, password, cursors)
-    return Pop3Source(mailbox, password, cursors)
+        return ImapSource(mailbox, login, cursors)
+    return Pop3Source(mailbox, login, cursors)

@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from mailintake.sources.cursors import CursorStore
     from mailintake.store import MailboxRecord
+    from mailintake.tokens import MailboxLogin
 
 # Parts in which a large mail travels from the server to S3. S3 parts must be at least 5 MiB, except the last.
 PART_BYTES = 8 * 1024 * 1024
@@ -131,5 +132,6 @@ class MailSource(Protocol):
         """Once, when the mailbox is added: count the folder and record where reading starts."""
 
 
-# How the fetch loop opens a mailbox: the mailbox, its password, where its cursor is kept.
-SourceFactory = Callable[["MailboxRecord", str, "CursorStore"], MailSource]
+# How the fetch loop opens a mailbox: the mailbox, what it logs in with (a password or OAuth tokens, see
+# mailintake.tokens.MailboxLogin), where its cursor is kept.
+SourceFactory = Callable[["MailboxRecord", "MailboxLogin", "CursorStore"], MailSource]
