@@ -9,7 +9,7 @@ between storing and marking). These tests pin the loop's own reasoning, one beha
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,7 @@ class FakeCursors:
         self.world = world
         self.imap: dict[str, ImapCursor] = {}
         self.uidls: dict[str, UidlParts] = {}
+        self.delta: dict[str, str | None] = {}
 
     def load_imap(self, mailbox: str) -> ImapCursor:
         saved = self.imap.get(mailbox, ImapCursor())
@@ -87,6 +88,12 @@ class FakeCursors:
 
     def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
         self.uidls[mailbox] = {"all": set(keep)}
+
+    def load_delta(self, mailbox: str) -> str | None:
+        return self.delta.get(mailbox)
+
+    def save_delta(self, mailbox: str, link: str | None) -> None:
+        self.delta[mailbox] = link
 
 
 class FakeImapSource:
@@ -186,7 +193,8 @@ class Stack:
                                      host="mail.example.com", port=993, security="ssl", username="support",
                                      secret_name="mailbox/support", after="delete")
 
-        def open_source(mailbox: MailboxRecord, password: str, cursors: CursorStore) -> MailSource:
+        def open_source(mailbox: MailboxRecord, password: str, cursors: CursorStore,
+                        seconds_left: Callable[[], float]) -> MailSource:
             assert password == "secret"
             return FakeImapSource(self.world, mailbox, cursors)
 

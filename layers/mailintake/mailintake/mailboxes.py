@@ -6,16 +6,20 @@ import contextlib
 import json
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pynamodb.exceptions import DoesNotExist
 
 from mailintake.aws_clients import client
+from mailintake.graph_api import GRAPH_BASE_URL
 from mailintake.settings import Settings
 from mailintake.store import MailboxRecord, list_mailboxes
 
-PROTOCOLS = ("imap", "pop3")
+PROTOCOLS = ("imap", "pop3", "graph")
 SECURITY = ("ssl", "starttls", "none")
-AFTER_ACTIONS = {"imap": ("seen", "move", "delete"), "pop3": ("delete", "keep")}
+AFTER_ACTIONS = {"imap": ("seen", "move", "delete"), "pop3": ("delete", "keep"), "graph": ("seen", "move", "delete")}
+# Where a plain-HTTP Graph endpoint is allowed: this machine (the local Graph server the tests run).
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_PORTS = {("imap", "ssl"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
                  ("pop3", "ssl"): 995, ("pop3", "starttls"): 110, ("pop3", "none"): 110}
 SECRET_PREFIX = "mailintake/mailbox/"
@@ -31,8 +35,8 @@ class MailboxSpec:
 
     name: str
     protocol: str
-    host: str
-    username: str
+    host: str  # graph: the Graph base URL (empty: Microsoft's global service)
+    username: str  # graph: the user or shared mailbox, by id or user principal name
     port: int | None = None
     security: str = "ssl"
     secret_name: str | None = None
@@ -52,6 +56,8 @@ class MailboxSpec:
             raise MailboxConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}")
         if self.security not in SECURITY:
             raise MailboxConfigError(f"security must be one of {', '.join(SECURITY)}")
+        if self.protocol == "graph":
+            self._validate_graph()
         actions = AFTER_ACTIONS[self.protocol]
         if self.after is None:
             self.after = actions[0]
@@ -65,6 +71,22 @@ class MailboxSpec:
             raise MailboxConfigError("port out of range")
         if self.poll_minutes is not None and self.poll_minutes < 1:
             raise MailboxConfigError("poll interval must be at least one minute")
+
+    def _validate_graph(self) -> None:
+        """A Graph mailbox has a base URL instead of a host and port: HTTPS, or HTTP on this machine only."""
+        self.host = (self.host or GRAPH_BASE_URL).rstrip("/")
+        url = urlsplit(self.host)
+        if url.scheme not in ("https", "http") or not url.hostname or url.query or url.fragment:
+            raise MailboxConfigError(f"the Graph URL must be like {GRAPH_BASE_URL}, not {self.host!r}")
+        if url.scheme == "http" and url.hostname not in LOOPBACK:
+            raise MailboxConfigError("the Graph URL must use https (plain http only to this machine)")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if self.port is not None and self.port != port:
+            raise MailboxConfigError("a Graph mailbox takes no port: give it in the Graph URL")
+        self.port = port
+        self.security = "ssl" if url.scheme == "https" else "none"
+        if not self.username:
+            raise MailboxConfigError("a Graph mailbox needs the user or shared mailbox (--user: id or address)")
 
 
 def schedule_name(mailbox: str) -> str:

@@ -213,13 +213,15 @@ class CounterRecord(Record):
 
 
 class CursorRecord(Record):
-    """Where an IMAP mailbox's reading stands: UIDVALIDITY and the last UID stored."""
+    """Where an IMAP mailbox's reading stands: UIDVALIDITY and the last UID stored; for Microsoft Graph, the
+    link its next delta request starts from."""
 
     class Meta(_TableMeta):
         pass
 
     uidvalidity = NumberAttribute(null=True)
     last_uid = NumberAttribute(default=0)
+    delta_link = UnicodeAttribute(null=True)
     updated = UTCDateTimeAttribute(default_for_new=utcnow)
 
     @staticmethod

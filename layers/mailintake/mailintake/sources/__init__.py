@@ -2,29 +2,37 @@
 
 - :mod:`~mailintake.sources.protocol`: :class:`MailSource`, the interface and its exactly-once contract;
 - :mod:`~mailintake.sources.cursors`: :class:`CursorStore`, where a mailbox's reading stands (DynamoDB);
-- :mod:`~mailintake.sources.imap`, :mod:`~mailintake.sources.pop3`: the implementations.
+- :mod:`~mailintake.sources.imap`, :mod:`~mailintake.sources.pop3`, :mod:`~mailintake.sources.graph`: the
+  implementations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_lambda_powertools import Logger
 
+from mailintake.graph_api import StaticToken
 from mailintake.sources.cursors import CursorStore, DynamoCursorStore, ImapCursor
+from mailintake.sources.graph import GraphSource
 from mailintake.sources.imap import ImapSource
 from mailintake.sources.pop3 import Pop3Source
 from mailintake.sources.protocol import INTERRUPTIONS, PART_BYTES, MailSource, Pending, SourceFactory
 from mailintake.store import MailboxRecord
 
 __all__ = [
-    "INTERRUPTIONS", "PART_BYTES", "CursorStore", "DynamoCursorStore", "ImapCursor", "ImapSource", "MailSource",
-    "Pending", "Pop3Source", "SourceFactory", "open_source",
+    "INTERRUPTIONS", "PART_BYTES", "CursorStore", "DynamoCursorStore", "GraphSource", "ImapCursor", "ImapSource",
+    "MailSource", "Pending", "Pop3Source", "SourceFactory", "open_source",
 ]
 
 logger = Logger(child=True)
 
 
-def open_source(mailbox: MailboxRecord, password: str, cursors: CursorStore) -> MailSource:
+def open_source(mailbox: MailboxRecord, password: str, cursors: CursorStore,
+                seconds_left: Callable[[], float]) -> MailSource:
     """The mailbox's source, connected and logged in (a :data:`SourceFactory`)."""
+    if mailbox.protocol == "graph":
+        return GraphSource(mailbox, StaticToken(password), cursors, seconds_left)
     if mailbox.security == "none":
         # An explicit choice, but the password crosses the network in clear text: say so every run.
         logger.warning("mailbox uses security none: the password is sent unencrypted",

@@ -8,6 +8,9 @@ the stack's table, in the records ``mailintake.store`` defines (unchanged: no mi
   ``last_uid`` and ``updated``.
 - POP3: ``UidlsRecord`` parts beside it, ``sk=UIDLS#<part>``, each a set of UIDLs already stored. A run adds
   a small part per write and compacts the parts at its end (records of at most ``UIDLS_PER_RECORD``).
+- Microsoft Graph: the ``CursorRecord``'s ``delta_link``, the link the next delta request starts from, and
+  in ``UidlsRecord`` parts the digests of the mails settled since that link was issued (see
+  :mod:`mailintake.sources.graph`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ class CursorStore(Protocol):
         """Rewrite ``parts`` (as loaded, plus those added) to hold exactly ``keep``; a crash midway may leave
         UIDLs known twice, never forgotten."""
 
+    def load_delta(self, mailbox: str) -> str | None:
+        """The Graph link the next delta request starts from (None: the folder was never read)."""
+
+    def save_delta(self, mailbox: str, link: str | None) -> None:
+        """Replace the Graph delta link (None: read the folder from the start next time)."""
+
 
 class DynamoCursorStore:
     """Cursors in the stack's DynamoDB table (``mailintake.store`` records)."""
@@ -70,3 +79,10 @@ class DynamoCursorStore:
 
     def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
         store.compact_uidls(mailbox, parts, keep)
+
+    def load_delta(self, mailbox: str) -> str | None:
+        link = store.load_cursor(mailbox).delta_link
+        return str(link) if link else None
+
+    def save_delta(self, mailbox: str, link: str | None) -> None:
+        store.save_cursor(store.CursorRecord(*store.CursorRecord.key_for(mailbox), delta_link=link))
