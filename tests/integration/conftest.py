@@ -102,3 +102,37 @@ def make_mail(subject: str, body: str = "Hello.\n", sender: str = "Ada Lovelace 
         maintype, subtype = ctype.split("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return bytes(msg)
+
+
+@pytest.fixture(scope="session")
+def graph_server() -> Iterator[Any]:
+    """The local Microsoft Graph, on an ephemeral loopback port, for the whole session."""
+    from mailintake.localstack.graph import LocalGraph
+
+    with LocalGraph() as graph:
+        yield graph
+
+
+@pytest.fixture()
+def local_graph(graph_server: Any) -> Iterator[Any]:
+    """The local Graph with no faults pending and its page size as Graph's, after each test too."""
+    from mailintake.localstack.graph import MAX_PAGE
+
+    graph_server.state.faults.clear()
+    graph_server.state.max_page = MAX_PAGE
+    yield graph_server
+    if graph_server.httpd is None:
+        graph_server.start()
+    graph_server.state.faults.clear()
+    graph_server.state.max_page = MAX_PAGE
+
+
+@pytest.fixture()
+def graph_mailbox(settings: Any, local_graph: Any) -> Callable[..., Any]:
+    """Make a Graph mailbox on the local Graph server with a unique name."""
+    from mailintake.localstack.graph import local_graph_mailbox
+
+    def make(after: str | None = None, **kwargs: Any) -> Any:
+        return local_graph_mailbox(local_graph, settings, f"graph-{uuid.uuid4().hex[:8]}", after, **kwargs)
+
+    return make

@@ -20,7 +20,7 @@ from mailintake.fetching import Fetcher, FetchReport, FetchServices, Interrupted
 from mailintake.handover import QueuedMessage, conversation_group
 from mailintake.settings import Settings
 from mailintake.sources import PART_BYTES, CursorStore, ImapCursor, MailSource, Pending
-from mailintake.sources.cursors import UidlParts
+from mailintake.sources.cursors import GraphCursor, UidlParts
 from mailintake.store import MailboxRecord
 from mailintake.system_settings import ConfigCache
 
@@ -69,7 +69,7 @@ class FakeCursors:
         self.world = world
         self.imap: dict[str, ImapCursor] = {}
         self.uidls: dict[str, UidlParts] = {}
-        self.delta: dict[str, str | None] = {}
+        self.delta: dict[str, GraphCursor] = {}
 
     def load_imap(self, mailbox: str) -> ImapCursor:
         saved = self.imap.get(mailbox, ImapCursor())
@@ -89,11 +89,12 @@ class FakeCursors:
     def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
         self.uidls[mailbox] = {"all": set(keep)}
 
-    def load_delta(self, mailbox: str) -> str | None:
-        return self.delta.get(mailbox)
+    def load_delta(self, mailbox: str) -> GraphCursor:
+        saved = self.delta.get(mailbox, GraphCursor())
+        return GraphCursor(saved.link, saved.round, saved.done)
 
-    def save_delta(self, mailbox: str, link: str | None) -> None:
-        self.delta[mailbox] = link
+    def save_delta(self, mailbox: str, cursor: GraphCursor) -> None:
+        self.delta[mailbox] = GraphCursor(cursor.link, cursor.round, cursor.done)
 
 
 class FakeImapSource:

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +39,10 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from mailintake.mailboxes import MailboxSpec, add_mailbox
+from mailintake.settings import Settings
+from mailintake.store import MailboxRecord
 
 WELL_KNOWN = {"inbox": "Inbox", "archive": "Archive", "deleteditems": "Deleted Items", "sentitems": "Sent Items",
               "junkemail": "Junk Email", "drafts": "Drafts"}
@@ -104,6 +110,7 @@ class GraphState:
         self.sent: list[dict[str, Any]] = []  # {"user", "mime" or "json", "save"}
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request answered
+        self.max_page = MAX_PAGE  # the most changes a delta page holds, whatever the client prefers
         # Further tokens accepted, as a callable (a local OAuth server's introspection); None: only issued ones.
         self.token_check: Callable[[str], bool] | None = None
 
@@ -305,7 +312,7 @@ class GraphApi:
             size = SIZE_PROPERTY.lower() in query.get("$expand", "").lower()
             prefer = self.handler.headers.get("Prefer", "")
             wanted = re.search(r"odata\.maxpagesize=(\d+)", prefer)
-            page_size = min(MAX_PAGE, int(query.get("$top") or (wanted.group(1) if wanted else DEFAULT_PAGE)))
+            page_size = min(state.max_page, int(query.get("$top") or (wanted.group(1) if wanted else DEFAULT_PAGE)))
         if upto is None:
             upto = state.seq  # the round reports changes up to now; later ones go to the next round
         upto = int(upto)
@@ -400,6 +407,27 @@ class GraphHTTPServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), GraphHandler)
         self.state = state
         self.prefix = "/v1.0"
+        self.connections: set[socket.socket] = set()  # open client connections, closed when going away
+        self.connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def go_away(self) -> None:
+        """Stop serving and cut every open connection (kept-alive ones too), as a server that went down."""
+        self.shutdown()
+        self.server_close()
+        with self.connections_lock:
+            for connection in list(self.connections):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     @property
     def base_url(self) -> str:
@@ -426,8 +454,7 @@ class LocalGraph:
     def stop(self) -> None:
         """Go away: no more connections accepted on the port."""
         if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+            self.httpd.go_away()
             self.httpd = None
 
     @property
@@ -516,3 +543,15 @@ class LocalGraph:
         with self.state.lock:
             return [r for r in self.state.requests if r[0].startswith(method) and contains in r[1]]
 
+
+
+def local_graph_mailbox(graph: LocalGraph, settings: Settings, name: str, after: str | None = None,
+                        move_to: str | None = None, folder: str = "inbox",
+                        folders: tuple[str, ...] = ("Processed",)) -> MailboxRecord:
+    """A mailbox ``<name>@contoso.example`` on the local Graph (with ``folders`` beside the well-known ones),
+    registered as a ``--protocol graph`` mailbox whose secret holds a token the server issued."""
+    user = f"{name}@contoso.example"
+    graph.add_mailbox(user, folders)
+    spec = MailboxSpec(name=name, protocol="graph", host=graph.base_url, username=user, folder=folder,
+                       after=after, move_to=move_to)
+    return add_mailbox(spec, settings, graph.issue_token())

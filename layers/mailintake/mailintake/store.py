@@ -222,6 +222,8 @@ class CursorRecord(Record):
     uidvalidity = NumberAttribute(null=True)
     last_uid = NumberAttribute(default=0)
     delta_link = UnicodeAttribute(null=True)
+    delta_round = UnicodeAttribute(null=True)  # the round the link belongs to
+    delta_done = BooleanAttribute(default=False)  # the link is the round's deltaLink: the round is over
     updated = UTCDateTimeAttribute(default_for_new=utcnow)
 
     @staticmethod

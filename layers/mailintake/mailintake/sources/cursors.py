@@ -8,9 +8,9 @@ the stack's table, in the records ``mailintake.store`` defines (unchanged: no mi
   ``last_uid`` and ``updated``.
 - POP3: ``UidlsRecord`` parts beside it, ``sk=UIDLS#<part>``, each a set of UIDLs already stored. A run adds
   a small part per write and compacts the parts at its end (records of at most ``UIDLS_PER_RECORD``).
-- Microsoft Graph: the ``CursorRecord``'s ``delta_link``, the link the next delta request starts from, and
-  in ``UidlsRecord`` parts the digests of the mails settled since that link was issued (see
-  :mod:`mailintake.sources.graph`).
+- Microsoft Graph: the ``CursorRecord``'s ``delta_link``, the link the next delta request starts from, with
+  the round it belongs to and whether it ends it, and in ``UidlsRecord`` parts the digests of the mails
+  settled in this round and the one before (see :mod:`mailintake.sources.graph`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,16 @@ class ImapCursor:
 
     uidvalidity: int | None = None
     last_uid: int = 0
+
+
+@dataclass
+class GraphCursor:
+    """Where a Graph folder's delta reading stands: the link to go on from (None: never read), the round
+    it belongs to, and whether the link is that round's deltaLink (the round is over)."""
+
+    link: str | None = None
+    round: str = ""
+    done: bool = False
 
 
 # POP3 has no order to resume from, only the UIDLs seen, kept in parts: part name -> UIDLs.
@@ -52,11 +62,11 @@ class CursorStore(Protocol):
         """Rewrite ``parts`` (as loaded, plus those added) to hold exactly ``keep``; a crash midway may leave
         UIDLs known twice, never forgotten."""
 
-    def load_delta(self, mailbox: str) -> str | None:
-        """The Graph link the next delta request starts from (None: the folder was never read)."""
+    def load_delta(self, mailbox: str) -> GraphCursor:
+        """The Graph cursor, as last saved."""
 
-    def save_delta(self, mailbox: str, link: str | None) -> None:
-        """Replace the Graph delta link (None: read the folder from the start next time)."""
+    def save_delta(self, mailbox: str, cursor: GraphCursor) -> None:
+        """Replace the Graph cursor."""
 
 
 class DynamoCursorStore:
@@ -80,9 +90,11 @@ class DynamoCursorStore:
     def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
         store.compact_uidls(mailbox, parts, keep)
 
-    def load_delta(self, mailbox: str) -> str | None:
-        link = store.load_cursor(mailbox).delta_link
-        return str(link) if link else None
+    def load_delta(self, mailbox: str) -> GraphCursor:
+        record = store.load_cursor(mailbox)
+        return GraphCursor(str(record.delta_link) if record.delta_link else None, str(record.delta_round or ""),
+                           bool(record.delta_done))
 
-    def save_delta(self, mailbox: str, link: str | None) -> None:
-        store.save_cursor(store.CursorRecord(*store.CursorRecord.key_for(mailbox), delta_link=link))
+    def save_delta(self, mailbox: str, cursor: GraphCursor) -> None:
+        store.save_cursor(store.CursorRecord(*store.CursorRecord.key_for(mailbox), delta_link=cursor.link,
+                                             delta_round=cursor.round, delta_done=cursor.done))

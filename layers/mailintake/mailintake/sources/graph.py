@@ -13,11 +13,13 @@ The cursor is a link, and the source moves it only over what it has settled:
   yielded oldest first, and once all of them are settled the cursor may move to the link that follows the
   stretch (a nextLink mid-round, the deltaLink at its end). A run that stops midway (deadline, server gone,
   crash) leaves the cursor before the first stretch not wholly settled: the next run reads that again.
-- Settling is itself a change that the next round reports (a mail marked read comes back as updated), and
-  a stretch read again brings back mails settled before. So the digests of the mails settled since the
-  cursor's link was issued are kept beside it (``UidlsRecord`` parts, as POP3's UIDLs) and skipped. When
-  the cursor moves to a link issued in this run, what was settled before this run is older than the link
-  and is forgotten (at the end of a clean run).
+- Settling is itself a change that a later round reports (a mail marked read comes back as updated: in
+  the next round, or later in the same one), and a stretch read again brings back mails settled before.
+  So the digests of the mails settled are kept beside the cursor (``UidlsRecord`` parts, as POP3's UIDLs,
+  each part named for the round it was settled in) and skipped. A round reports the changes made since
+  the round before it began, which are the settling of that round's mails and its own: when a round is
+  over (the cursor moves to its deltaLink), the digests of earlier rounds are forgotten (at the end of a
+  clean run; until then they are merely skipped too).
 - A mail changed or moved back into the folder later comes back with the same key; processing recognises
   the key, so it makes no second outcome. An expired link (410) reads the folder anew, the same way.
 
@@ -47,7 +49,7 @@ from mailintake.graph_api import (
     GraphUnavailable,
     user_path,
 )
-from mailintake.sources.cursors import CursorStore
+from mailintake.sources.cursors import CursorStore, GraphCursor
 from mailintake.sources.protocol import PART_BYTES, Pending
 from mailintake.sources.tls import tls_context
 from mailintake.store import MailboxRecord, utcnow
@@ -103,9 +105,11 @@ def changes_of(page: dict[str, Any], into: dict[str, Change]) -> None:
 
 @dataclass
 class Stretch:
-    """Part of a round: the link that follows it, and the digests of its mails not settled yet."""
+    """Part of a round: the link that follows it (the deltaLink when ``last``), and the digests of its
+    mails not settled yet."""
 
     link: str
+    last: bool
     outstanding: set[str] = field(default_factory=set)
 
 
@@ -121,13 +125,19 @@ class GraphSource:
         # Opening checks what configuration decides: the token, the user, the folders.
         self.folder_id = self.folder(str(mailbox.folder))
         self.move_to_id = self.folder(str(mailbox.move_to)) if mailbox.after == "move" else ""
-        self.link = self.start = cursors.load_delta(mailbox.name)
+        self.run = utcnow().strftime("%Y%m%dT%H%M%S%f")
+        self.cursor = cursors.load_delta(mailbox.name)
+        if self.cursor.done or not self.cursor.link:
+            # A new round begins with this run; the last one's settled mails are still skipped in it.
+            self.round = f"R{self.run}"
+        else:
+            self.round = self.cursor.round  # going on with a round begun by an earlier run
         self.parts = cursors.load_uidls(mailbox.name)
-        self.skip: set[str] = set().union(*self.parts.values())  # settled since the cursor's link
+        self.skip: set[str] = set().union(*self.parts.values())  # settled in this round and the one before
         self.settled: set[str] = set()  # settled in this run
         self.unremembered: set[str] = set()
         self.stretches: list[Stretch] = []
-        self.run = utcnow().strftime("%Y%m%dT%H%M%S%f")
+        self.finished = False  # the cursor moved to this round's deltaLink
 
     def folder(self, path: str) -> str:
         """The id of a folder given by well-known name, id, or display names from the top ("Inbox/Support")."""
@@ -177,7 +187,7 @@ class GraphSource:
                 return sorted(changes.values(), key=lambda c: c.received), link, False
 
     def pending(self) -> Iterator[Pending]:
-        link = self.start or self._first_link()
+        link = self.cursor.link or self._first_link()
         while True:
             try:
                 changes, link, done = self._collect(link)
@@ -190,7 +200,7 @@ class GraphSource:
                 link = self._first_link()
                 continue
             fresh = [c for c in changes if digest(c.id) not in self.skip and digest(c.id) not in self.settled]
-            self.stretches.append(Stretch(link, {digest(c.id) for c in fresh}))
+            self.stretches.append(Stretch(link, done, {digest(c.id) for c in fresh}))
             for change in fresh:
                 yield Pending(change.id, key_suffix(change.id), change.size)
             if done:
@@ -236,23 +246,26 @@ class GraphSource:
 
     def remember(self) -> None:
         if self.unremembered:
-            part = self.cursors.add_uidls(self.mailbox.name, f"{self.run}-{len(self.parts):05d}", self.unremembered)
+            part = self.cursors.add_uidls(self.mailbox.name, f"{self.round}-{self.run}-{len(self.parts):05d}",
+                                          self.unremembered)
             self.parts[part] = self.unremembered
             self.unremembered = set()
-        moved_to = None
+        moved: Stretch | None = None
         while self.stretches and not self.stretches[0].outstanding:
-            moved_to = self.stretches.pop(0).link
-        if moved_to and moved_to != self.link:
-            self.cursors.save_delta(self.mailbox.name, moved_to)
-            self.link = moved_to
+            moved = self.stretches.pop(0)
+        if moved is not None and moved.link != self.cursor.link:
+            self.cursor = GraphCursor(moved.link, self.round, moved.last)
+            self.cursors.save_delta(self.mailbox.name, self.cursor)
+            self.finished = moved.last
 
     def __enter__(self) -> GraphSource:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.client.pool.clear()
-        if exc_type is not None or (len(self.parts) <= 1 and self.link == self.start):
+        if exc_type is not None or not self.finished:
             return
-        # The cursor moved to a link issued in this run: what was settled before it is older than the link.
-        keep = self.settled if self.link != self.start else self.skip | self.settled
+        # The round is over: the next one reports changes since it began, so what earlier rounds settled
+        # is not reported again and need not be skipped.
+        keep = set().union(*(ids for part, ids in self.parts.items() if self.round in part))
         self.cursors.compact_uidls(self.mailbox.name, self.parts, keep)
