@@ -316,22 +316,53 @@ def test_graph_server_going_away_mid_fetch_interrupts_the_run_and_later_runs_fin
     assert stored_subjects(settings, box) == set(subjects)
 
 
-def test_graph_refused_token_is_a_login_problem_reported_once(
-    settings: Any, local_graph: Any, graph_mailbox: Callable[..., Any]
+def test_graph_token_expired_on_the_server_is_replaced_once_and_the_run_goes_on(
+    settings: Any, local_graph: Any, graph_mailbox: Callable[..., Any], identity_platform: Any
 ) -> None:
-    from mailintake.fetching import mailbox_password
+    box = graph_mailbox(after="delete")
+    deliver_all(local_graph, box, ["Before the expiry"])
+    run_cycle(settings)  # the container caches the app's token for Graph
+    asked = identity_platform.token_requests
+    identity_platform.expire_all()  # before the lifetime the client was told: Graph answers 401
+    deliver_all(local_graph, box, ["After the expiry"])
 
+    report = run_cycle(settings).fetches[0]
+
+    assert (report["status"], report["fetched"]) == ("done", 1)
+    assert identity_platform.token_requests == asked + 1  # one new token, then the run went on
+    assert titles() == ["After the expiry", "Before the expiry"]
+
+
+def test_graph_mailbox_outside_the_apps_access_policy_is_a_login_problem_reported_once(
+    settings: Any, local_graph: Any, graph_mailbox: Callable[..., Any], identity_platform: Any
+) -> None:
     box = graph_mailbox()
-    deliver_all(local_graph, box, ["Waits for a token"])
-    local_graph.expire(mailbox_password(box))
+    deliver_all(local_graph, box, ["Not for this app"])
+    identity_platform.apps[str(box.client_id)].mailboxes = {"someone-else@contoso.example"}
 
     report = invoke("fetch", {"mailbox": box.name})
 
     assert report["status"] == "config-error"
     alert = store.AlertRecord.get(*store.AlertRecord.key(box.name))
     assert alert.problem == "login"
-    assert "InvalidAuthenticationToken" in alert.detail and "Mail.ReadWrite" in alert.detail
+    assert "ErrorAccessDenied" in alert.detail and "application access policy" in alert.detail
     assert store.list_ledger() == []
+    assert len(on_server(local_graph, box)) == 1
+
+
+def test_graph_revoked_consent_ends_the_run_as_a_configuration_error_that_says_what_to_fix(
+    settings: Any, local_graph: Any, graph_mailbox: Callable[..., Any], identity_platform: Any
+) -> None:
+    box = graph_mailbox()
+    deliver_all(local_graph, box, ["After the consent went"])
+    identity_platform.revoke_consent(str(box.client_id))
+
+    report = invoke("fetch", {"mailbox": box.name})
+
+    assert report["status"] == "config-error"
+    alert = store.AlertRecord.get(*store.AlertRecord.key(box.name))
+    assert alert.problem.startswith("oauth-")
+    assert "admin consent" in alert.detail
     assert len(on_server(local_graph, box)) == 1
 
 

@@ -23,6 +23,7 @@ from mailintake.sources import PART_BYTES, CursorStore, ImapCursor, MailSource, 
 from mailintake.sources.cursors import GraphCursor, UidlParts
 from mailintake.store import MailboxRecord
 from mailintake.system_settings import ConfigCache
+from mailintake.tokens import MailboxLogin
 
 MARGIN_MS = Settings().deadline_margin_seconds * 1000
 
@@ -194,9 +195,9 @@ class Stack:
                                      host="mail.example.com", port=993, security="ssl", username="support",
                                      secret_name="mailbox/support", after="delete")
 
-        def open_source(mailbox: MailboxRecord, password: str, cursors: CursorStore,
+        def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore,
                         seconds_left: Callable[[], float]) -> MailSource:
-            assert password == "secret"
+            assert login.password() == "secret"
             return FakeImapSource(self.world, mailbox, cursors)
 
         self.services = FetchServices(open_source, self.cursors, self.bucket, self.queue, lambda box: "secret")

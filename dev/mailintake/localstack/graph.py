@@ -33,20 +33,25 @@ import secrets
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from mailintake.mailboxes import MailboxSpec, add_mailbox
 from mailintake.settings import Settings
 from mailintake.store import MailboxRecord
 
+if TYPE_CHECKING:
+    from mailintake.localstack.oauth import AuthorizationServer
+
 WELL_KNOWN = {"inbox": "Inbox", "archive": "Archive", "deleteditems": "Deleted Items", "sentitems": "Sent Items",
               "junkemail": "Junk Email", "drafts": "Drafts"}
 SIZE_PROPERTY = "Integer 0x0E08"
+GRAPH_DEFAULT = "https://graph.microsoft.com/.default"  # the scope of tokens Graph takes
 DEFAULT_PAGE = 10
 MAX_PAGE = 1000
 
@@ -111,8 +116,9 @@ class GraphState:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request answered
         self.max_page = MAX_PAGE  # the most changes a delta page holds, whatever the client prefers
-        # Further tokens accepted, as a callable (a local OAuth server's introspection); None: only issued ones.
-        self.token_check: Callable[[str], bool] | None = None
+        # Tokens of an authorization server (see accept_tokens_of): (token, user) -> None when the token
+        # may read the user's mailbox, "invalid" (401) or "forbidden" (403). None: only tokens issued here.
+        self.token_check: Callable[[str, str], str | None] | None = None
 
     def tick(self) -> int:
         self.seq += 1
@@ -174,18 +180,29 @@ class GraphHandler(BaseHTTPRequestHandler):
                    {"Retry-After": fault.retry_after} if fault.retry_after is not None else {})
         return True
 
-    def _authorised(self) -> bool:
+    def _authorised(self, user: str) -> bool:
         state = self.server.state
         header = self.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else ""
         with state.lock:
             expiry = state.tokens.get(token)
             check = state.token_check
-        if token and ((expiry is not None and expiry > time.time()) or (expiry is None and check and check(token))):
+        if expiry is not None:
+            verdict = None if expiry > time.time() else "expired"
+        elif token and check is not None:
+            verdict = check(token, user)
+        else:
+            verdict = "malformed" if token else "empty"
+        if verdict is None:
             return True
-        message = ("Access token has expired or is not yet valid." if expiry is not None
-                   else "IDX14100: JWT is not well formed." if token else "Access token is empty.")
         self._body()
+        if verdict == "forbidden":
+            # What Graph answers when an application access policy leaves the mailbox out.
+            self._send(403, _error("ErrorAccessDenied", "Access to OData is disabled: [RAOP] : Blocked by tenant"
+                                                        " configured AppOnly AccessPolicy settings."))
+            return False
+        message = {"expired": "Access token has expired or is not yet valid.", "empty": "Access token is empty.",
+                   }.get(verdict, "IDX14100: JWT is not well formed, there are no dots (.).")
         self._send(401, _error("InvalidAuthenticationToken", message),
                    {"WWW-Authenticate": 'Bearer realm="", authorization_uri='
                                         '"https://login.microsoftonline.com/common/oauth2/authorize"'})
@@ -198,9 +215,9 @@ class GraphHandler(BaseHTTPRequestHandler):
         if not path.startswith(prefix + "/users/"):
             self._send(404, _error("BadRequest", f"Resource not found for the segment '{path}'."))
             return
-        if self._fault(path) or not self._authorised():
-            return
         segments = [unquote(s) for s in path[len(prefix) + len("/users/"):].split("/")]
+        if self._fault(path) or not self._authorised(segments[0]):
+            return
         with self.server.state.lock:
             self.server.state.requests.append((self.command, path))
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -545,13 +562,39 @@ class LocalGraph:
 
 
 
+def accept_tokens_of(auth: AuthorizationServer) -> Callable[[str, str], str | None]:
+    """Graph's check of a token from the local identity platform: issued there for Graph's scope, unexpired
+    and unrevoked; an app-only token reads only the mailboxes its application access policy names (the
+    app's ``mailboxes``; none named: every mailbox), a delegated one only its user's."""
+
+    def check(token: str, user: str) -> str | None:
+        with auth.lock:
+            issued = auth.access.get(token)
+            app = auth.apps.get(issued.client_id) if issued else None
+            policy = {m.lower() for m in app.mailboxes} if app else set()
+        if issued is None or issued.revoked or issued.expires_at <= time.time() or issued.scope != GRAPH_DEFAULT:
+            return "invalid"
+        if issued.user is None:
+            return None if not policy or user.lower() in policy else "forbidden"
+        return None if issued.user.lower() == user.lower() else "forbidden"
+
+    return check
+
+
 def local_graph_mailbox(graph: LocalGraph, settings: Settings, name: str, after: str | None = None,
-                        move_to: str | None = None, folder: str = "inbox",
-                        folders: tuple[str, ...] = ("Processed",)) -> MailboxRecord:
+                        move_to: str | None = None, folder: str = "inbox", folders: tuple[str, ...] = ("Processed",),
+                        auth: AuthorizationServer | None = None, ca_bundle: str | None = None) -> MailboxRecord:
     """A mailbox ``<name>@contoso.example`` on the local Graph (with ``folders`` beside the well-known ones),
-    registered as a ``--protocol graph`` mailbox whose secret holds a token the server issued."""
+    registered as a ``--protocol graph`` mailbox. With ``auth``, it signs in as an app registered there
+    (client credentials, its own tenant, client id and secret; ``ca_bundle`` trusts the server's
+    certificate); without, its secret holds a token the Graph server issued."""
     user = f"{name}@contoso.example"
     graph.add_mailbox(user, folders)
     spec = MailboxSpec(name=name, protocol="graph", host=graph.base_url, username=user, folder=folder,
-                       after=after, move_to=move_to)
-    return add_mailbox(spec, settings, graph.issue_token())
+                       after=after, move_to=move_to, ca_bundle=ca_bundle)
+    if auth is None:
+        return add_mailbox(spec, settings, graph.issue_token())
+    tenant, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(24)
+    auth.register_microsoft_app(tenant, client_id, secret, mailboxes={user})
+    spec.auth, spec.tenant, spec.client_id, spec.oauth_endpoint = "microsoft", tenant, client_id, auth.base_url
+    return add_mailbox(spec, settings, oauth_secret={"client_secret": secret})

@@ -28,13 +28,14 @@ from mailintake.graph_api import GraphAuthError, GraphNotFound
 from mailintake.settings import Settings
 from mailintake.store import AlertRecord, MailboxRecord
 from mailintake.system_settings import SettingError
+from mailintake.tokens import TokenError
 
 logger = Logger(child=True)
 
 
 @dataclass(frozen=True)
 class Problem:
-    code: str  # unreachable | tls | login | folder | secret | pattern | workspace
+    code: str  # unreachable | tls | login | folder | secret | pattern | workspace | oauth-<TokenError.code>
     detail: str
 
     def line(self) -> str:
@@ -63,6 +64,9 @@ def static_problem(mailbox: MailboxRecord, config: system_settings.Config) -> Pr
 def classify(exc: BaseException, mailbox: MailboxRecord) -> Problem | None:
     """The configuration problem an exception of the run means, or None for anything else."""
     where = f"{mailbox.host}:{int(mailbox.port)}"
+    if isinstance(exc, TokenError):
+        # Its message is the fix-it text (which console, which setting); never a token or a secret.
+        return Problem(f"oauth-{exc.code}", str(exc))
     if isinstance(exc, GetParameterError) or (
             isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException"):
         return Problem("secret", f"secret {mailbox.secret_name!r} cannot be read: {exc}")

@@ -40,6 +40,7 @@ from mailintake.sources import (
 )
 from mailintake.store import MailboxRecord, acquire_lease, release_lease
 from mailintake.system_settings import ConfigCache
+from mailintake.tokens import MailboxLogin, TokenProvider
 
 logger = Logger(child=True)
 
@@ -150,12 +151,27 @@ class FetchServices:
     raw_mail: RawMailStore
     queue: IntakeQueue
     password: Callable[[MailboxRecord], str] = mailbox_password
+    tokens: TokenProvider | None = None  # OAuth mailboxes' tokens: the container's (Runtime.tokens)
 
     @classmethod
-    def on_aws(cls, settings: Settings) -> FetchServices:
-        """The real ones: mail servers, DynamoDB, S3, SQS, Secrets Manager."""
+    def on_aws(cls, settings: Settings, tokens: TokenProvider | None = None) -> FetchServices:
+        """The real ones: mail servers, DynamoDB, S3, SQS, Secrets Manager, the identity providers."""
         return cls(open_source, DynamoCursorStore(), S3RawMailStore(client("s3", settings.region), settings.bucket),
-                   SqsIntakeQueue(client("sqs", settings.region), settings.queue_url))
+                   SqsIntakeQueue(client("sqs", settings.region), settings.queue_url),
+                   tokens=tokens or TokenProvider.for_settings(settings))
+
+    def login(self, mailbox: MailboxRecord) -> MailboxLogin:
+        return MailboxLogin(mailbox, self.tokens or TokenProvider(_NoSecrets()), self.password)
+
+
+class _NoSecrets:
+    """The secret store of services built without token provider (tests of password mailboxes)."""
+
+    def read(self, name: str) -> str:
+        raise LookupError(f"no secret store to read {name} from")
+
+    def write(self, name: str, value: str) -> None:
+        raise LookupError(f"no secret store to write {name} to")
 
 
 # A mail read and stored: what the server calls it, its queue message, its conversation group.
@@ -166,12 +182,12 @@ class Fetcher:
     """One run over one mailbox."""
 
     def __init__(self, settings: Settings, config: ConfigCache, remaining_ms: Callable[[], int], run_id: str,
-                 services: FetchServices | None = None) -> None:
+                 services: FetchServices | None = None, tokens: TokenProvider | None = None) -> None:
         self.settings = settings
         self.config = config  # the container's settings snapshot
         self.remaining_ms = remaining_ms
         self.run_id = run_id
-        self.services = services or FetchServices.on_aws(settings)
+        self.services = services or FetchServices.on_aws(settings, tokens)
         self.batches = 0
 
     def run(self, name: str) -> FetchReport:
@@ -212,7 +228,7 @@ class Fetcher:
         def seconds_left() -> float:
             return (self.remaining_ms() - margin_ms) / 1000  # a throttled server is waited for until then
 
-        with services.open_source(mailbox, services.password(mailbox), services.cursors, seconds_left) as source:
+        with services.open_source(mailbox, services.login(mailbox), services.cursors, seconds_left) as source:
             self._read(source, mailbox, report, margin_ms)
 
     def _read(self, source: MailSource, mailbox: MailboxRecord, report: FetchReport, margin_ms: int) -> None:
@@ -296,4 +312,4 @@ def fetch_scheduled(event: Mapping[str, Any], runtime: Runtime, remaining_ms: Ca
     name = event.get("mailbox")
     if not isinstance(name, str) or not name:
         raise BadEvent('the fetch event must be {"mailbox": NAME}')
-    return Fetcher(runtime.settings, runtime.config, remaining_ms, run_id).run(name)
+    return Fetcher(runtime.settings, runtime.config, remaining_ms, run_id, tokens=runtime.tokens).run(name)

@@ -32,7 +32,6 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 # Ids that survive a move (a mail's id otherwise changes with its folder), so that a mail's S3 key stays
 # the same whatever happens to it on the server.
 IMMUTABLE_IDS = 'IdType="ImmutableId"'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from mailintake.aws_clients import client
 from mailintake.graph_api import GRAPH_BASE_URL
 from mailintake.settings import Settings
 from mailintake.store import MailboxRecord, list_mailboxes
+from mailintake.tokens import AUTHS, FLOWS
 
 PROTOCOLS = ("imap", "pop3", "graph")
 SECURITY = ("ssl", "starttls", "none")
@@ -48,6 +50,13 @@ class MailboxSpec:
     poll_minutes: int | None = None
     ca_bundle: str | None = None
     system: bool = False
+    # OAuth 2.0 (see mailintake.tokens); a password mailbox leaves them None, as records from before did.
+    auth: str | None = None  # password | microsoft | google
+    oauth_flow: str | None = None  # microsoft: app | delegated; google: service-account | refresh-token
+    tenant: str | None = None
+    client_id: str | None = None
+    oauth_endpoint: str | None = None
+    secret_expires: str | None = None  # YYYY-MM-DD
 
     def validate(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or len(self.name) > 64:
@@ -71,6 +80,27 @@ class MailboxSpec:
             raise MailboxConfigError("port out of range")
         if self.poll_minutes is not None and self.poll_minutes < 1:
             raise MailboxConfigError("poll interval must be at least one minute")
+        self._validate_auth()
+
+    def _validate_auth(self) -> None:
+        if self.auth in (None, "password"):
+            self.auth = None  # stored as before OAuth: a password mailbox's record does not change
+            return
+        if self.auth not in AUTHS:
+            raise MailboxConfigError(f"auth must be one of {', '.join(AUTHS)}")
+        flows = FLOWS[self.auth]
+        self.oauth_flow = self.oauth_flow or flows[0]
+        if self.oauth_flow not in flows:
+            raise MailboxConfigError(f"{self.auth} sign-in must be one of {', '.join(flows)}")
+        if self.auth == "microsoft" and not (self.tenant and self.client_id):
+            raise MailboxConfigError("microsoft needs --tenant (Directory ID) and --client-id (Application ID)")
+        if self.auth == "google" and self.oauth_flow == "refresh-token" and not self.client_id:
+            raise MailboxConfigError("a google refresh token needs the OAuth client's --client-id")
+        if self.secret_expires:
+            try:
+                date.fromisoformat(self.secret_expires)
+            except ValueError as exc:
+                raise MailboxConfigError("--secret-expires must be a date, YYYY-MM-DD") from exc
 
     def _validate_graph(self) -> None:
         """A Graph mailbox has a base URL instead of a host and port: HTTPS, or HTTP on this machine only."""
@@ -98,10 +128,16 @@ def fetch_event(mailbox: str) -> dict[str, Any]:
     return {"mailbox": mailbox}
 
 
-def add_mailbox(spec: MailboxSpec, settings: Settings, password: str | None = None) -> MailboxRecord:
-    """Store a mailbox (its password in Secrets Manager) and create or update its schedule."""
+def add_mailbox(spec: MailboxSpec, settings: Settings, password: str | None = None,
+                oauth_secret: dict[str, Any] | None = None) -> MailboxRecord:
+    """Store a mailbox (its password, or the OAuth secret mailintake.tokens reads, as JSON, in Secrets
+    Manager) and create or update its schedule."""
     spec.validate()
     secrets = client("secretsmanager", settings.region)
+    if oauth_secret is not None:
+        if spec.auth is None:
+            raise MailboxConfigError("an OAuth secret is for --auth microsoft or google")
+        password = json.dumps(oauth_secret)
     if password is not None:
         spec.secret_name = spec.secret_name or f"{SECRET_PREFIX}{spec.name}"
         try:

@@ -91,6 +91,14 @@ class MailboxRecord(Record):
     poll_minutes = NumberAttribute(default=5)
     ca_bundle = UnicodeAttribute(null=True)  # PEM text of extra CAs to trust
     system = BooleanAttribute(default=False)  # the system-wide mailbox (at most one)
+    # How it logs in: None or "password" (secret_name holds the password), "microsoft" or "google" (OAuth 2.0
+    # XOAUTH2; secret_name holds the JSON mailintake.tokens reads). Absent on records from before OAuth.
+    auth = UnicodeAttribute(null=True)
+    oauth_flow = UnicodeAttribute(null=True)  # microsoft: app | delegated; google: service-account | refresh-token
+    tenant = UnicodeAttribute(null=True)  # microsoft: the Directory (tenant) ID
+    client_id = UnicodeAttribute(null=True)
+    oauth_endpoint = UnicodeAttribute(null=True)  # authority host / token URL, when not the provider's own
+    secret_expires = UnicodeAttribute(null=True)  # YYYY-MM-DD the client secret expires, as the admin gave it
     created = UTCDateTimeAttribute(default_for_new=utcnow)
 
     @staticmethod

@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 from aws_lambda_powertools import Logger
 
-from mailintake.graph_api import StaticToken
 from mailintake.sources.cursors import CursorStore, DynamoCursorStore, ImapCursor
-from mailintake.sources.graph import GraphSource
+from mailintake.sources.graph import GraphSource, GraphTokens
 from mailintake.sources.imap import ImapSource
 from mailintake.sources.pop3 import Pop3Source
 from mailintake.sources.protocol import INTERRUPTIONS, PART_BYTES, MailSource, Pending, SourceFactory
 from mailintake.store import MailboxRecord
+from mailintake.tokens import MailboxLogin
 
 __all__ = [
     "INTERRUPTIONS", "PART_BYTES", "CursorStore", "DynamoCursorStore", "GraphSource", "ImapCursor", "ImapSource",
@@ -28,15 +28,15 @@ __all__ = [
 logger = Logger(child=True)
 
 
-def open_source(mailbox: MailboxRecord, password: str, cursors: CursorStore,
+def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore,
                 seconds_left: Callable[[], float]) -> MailSource:
     """The mailbox's source, connected and logged in (a :data:`SourceFactory`)."""
     if mailbox.protocol == "graph":
-        return GraphSource(mailbox, StaticToken(password), cursors, seconds_left)
-    if mailbox.security == "none":
+        return GraphSource(mailbox, GraphTokens(login), cursors, seconds_left)
+    if mailbox.security == "none" and not login.oauth:
         # An explicit choice, but the password crosses the network in clear text: say so every run.
         logger.warning("mailbox uses security none: the password is sent unencrypted",
                        extra={"mailbox": mailbox.name, "host": mailbox.host})
     if mailbox.protocol == "imap":
-        return ImapSource(mailbox, password, cursors)
-    return Pop3Source(mailbox, password, cursors)
+        return ImapSource(mailbox, login, cursors)
+    return Pop3Source(mailbox, login, cursors)

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 
 from aws_lambda_powertools import Logger
 from imap_tools import AND, BaseMailBox, MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessageFlags, U
+from imap_tools.errors import MailboxLoginError
 
 from mailintake.sources.cursors import CursorStore
 from mailintake.sources.protocol import PART_BYTES, Pending
 from mailintake.sources.tls import SOCKET_TIMEOUT, tls_context
 from mailintake.store import MailboxRecord
+from mailintake.tokens import MailboxLogin, refused, xoauth2
 
 logger = Logger(child=True)
 
@@ -23,12 +25,15 @@ _FETCH_ITEM = re.compile(rb"(UID|RFC822\.SIZE) (\d+)")
 class ImapSource:
     """One folder, read by UID above the cursor's last UID; settling flags, moves or deletes (expunges)."""
 
-    def __init__(self, mailbox: MailboxRecord, password: str, cursors: CursorStore) -> None:
+    def __init__(self, mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore) -> None:
         self.mailbox = mailbox
         self.cursors = cursors
         self.cursor = cursor = cursors.load_imap(mailbox.name)
         self.box = self._connect(mailbox)
-        self.box.login(mailbox.username, password, initial_folder=mailbox.folder)
+        if login.oauth:
+            self._authenticate(login)
+        else:
+            self.box.login(mailbox.username, login.password(), initial_folder=mailbox.folder)
         status = self.box.folder.status(mailbox.folder, ["UIDVALIDITY"])
         uidvalidity = int(status["UIDVALIDITY"])
         self.changed = cursor.uidvalidity != uidvalidity  # the cursor needs writing
@@ -39,6 +44,28 @@ class ImapSource:
                 logger.warning("UIDVALIDITY changed; rereading folder", extra={"mailbox": mailbox.name})
             cursor.uidvalidity = uidvalidity
             cursor.last_uid = 0
+
+    def _authenticate(self, login: MailboxLogin) -> None:
+        """AUTHENTICATE XOAUTH2; a refused token is replaced once (it may have expired or been revoked on the
+        server's side before its announced expiry), a fresh one refused is the app's missing permission."""
+        for attempt in (1, 2):
+            token = login.token()
+            # The server answers a bad token with a challenge holding a JSON error; the client's empty
+            # reply then gets the NO (Google's and Microsoft's XOAUTH2 documentation).
+            answers = iter((xoauth2(self.mailbox.username, token), b""))
+
+            def answer(_challenge: bytes, answers: Iterator[bytes] = answers) -> bytes:
+                return next(answers, b"")
+
+            try:
+                self.box.client.authenticate("XOAUTH2", answer)
+            except (imaplib.IMAP4.error, MailboxLoginError) as exc:
+                if attempt == 2 or isinstance(exc, imaplib.IMAP4.abort):
+                    raise refused(self.mailbox, "the IMAP server", exc) from exc
+                login.rejected()
+                continue
+            self.box.folder.set(self.mailbox.folder)
+            return
 
     @staticmethod
     def _connect(mailbox: MailboxRecord) -> BaseMailBox:

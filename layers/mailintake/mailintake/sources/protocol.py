@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from mailintake.sources.cursors import CursorStore
     from mailintake.store import MailboxRecord
+    from mailintake.tokens import MailboxLogin
 
 # Parts in which a large mail travels from the server to S3. S3 parts must be at least 5 MiB, except the last.
 PART_BYTES = 8 * 1024 * 1024
@@ -98,6 +99,7 @@ class MailSource(Protocol):
         """Write what was settled since the last call to the cursor store (nothing when nothing was)."""
 
 
-# How the fetch loop opens a mailbox: the mailbox, its secret (a password; for Graph, the token's), where
-# its cursor is kept, and the seconds the source may spend waiting (for a throttled server) in this run.
-SourceFactory = Callable[["MailboxRecord", str, "CursorStore", Callable[[], float]], MailSource]
+# How the fetch loop opens a mailbox: the mailbox, what it logs in with (a password or OAuth tokens, see
+# mailintake.tokens.MailboxLogin), where its cursor is kept, and the seconds the source may spend waiting
+# (for a throttled server) in this run.
+SourceFactory = Callable[["MailboxRecord", "MailboxLogin", "CursorStore", Callable[[], float]], MailSource]
