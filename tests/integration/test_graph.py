@@ -4,6 +4,7 @@ handlers into items, over moto's server. The same nothing-lost, nothing-doubled 
 from __future__ import annotations
 
 import email
+import json
 import signal
 import subprocess
 import sys
@@ -387,19 +388,20 @@ def test_graph_large_mail_is_streamed_to_s3_byte_for_byte(
 
 
 def test_graph_reply_goes_out_through_send_mail_as_mime_keeping_the_thread_headers(
-    settings: Any, local_graph: Any, graph_mailbox: Callable[..., Any]
+    settings: Any, local_graph: Any, graph_mailbox: Callable[..., Any], identity_platform: Any
 ) -> None:
     box = graph_mailbox(after="delete")
-    sender_user = "helpdesk@contoso.example"
-    local_graph.add_mailbox(sender_user)
+    helpdesk = graph_mailbox()  # the account replies go out as, with its own app registration
+    app_secret = identity_platform.apps[str(helpdesk.client_id)].secret
     secret = "mailintake/smtp/graph-replies"
     secrets = client("secretsmanager", settings.region)
+    value = json.dumps({"client_secret": app_secret})
     try:
-        secrets.create_secret(Name=secret, SecretString=local_graph.issue_token())
+        secrets.create_secret(Name=secret, SecretString=value)
     except secrets.exceptions.ResourceExistsException:
-        secrets.put_secret_value(SecretId=secret, SecretString=local_graph.issue_token())
-    configure({"reply.from": sender_user, "reply.transport": "graph", "reply.graphUser": sender_user,
-               "reply.graphSecret": "graph-replies", "reply.graphUrl": local_graph.base_url,
+        secrets.put_secret_value(SecretId=secret, SecretString=value)
+    configure({"reply.from": str(helpdesk.username), "reply.transport": "graph",
+               "reply.graphMailbox": helpdesk.name, "reply.graphSecret": "graph-replies",
                "intake.knownSendersOnly": "true"})
     before = len(local_graph.sent)
     local_graph.deliver(str(box.username), make_mail("Let me in", message_id="stranger-1"))
@@ -408,12 +410,11 @@ def test_graph_reply_goes_out_through_send_mail_as_mime_keeping_the_thread_heade
 
     assert outcomes() == Counter({"rejected": 1})
     (sent,) = local_graph.sent[before:]
-    assert sent["user"] == sender_user
+    assert sent["user"] == helpdesk.username
     reply = email.message_from_bytes(sent["mime"])
-    assert reply["To"] == "ada@example.org"
+    assert (reply["From"], reply["To"]) == (helpdesk.username, "ada@example.org")
     assert reply["In-Reply-To"] == "<stranger-1@example.org>"
     assert reply["Auto-Submitted"] == "auto-replied"
     assert reply["Subject"] == "Re: Let me in"
     (ledger,) = store.list_ledger()
     assert ledger.reply == "sent via graph to ada@example.org"
-

@@ -32,17 +32,20 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from mailintake import automail
 from mailintake.aws_clients import client
-from mailintake.graph_api import GraphClient, StaticToken, user_path
+from mailintake.graph_api import GraphClient, user_path
 from mailintake.markers import make_message_id
 from mailintake.message import ParsedMessage
 from mailintake.settings import Settings
-from mailintake.store import ReplyCounterRecord, shared_connection
+from mailintake.sources.graph import GraphTokens
+from mailintake.sources.tls import tls_context
+from mailintake.store import MailboxRecord, ReplyCounterRecord, shared_connection
 from mailintake.system_settings import Config
+from mailintake.tokens import MailboxLogin, TokenProvider
 
 logger = Logger(child=True)
 
@@ -161,27 +164,39 @@ class SmtpTransport:
 
 
 class GraphTransport:
-    """Graph's ``sendMail`` as ``reply.graphUser``, the message as MIME (base64, ``Content-Type: text/plain``).
+    """Graph's ``sendMail`` as the user of ``reply.graphMailbox``, the message as MIME (base64,
+    ``Content-Type: text/plain``), with that mailbox's endpoint and app registration and the credentials in
+    ``reply.graphSecret``.
 
     Graph takes the recipients of a MIME message from its headers; ours name exactly the one recipient
     (``compose`` writes To only, and no Cc or Bcc), so that is the same one recipient.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, settings: Settings) -> None:
         self.config = config
+        self.settings = settings
 
     def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
-        config = self.config
-        user, secret_name = config.get("reply.graphUser"), config.get("reply.graphSecret")
-        if not user or not secret_name:
-            raise SendError("reply.transport is graph but reply.graphUser or reply.graphSecret is empty")
+        name, secret_name = self.config.get("reply.graphMailbox"), self.config.get("reply.graphSecret")
+        if not name or not secret_name:
+            raise SendError("reply.transport is graph but reply.graphMailbox or reply.graphSecret is empty")
+        try:
+            mailbox = MailboxRecord.get(*MailboxRecord.key(name))
+        except DoesNotExist:
+            raise SendError(f"reply.graphMailbox names no mailbox: {name!r}") from None
+        if mailbox.protocol != "graph":
+            raise SendError(f"reply.graphMailbox {name!r} is not a graph mailbox")
         if message.get_all("Cc") or message.get_all("Bcc") or str(message["To"]) != recipient:
             raise SendError("a message for Graph must name its one recipient in To only")
-        graph = GraphClient(config.get("reply.graphUrl"), StaticToken(_secret(secret_name)),
-                            lambda: GRAPH_SEND_WAIT_SECONDS)
+        if not secret_name.startswith(SECRET_PREFIX):
+            secret_name = SECRET_PREFIX + secret_name
+        mailbox.secret_name = secret_name  # a copy in memory: the sending credentials, never saved
+        login = MailboxLogin(mailbox, TokenProvider.for_settings(self.settings), lambda box: _secret(secret_name))
+        graph = GraphClient(str(mailbox.host), GraphTokens(login), lambda: GRAPH_SEND_WAIT_SECONDS,
+                            tls_context(mailbox.ca_bundle))
         try:
-            graph.request("POST", f"{user_path(user)}/sendMail", body=base64.b64encode(message.as_bytes()),
-                          content_type="text/plain").release_conn()
+            graph.request("POST", f"{user_path(str(mailbox.username))}/sendMail",
+                          body=base64.b64encode(message.as_bytes()), content_type="text/plain").release_conn()
         finally:
             graph.pool.clear()
 
@@ -192,7 +207,7 @@ def transport_for(config: Config, settings: Settings) -> MailTransport:
     if transport == "smtp":
         return SmtpTransport(config)
     if transport == "graph":
-        return GraphTransport(config)
+        return GraphTransport(config, settings)
     return SesTransport(settings)
 
 

@@ -102,7 +102,7 @@ DEFINITIONS: tuple[Definition, ...] = (
     Definition("reply.from", "address", "",
                "Sender address of replies and alerts (for SES a verified identity). Empty: nothing is sent."),
     Definition("reply.transport", "choice", "ses", "How replies are sent: Amazon SES, SMTP, or Microsoft Graph"
-               " (`sendMail` as reply.graphUser).", choices=("ses", "smtp", "graph")),
+               " (`sendMail` as the user of reply.graphMailbox).", choices=("ses", "smtp", "graph")),
     Definition("reply.maxPerSenderPerHour", "int", "3", "At most this many replies to one address per hour."),
     Definition("reply.maxPerHour", "int", "100",
                "At most this many replies and acknowledgements per clock hour in all, whoever they go to."),
@@ -115,14 +115,13 @@ DEFINITIONS: tuple[Definition, ...] = (
     Definition("reply.smtpSecret", "text", "",
                "Secrets Manager secret (name under mailintake/smtp/) holding {\"username\": .., \"password\": ..}"
                " for SMTP; empty: no login."),
-    Definition("reply.graphUser", "text", "",
-               "For reply.transport=graph: the user or shared mailbox (id or address) replies are sent as;"
-               " reply.from should be its address."),
+    Definition("reply.graphMailbox", "text", "",
+               "For reply.transport=graph: the Graph mailbox (its name) whose user replies are sent as, with its"
+               " endpoint and app registration; reply.from should be its address."),
     Definition("reply.graphSecret", "text", "",
-               "For reply.transport=graph: Secrets Manager secret (name under mailintake/smtp/) holding the"
-               " access credentials for Graph."),
-    Definition("reply.graphUrl", "text", "https://graph.microsoft.com/v1.0",
-               "For reply.transport=graph: the Graph endpoint (a national cloud's, or a local one in tests)."),
+               "For reply.transport=graph: Secrets Manager secret (name under mailintake/smtp/) holding that"
+               " app's credentials, as the mailbox's own secret holds them (the process function may read"
+               " no mailbox's secret)."),
     Definition("admin.address", "address", "",
                "Where configuration problems of mailboxes are reported (once per problem, and when it clears)."),
 )
