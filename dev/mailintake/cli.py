@@ -66,7 +66,8 @@ def load_environment(verbose: bool = False) -> str:
 
 
 MAILBOX_FIELDS = ("name", "protocol", "host", "port", "security", "username", "secret_name", "folder", "after",
-                  "move_to", "workspace", "enabled", "poll_minutes", "system")
+                  "move_to", "workspace", "enabled", "poll_minutes", "system", "auth", "oauth_flow", "tenant",
+                  "client_id", "oauth_endpoint", "secret_expires")
 
 
 def _mailbox_dict(record: Any) -> dict[str, Any]:
@@ -141,7 +142,8 @@ def _ledger_dict(rec: Any) -> dict[str, Any]:
 
 
 def cmd_mailbox_add(args: argparse.Namespace) -> int:
-    from mailintake.mailboxes import MailboxSpec, add_mailbox
+    from mailintake.cli_mailbox import SignInError, oauth_secret, spec_fields
+    from mailintake.mailboxes import MailboxConfigError, MailboxSpec, add_mailbox
 
     ca_bundle = Path(args.ca_bundle).read_text() if args.ca_bundle else None
     password = os.environ.get(args.password_env) if args.password_env else args.password
@@ -156,25 +158,38 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
         name=args.name, protocol=args.protocol, host=host, username=args.user, port=args.port,
         security=args.security, secret_name=args.secret, folder=args.folder, after=args.after,
         move_to=args.move_to, workspace=args.workspace, enabled=not args.disabled,
-        poll_minutes=args.poll_minutes, ca_bundle=ca_bundle, system=args.system,
+        poll_minutes=args.poll_minutes, ca_bundle=ca_bundle, system=args.system, **spec_fields(args),
     )
-    if args.security == "none":
+    if args.security == "none" and args.auth == "password":
         print(f"warning: mailbox {args.name} uses security none: its password is sent unencrypted",
               file=sys.stderr)
-    record = add_mailbox(spec, _settings(), password)
-    emit(args, _mailbox_dict(record), [f"mailbox {record.name} saved"])
+    try:
+        spec.validate()  # before a sign-in, so that a typo does not cost one
+        secret = oauth_secret(args, ca_bundle)
+        record = add_mailbox(spec, _settings(), password, oauth_secret=secret)
+    except (MailboxConfigError, SignInError) as exc:
+        print(f"mailbox {args.name} not saved: {exc}", file=sys.stderr)
+        return 2
+    emit(args, _mailbox_dict(record), [f"mailbox {record.name} saved"
+                                       + (f" ({record.auth} {record.oauth_flow} sign-in)" if record.auth else "")
+                                       + "; check it with `mailintake mailbox test " + record.name + "`"])
     return 0
 
 
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
+    from mailintake.config_check import secret_expiry_notice
     from mailintake.store import list_mailboxes
 
     records = list_mailboxes()
-    emit(args, [_mailbox_dict(r) for r in records], [
-        f"{r.name:20} {r.protocol:5} {r.security:8} {r.host}:{int(r.port)} {r.username} -> {r.workspace}"
-        f" after={r.after} every {int(r.poll_minutes)}m{'' if r.enabled else ' (disabled)'}"
-        for r in records
-    ])
+    lines = []
+    for r in records:
+        lines.append(f"{r.name:20} {r.protocol:5} {r.security:8} {r.host}:{int(r.port)} {r.username} -> {r.workspace}"
+                     f" after={r.after} every {int(r.poll_minutes)}m{'' if r.enabled else ' (disabled)'}"
+                     + (f" sign-in={r.auth}/{r.oauth_flow}" if r.auth else ""))
+        notice = secret_expiry_notice(r)
+        if notice:
+            lines.append(f"  warning: {notice}")
+    emit(args, [{**_mailbox_dict(r), "warning": secret_expiry_notice(r)} for r in records], lines)
     return 0
 
 
@@ -314,6 +329,8 @@ def _settings() -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mailintake import cli_mailbox
+
     parser = argparse.ArgumentParser(prog="mailintake", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="show the handlers' INFO logs (local stack)")
     common = argparse.ArgumentParser(add_help=False)
@@ -345,12 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--ca-bundle", help="PEM file of extra CAs to trust (private CA, self-signed server)")
     add.add_argument("--disabled", action="store_true")
     add.add_argument("--system", action="store_true", help="the system-wide mailbox")
+    cli_mailbox.add_auth_options(add)
     add.set_defaults(func=cmd_mailbox_add)
     lst = mailbox.add_parser("list", parents=[common])
     lst.set_defaults(func=cmd_mailbox_list)
     rm = mailbox.add_parser("remove", parents=[common])
     rm.add_argument("name")
     rm.set_defaults(func=cmd_mailbox_remove)
+    cli_mailbox.register_test(mailbox, common)
 
     poll = sub.add_parser("poll", parents=[common], help="run one scheduled cycle, to the end")
     poll.set_defaults(func=cmd_poll)

@@ -97,6 +97,11 @@ def _error_body(error: str, code: int, description: str) -> dict[str, Any]:
             "trace_id": secrets.token_hex(8), "correlation_id": secrets.token_hex(8)}
 
 
+def _google_error(error: str, description: str) -> dict[str, Any]:
+    """Google's token endpoint's error answer."""
+    return {"error": error, "error_description": description}
+
+
 class OAuthError(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(body.get("error"))
@@ -135,7 +140,7 @@ class AuthorizationServer:
     def add_certificate(self, client_id: str, certificate_pem: bytes) -> None:
         cert = x509.load_pem_x509_certificate(certificate_pem)
         app = self.apps[client_id]
-        app.certificate_thumbprint = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest()  # noqa: S324 - x5t is SHA-1 by definition
+        app.certificate_thumbprint = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
         app.certificate_key = cert.public_key()
 
     def register_google_client(self, client_id: str, secret: str) -> None:
@@ -192,13 +197,13 @@ class AuthorizationServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 server._answer(self, "GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 server._answer(self, "POST")
 
         tls = ThreadingHTTPServer((HOST, 0), Handler)
@@ -300,7 +305,8 @@ class AuthorizationServer:
         if form.get("client_secret") != app.secret or not app.secret:
             raise OAuthError(401, _error_body("invalid_client", 7000215, "Invalid client secret provided. Ensure"
                                               " the secret being sent in the request is the client secret value,"
-                                              f" not the client secret ID, for a secret added to app '{app.client_id}'."))
+                                              f" not the client secret ID, for a secret added to app"
+                                              f" '{app.client_id}'."))
         if app.secret_expired:
             raise OAuthError(401, _error_body("invalid_client", 7000222, "The provided client secret keys for app"
                                               f" '{app.client_id}' are expired."))
@@ -373,10 +379,10 @@ class AuthorizationServer:
         if grant == "refresh_token":
             client_id = form.get("client_id", "")
             if self.google_clients.get(client_id) != form.get("client_secret") or client_id not in self.google_clients:
-                raise OAuthError(401, {"error": "invalid_client", "error_description": "The OAuth client was not found."})
+                raise OAuthError(401, _google_error("invalid_client", "The OAuth client was not found."))
             held = self.refresh.get(form.get("refresh_token", ""))
             if held is None or held.revoked or held.client_id != client_id:
-                raise OAuthError(400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."})
+                raise OAuthError(400, _google_error("invalid_grant", "Token has been expired or revoked."))
             answer = self._bearer(client_id, held.user, held.scope)
             answer["scope"] = held.scope
             answer.pop("ext_expires_in")
@@ -390,10 +396,12 @@ class AuthorizationServer:
             issuer = jwt.decode(assertion, options={"verify_signature": False}).get("iss", "")
             account = self.service_accounts.get(issuer)
             if account is None:
-                raise OAuthError(401, {"error": "invalid_client", "error_description": "The OAuth client was not found."})
-            claims = jwt.decode(assertion, account.public_key, algorithms=["RS256"], audience=f"{self.base_url}/token")
+                raise OAuthError(401, _google_error("invalid_client", "The OAuth client was not found."))
+            # google-auth names Google's token URL as the audience whatever URL it posts to, as Google asks.
+            claims = jwt.decode(assertion, account.public_key, algorithms=["RS256"],
+                                audience=[f"{self.base_url}/token", "https://oauth2.googleapis.com/token"])
         except jwt.InvalidTokenError as exc:
-            raise OAuthError(400, {"error": "invalid_grant", "error_description": f"Invalid JWT Signature ({exc})."}) from exc
+            raise OAuthError(400, _google_error("invalid_grant", f"Invalid JWT Signature ({exc}).")) from exc
         scopes = set(str(claims.get("scope", "")).split())
         if not scopes or not scopes <= account.delegated_scopes:
             raise OAuthError(401, {"error": "unauthorized_client", "error_description": "Client is unauthorized to"
@@ -431,10 +439,10 @@ class AuthorizationServer:
 
 def self_signed(common_name: str = "mailintake-test-app") -> tuple[bytes, bytes]:
     """A certificate and its private key (PEM), as an admin makes for an app registration's credential."""
-    import datetime  # noqa: PLC0415
+    import datetime
 
-    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
-    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])

@@ -171,9 +171,9 @@ def _verify(ca_bundle: str | None) -> bool | str:
     return path
 
 
-def _session(ca_bundle: str | None) -> Any:
+def http_session(ca_bundle: str | None) -> Any:
     """An HTTP session for the token endpoint, trusting also the mailbox's own CAs where it has some."""
-    import requests  # noqa: PLC0415 - only when a token is due
+    import requests
 
     session = requests.Session()
     if ca_bundle:
@@ -230,7 +230,7 @@ def _microsoft(config: OAuthConfig, secret: dict[str, Any], scope: str) -> tuple
     if not config.tenant or not config.client_id:
         raise TokenError("config", f"mailbox {config.mailbox} has no tenant or client id")
     host = (config.endpoint or MICROSOFT_AUTHORITY).rstrip("/")
-    session = _session(config.ca_bundle)
+    session = http_session(config.ca_bundle)
     common: dict[str, Any] = {
         "authority": f"{host}/{config.tenant}", "http_client": session, "timeout": HTTP_TIMEOUT_SECONDS,
         # Instance discovery asks login.microsoftonline.com whether the host is Microsoft's; a sovereign
@@ -281,7 +281,7 @@ def _google(config: OAuthConfig, secret: dict[str, Any], scope: str) -> tuple[di
                              " run `mailintake mailbox add NAME ... --service-account FILE`")
         info = {**info, "token_uri": token_url}
         credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-            info, scopes=[scope], subject=config.username)
+            info, scopes=[scope], subject=str(secret.get("subject") or config.username))
     else:
         from google.oauth2.credentials import Credentials
 
@@ -291,7 +291,7 @@ def _google(config: OAuthConfig, secret: dict[str, Any], scope: str) -> tuple[di
         credentials = Credentials(None, refresh_token=secret["refresh_token"], token_uri=token_url,
                                   client_id=config.client_id, client_secret=secret.get("client_secret"),
                                   scopes=[scope])  # type: ignore[no-untyped-call]
-    session = _session(config.ca_bundle)
+    session = http_session(config.ca_bundle)
     try:
         credentials.refresh(Request(session))
     except google.auth.exceptions.RefreshError as exc:
