@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -418,3 +419,43 @@ def test_graph_reply_goes_out_through_send_mail_as_mime_keeping_the_thread_heade
     assert reply["Subject"] == "Re: Let me in"
     (ledger,) = store.list_ledger()
     assert ledger.reply == "sent via graph to ada@example.org"
+
+
+def test_mailbox_add_protocol_graph_then_mailbox_test_gives_a_verdict_without_fetching(
+    settings: Any, local_graph: Any, identity_platform: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mailintake import cli
+    from mailintake.localstack import dovecot
+    from mailintake.localstack.graph import accept_tokens_of
+
+    def run_cli(*argv: str) -> tuple[int, Any]:
+        capsys.readouterr()
+        code = cli.main([*argv, "--json"])
+        out = capsys.readouterr().out
+        return code, json.loads(out) if out.strip() else None
+
+    local_graph.state.token_check = accept_tokens_of(identity_platform)
+    name = f"graph-cli-{uuid.uuid4().hex[:8]}"
+    user = f"{name}@contoso.example"
+    local_graph.add_mailbox(user, ("Processed",))
+    identity_platform.register_microsoft_app("contoso", f"app-{name}", "graph-secret", {user})
+    local_graph.deliver(user, make_mail("Stays where it is"))
+    code, saved = run_cli("mailbox", "add", name, "--protocol", "graph", "--graph-url", local_graph.base_url,
+                          "--user", user, "--after", "move", "--move-to", "Processed", "--auth", "microsoft",
+                          "--tenant", "contoso", "--client-id", f"app-{name}", "--client-secret", "graph-secret",
+                          "--authority", identity_platform.base_url,
+                          "--ca-bundle", str(dovecot.info(ROOT).ca_bundle))
+    assert code == 0, saved
+    assert (saved["protocol"], saved["host"], saved["username"]) == ("graph", local_graph.base_url, user)
+
+    code, verdict = run_cli("mailbox", "test", name)
+    assert code == 0 and verdict["ok"], verdict
+    assert [s["step"] for s in verdict["steps"]] == ["token", "login", "folder", "after"]
+    assert "1 mail in it" in verdict["steps"][2]["detail"] and "'Processed' found" in verdict["steps"][3]["detail"]
+    assert len(on_server(local_graph, store.MailboxRecord.get(*store.MailboxRecord.key(name)))) == 1
+
+    identity_platform.apps[f"app-{name}"].mailboxes = {"someone-else@contoso.example"}
+    identity_platform.expire_all()
+    code, verdict = run_cli("mailbox", "test", name)
+    assert code == 1 and not verdict["ok"]
+    assert verdict["steps"][-1]["step"] == "connect" and "application access policy" in verdict["steps"][-1]["detail"]

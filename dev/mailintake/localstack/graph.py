@@ -285,7 +285,8 @@ class GraphApi:
         if folder is None:
             self.send(404, _error("ErrorItemNotFound", "The specified object was not found in the store."))
         elif len(rest) == 1:
-            self.send(200, self.folder_json(folder))
+            count = sum(1 for m in self.state.messages.values() if m.folder == folder.id)
+            self.send(200, {**self.folder_json(folder), "totalItemCount": count})
         elif rest[1:] == ["childFolders"]:
             self.list_folders(mailbox, folder.id, query)
         elif rest[1:] == ["messages", "delta"]:
