@@ -64,7 +64,7 @@ from mailintake.bounds import (
     Deadline,
     check,
 )
-from mailintake.charsets import UNKNOWN_CHARSETS, decode_bytes, message_hints
+from mailintake.charsets import UNKNOWN_CHARSETS, breaks_are_bytes, decode_bytes, message_hints, reading_codec
 from mailintake.handover import HEADER_SCAN_BYTES, header_block
 
 # What a parse makes, re-exported: callers that parse take the result types from here too.
@@ -543,23 +543,58 @@ def _part_text(part: Message, defects: list[str], hints: Sequence[str] = (), str
                release: Callable[[Message], None] | None = None) -> str:
     """The text of a body part, line breaks made "\n"; with ``strip``, no line breaks at either end.
     ``release`` lets go of the part's body once it is read."""
+    charset = _param(part, "charset", "content-type")
+    flowed = part.get_param("format") == "flowed" and not part.get_param("delsp")
     data = _payload_bytes(part, defects)
     if release is not None:
         release(part)
-    charset = _param(part, "charset", "content-type")
+    in_bytes = breaks_are_bytes(reading_codec(data, charset, hints), data)
+    if in_bytes:
+        # _plain_breaks in the bytes, where each step copies the bytes, not the decoded text (up to four
+        # bytes a character: each replace held a 25 MB body's text twice). Done here, where ``data`` is the
+        # body's only reference, so that each copy replaces the one before.
+        if strip and not flowed:
+            data = _strip_breaks(data)
+        for old, new in _BYTE_BREAKS:
+            if old in data:
+                data = data.replace(old, new)
     text = decode_bytes(data, charset, defects, f"{part.get_content_type()}: ", hints)
     del data  # a large body is held once at a time, not as bytes and text and copies of it
-    flowed = part.get_param("format") == "flowed" and not part.get_param("delsp")
-    if strip and not flowed:
-        # The line breaks at the ends, whatever they are, would be "\n" there below and stripped then:
-        # stripped first, the text is not copied twice (the strip below then has nothing left to do).
-        text = text.strip("\r\n")
-    for old, new in (("\r\n", "\n"), ("\r", "\n"), ("\x00", "")):
-        if old in text:
-            text = text.replace(old, new)
+    if not in_bytes:
+        text = _plain_breaks(text, strip and not flowed)
+    elif "\x00" in text:
+        text = text.replace("\x00", "")
     if flowed:
         text = _unflow(text)
     return text.strip("\n") if strip else text
+
+
+_BREAKS = (("\r\n", "\n"), ("\r", "\n"), ("\x00", ""))
+# NUL is dropped from the text, not the bytes: between a broken multi-byte lead byte and the next character
+# it keeps them apart, as it does when the text is decoded first.
+_BYTE_BREAKS = ((b"\r\n", b"\n"), (b"\r", b"\n"))
+
+
+def _strip_breaks(data: bytes) -> bytes:
+    """``data`` without line breaks at either end; indices, not strip: that copies a 25 MB body to count."""
+    start, end = 0, len(data)
+    while start < end and data[start] in b"\r\n":
+        start += 1
+    while end > start and data[end - 1] in b"\r\n":
+        end -= 1
+    return data[start:end] if start or end < len(data) else data
+
+
+def _plain_breaks(text: str, strip: bool) -> str:
+    """CRLF and CR made LF and NUL dropped; with ``strip``, no line breaks at either end. Stripped first:
+    the line breaks at the ends, whatever they are, would be LF and stripped anyway (and a large text is
+    not copied twice)."""
+    if strip:
+        text = text.strip("\r\n")
+    for old, new in _BREAKS:
+        if old in text:
+            text = text.replace(old, new)
+    return text
 
 
 def _unflow(text: str) -> str:
