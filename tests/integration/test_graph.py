@@ -389,21 +389,12 @@ def test_graph_large_mail_is_streamed_to_s3_byte_for_byte(
 
 
 def test_graph_reply_goes_out_through_send_mail_as_mime_keeping_the_thread_headers(
-    settings: Any, local_graph: Any, graph_mailbox: Callable[..., Any], identity_platform: Any
+    settings: Any, local_graph: Any, graph_mailbox: Callable[..., Any]
 ) -> None:
     box = graph_mailbox(after="delete")
     helpdesk = graph_mailbox()  # the account replies go out as, with its own app registration
-    app_secret = identity_platform.apps[str(helpdesk.client_id)].secret
-    secret = "mailintake/smtp/graph-replies"
-    secrets = client("secretsmanager", settings.region)
-    value = json.dumps({"client_secret": app_secret})
-    try:
-        secrets.create_secret(Name=secret, SecretString=value)
-    except secrets.exceptions.ResourceExistsException:
-        secrets.put_secret_value(SecretId=secret, SecretString=value)
     configure({"reply.from": str(helpdesk.username), "reply.transport": "graph",
-               "reply.graphMailbox": helpdesk.name, "reply.graphSecret": "graph-replies",
-               "intake.knownSendersOnly": "true"})
+               "reply.graphMailbox": helpdesk.name, "intake.knownSendersOnly": "true"})
     before = len(local_graph.sent)
     local_graph.deliver(str(box.username), make_mail("Let me in", message_id="stranger-1"))
 

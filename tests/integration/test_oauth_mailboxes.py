@@ -8,8 +8,10 @@ through the real fetch function (run_cycle) into the ledger.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -256,3 +258,85 @@ def test_mailbox_add_refuses_an_oauth_mailbox_without_its_details(
                      "--client-secret", "y"])
     assert code == 2
     assert "--tenant" in capsys.readouterr().err
+
+
+class XOAuth2Sink:
+    """An SMTP server (aiosmtpd) that accepts AUTH XOAUTH2 only with a token the authorization server
+    introspects as active for the user named; collects what it is given."""
+
+    def __init__(self, server: oauth.AuthorizationServer) -> None:
+        self.server = server
+        self.messages: list[tuple[str, bytes]] = []
+        self.refused = 0
+
+    async def auth_XOAUTH2(self, smtp: Any, args: list[str]) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        fields = dict(part.split("=", 1) for part in base64.b64decode(args[1]).decode().split("\x01") if "=" in part)
+        answer = self.server.introspect(fields.get("auth", "").removeprefix("Bearer "), fields.get("user"))
+        if answer.get("active") and answer.get("username") == fields.get("user"):
+            return AuthResult(success=True, handled=False, auth_data=fields["user"])
+        self.refused += 1
+        return AuthResult(success=False, handled=False)
+
+    async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((str(session.auth_data), envelope.content))
+        return "250 OK"
+
+
+def test_replies_go_out_by_smtp_auth_xoauth2_as_the_oauth_mailbox_with_a_refused_token_replaced(
+        settings: Any, server: oauth.AuthorizationServer, microsoft: Callable[..., Made]) -> None:
+    from aiosmtpd.controller import Controller
+
+    sink = XOAuth2Sink(server)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    controller = Controller(sink, hostname="127.0.0.1", port=port, auth_require_tls=False, auth_required=True)
+    controller.start()
+    try:
+        imap = microsoft("imap")
+        configure({"reply.from": REPLY_FROM, "reply.transport": "smtp", "reply.smtpHost": "127.0.0.1",
+                   "reply.smtpPort": str(port), "reply.smtpSecurity": "none", "reply.acknowledgeItems": "true",
+                   "reply.smtpMailbox": imap[0].name})
+        deliver(imap, "Please acknowledge")
+        assert fetches(settings)[imap[0].name]["fetched"] == 1
+        server.expire_all()  # the process container's cached token dies before its time
+        deliver(imap, "Acknowledge again")
+        assert fetches(settings)[imap[0].name]["fetched"] == 1
+    finally:
+        controller.stop()
+    assert [user for user, _ in sink.messages] == [imap[0].username, imap[0].username]
+    assert sink.refused == 1
+
+
+def test_mailbox_add_with_a_certificate_signs_in_with_a_signed_client_assertion(
+        settings: Any, server: oauth.AuthorizationServer, capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    name, password, connection = cli_user("imap")
+    server.register_microsoft_app("fabrikam", "cert-app", mailboxes={name})
+    certificate, key = oauth.self_signed()
+    server.add_certificate("cert-app", certificate)
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(certificate + key)
+    code, _ = run_cli(capsys, "mailbox", "add", name, *connection, "--auth", "microsoft", "--tenant", "fabrikam",
+                      "--client-id", "cert-app", "--certificate", str(pem), "--authority", server.base_url)
+    assert code == 0
+    dovecot.deliver(ROOT, name, password, make_mail("Signed in with a certificate"))
+    report = fetches(settings)[name]
+    assert (report["status"], report["fetched"]) == ("done", 1)
+
+
+def test_a_client_secret_about_to_expire_is_told_to_the_admin_once_and_the_mailbox_still_read(
+        settings: Any, server: oauth.AuthorizationServer) -> None:
+    admin = admin_alerts(settings)
+    name = f"ms-expiring-{uuid.uuid4().hex[:8]}"
+    server.register_microsoft_app("contoso", "expiring-app", "s", {name})
+    expires = (date.today() + timedelta(days=3)).isoformat()
+    made = local_oauth_mailbox(ROOT, settings, name, server.base_url, {"client_secret": "s"}, tenant="contoso",
+                               client_id="expiring-app", secret_expires=expires)
+    deliver(made, "Still read")
+    assert fetches(settings)[name]["status"] == "done"
+    assert fetches(settings)[name]["status"] == "done"
+    told = ses_sent(admin)
+    assert [m["Subject"] for m in told] == [f"mailintake: the client secret of mailbox {name} expires soon"]
+    assert f"expires in 3 days, on {expires}" in str(told[0].get_payload())

@@ -45,7 +45,7 @@ from mailintake.sources.graph import GraphTokens
 from mailintake.sources.tls import tls_context
 from mailintake.store import MailboxRecord, ReplyCounterRecord, shared_connection
 from mailintake.system_settings import Config
-from mailintake.tokens import MailboxLogin, TokenProvider
+from mailintake.tokens import MailboxLogin, TokenProvider, refused, xoauth2
 
 logger = Logger(child=True)
 
@@ -136,8 +136,9 @@ def _secret(name: str) -> str:
 
 
 class SmtpTransport:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, tokens: TokenProvider) -> None:
         self.config = config
+        self.tokens = tokens
 
     def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
         config = self.config
@@ -156,7 +157,9 @@ class SmtpTransport:
             if security == "starttls":
                 smtp.starttls(context=context)
             secret_name = config.get("reply.smtpSecret")
-            if secret_name:
+            if config.get("reply.smtpMailbox"):
+                _sign_in_with_token(smtp, config.get("reply.smtpMailbox"), self.tokens)
+            elif secret_name:
                 credentials = json.loads(_secret(secret_name))
                 smtp.login(credentials["username"], credentials["password"])
             # The one recipient named, never what the headers add up to.
@@ -164,34 +167,30 @@ class SmtpTransport:
 
 
 class GraphTransport:
-    """Graph's ``sendMail`` as the user of ``reply.graphMailbox``, the message as MIME (base64,
-    ``Content-Type: text/plain``), with that mailbox's endpoint and app registration and the credentials in
-    ``reply.graphSecret``.
+    """Graph's ``sendMail`` as the user of the Graph mailbox ``reply.graphMailbox``, with its endpoint and
+    sign-in (the container's OAuth tokens), the message as MIME (base64, ``Content-Type: text/plain``).
 
     Graph takes the recipients of a MIME message from its headers; ours name exactly the one recipient
     (``compose`` writes To only, and no Cc or Bcc), so that is the same one recipient.
     """
 
-    def __init__(self, config: Config, settings: Settings) -> None:
+    def __init__(self, config: Config, tokens: TokenProvider) -> None:
         self.config = config
-        self.settings = settings
+        self.tokens = tokens
 
     def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
-        name, secret_name = self.config.get("reply.graphMailbox"), self.config.get("reply.graphSecret")
-        if not name or not secret_name:
-            raise SendError("reply.transport is graph but reply.graphMailbox or reply.graphSecret is empty")
+        name = self.config.get("reply.graphMailbox")
+        if not name:
+            raise SendError("reply.transport is graph but reply.graphMailbox is empty")
         try:
             mailbox = MailboxRecord.get(*MailboxRecord.key(name))
         except DoesNotExist:
-            raise SendError(f"reply.graphMailbox names no mailbox: {name!r}") from None
+            raise SendError(f"reply.graphMailbox names mailbox {name!r}, which does not exist") from None
         if mailbox.protocol != "graph":
             raise SendError(f"reply.graphMailbox {name!r} is not a graph mailbox")
         if message.get_all("Cc") or message.get_all("Bcc") or str(message["To"]) != recipient:
             raise SendError("a message for Graph must name its one recipient in To only")
-        if not secret_name.startswith(SECRET_PREFIX):
-            secret_name = SECRET_PREFIX + secret_name
-        mailbox.secret_name = secret_name  # a copy in memory: the sending credentials, never saved
-        login = MailboxLogin(mailbox, TokenProvider.for_settings(self.settings), lambda box: _secret(secret_name))
+        login = MailboxLogin(mailbox, self.tokens, lambda box: str(parameters.get_secret(box.secret_name, max_age=300)))
         graph = GraphClient(str(mailbox.host), GraphTokens(login), lambda: GRAPH_SEND_WAIT_SECONDS,
                             tls_context(mailbox.ca_bundle))
         try:
@@ -201,18 +200,19 @@ class GraphTransport:
             graph.pool.clear()
 
 
-def transport_for(config: Config, settings: Settings) -> MailTransport:
+def transport_for(config: Config, settings: Settings, tokens: TokenProvider) -> MailTransport:
     """The transport ``reply.transport`` names."""
     transport = config.get("reply.transport")
     if transport == "smtp":
-        return SmtpTransport(config)
+        return SmtpTransport(config, tokens)
     if transport == "graph":
-        return GraphTransport(config, settings)
+        return GraphTransport(config, tokens)
     return SesTransport(settings)
 
 
-def send(mail: Outgoing, config: Config, settings: Settings) -> str:
-    """Send now, by the configured transport; returns a line for the ledger. Raises SendError."""
+def send(mail: Outgoing, config: Config, settings: Settings, tokens: TokenProvider | None = None) -> str:
+    """Send now, by the configured transport; returns a line for the ledger. Raises SendError. ``tokens``:
+    the container's, for a sign-in with OAuth (reply.smtpMailbox, reply.graphMailbox)."""
     sender = config.get("reply.from")
     if not sender:
         raise SendError("no reply.from configured")
@@ -221,12 +221,35 @@ def send(mail: Outgoing, config: Config, settings: Settings) -> str:
         # Inside the try: the header registry refuses some addresses a hostile From yields (an encoded
         # word that decodes to CR/LF); that must end as a failed reply, not as a failed message.
         message = compose(mail, sender)
-        transport_for(config, settings).send(message, sender, mail.to)
+        transport_for(config, settings, tokens or TokenProvider.for_settings(settings)).send(message, sender, mail.to)
     except SendError:
         raise
     except Exception as exc:
         raise SendError(f"{transport}: {type(exc).__name__}: {exc}") from exc
     return f"sent via {transport} to {mail.to}"
+
+
+def _sign_in_with_token(smtp: smtplib.SMTP, mailbox_name: str, tokens: TokenProvider) -> None:
+    """SMTP AUTH XOAUTH2 as the OAuth mailbox's user; a refused token is replaced once."""
+    try:
+        mailbox = MailboxRecord.get(*MailboxRecord.key(mailbox_name))
+    except MailboxRecord.DoesNotExist as exc:
+        raise SendError(f"reply.smtpMailbox names mailbox {mailbox_name!r}, which does not exist") from exc
+    # smtplib's login() says EHLO itself, its auth() does not; and a server's "503 send EHLO first" would
+    # pass for success (auth() takes 503 as "already authenticated").
+    smtp.ehlo_or_helo_if_needed()
+    for attempt in (1, 2):
+        initial = xoauth2(str(mailbox.username), tokens.token(mailbox)).decode()
+        # smtplib asks for the initial response first, then answers a challenge (the server's JSON error)
+        # with what the callable gives: an empty line, to get the final 535.
+        answers = iter((initial, ""))
+        try:
+            smtp.auth("XOAUTH2", lambda _challenge=None, answers=answers: next(answers, ""), initial_response_ok=True)
+            return
+        except smtplib.SMTPAuthenticationError as exc:
+            if attempt == 2:
+                raise SendError(str(refused(mailbox, "the SMTP server", exc))) from exc
+            tokens.rejected(mailbox)
 
 
 def why_not_reply(parsed: ParsedMessage, config: Config) -> str | None:
@@ -364,15 +387,17 @@ def _thread_id(message_id: str | None) -> str | None:
     return message_id if message_id and len(message_id) <= _MAX_ECHOED_ID else None
 
 
-def reply_to_rejection(parsed: ParsedMessage, step: str, told: str, config: Config, settings: Settings) -> str:
+def reply_to_rejection(parsed: ParsedMessage, step: str, told: str, config: Config, settings: Settings,
+                       tokens: TokenProvider | None = None) -> str:
     """Send the rejection reply when allowed; the ledger's line on what happened."""
     refusal = why_not_reply(parsed, config)
     if refusal is not None:
         return f"no reply: {refusal}"
-    return _send_limited(rejection_reply(parsed, step, told), config, settings)
+    return _send_limited(rejection_reply(parsed, step, told), config, settings, tokens)
 
 
-def acknowledge(parsed: ParsedMessage, marker: str, number: int, config: Config, settings: Settings) -> str:
+def acknowledge(parsed: ParsedMessage, marker: str, number: int, config: Config, settings: Settings,
+                tokens: TokenProvider | None = None) -> str:
     if not config.flag("reply.acknowledgeItems"):
         return "no acknowledgement: reply.acknowledgeItems=false"
     refusal = why_not_reply(parsed, config)
@@ -382,15 +407,15 @@ def acknowledge(parsed: ParsedMessage, marker: str, number: int, config: Config,
             " subject) are added to it as comments.\n")
     mail = Outgoing(to=reply_address(parsed), subject=f"{marker} {sanitised_excerpt(parsed.subject)}".rstrip(),
                     body=body, in_reply_to=_thread_id(parsed.message_id))
-    return _send_limited(mail, config, settings)
+    return _send_limited(mail, config, settings, tokens)
 
 
-def _send_limited(mail: Outgoing, config: Config, settings: Settings) -> str:
+def _send_limited(mail: Outgoing, config: Config, settings: Settings, tokens: TokenProvider | None) -> str:
     refusal = take_reply_slots(mail.to, config.number("reply.maxPerSenderPerHour"), config.number("reply.maxPerHour"))
     if refusal is not None:
         return f"no reply: {refusal}"
     try:
-        return send(mail, config, settings)
+        return send(mail, config, settings, tokens)
     except SendError as exc:
         logger.warning("reply not sent", extra={"to": mail.to, "error": str(exc)})
         return f"reply failed: {exc}"[:500]

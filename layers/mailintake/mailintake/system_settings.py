@@ -115,13 +115,13 @@ DEFINITIONS: tuple[Definition, ...] = (
     Definition("reply.smtpSecret", "text", "",
                "Secrets Manager secret (name under mailintake/smtp/) holding {\"username\": .., \"password\": ..}"
                " for SMTP; empty: no login."),
+    Definition("reply.smtpMailbox", "text", "",
+               "A mailbox that signs in with OAuth (`mailbox add --auth microsoft|google`) whose sign-in sends"
+               " replies: SMTP AUTH XOAUTH2 as its user (Exchange Online and Gmail refuse passwords); instead of"
+               " reply.smtpSecret."),
     Definition("reply.graphMailbox", "text", "",
-               "For reply.transport=graph: the Graph mailbox (its name) whose user replies are sent as, with its"
-               " endpoint and app registration; reply.from should be its address."),
-    Definition("reply.graphSecret", "text", "",
-               "For reply.transport=graph: Secrets Manager secret (name under mailintake/smtp/) holding that"
-               " app's credentials, as the mailbox's own secret holds them (the process function may read"
-               " no mailbox's secret)."),
+               "For reply.transport=graph: the Graph mailbox (its name) whose user replies are sent as"
+               " (`sendMail`), with its endpoint and sign-in; reply.from should be its address."),
     Definition("admin.address", "address", "",
                "Where configuration problems of mailboxes are reported (once per problem, and when it clears)."),
 )
