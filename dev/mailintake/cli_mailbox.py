@@ -42,6 +42,7 @@ def add_auth_options(add: argparse.ArgumentParser) -> None:
     group.add_argument("--subject", help="google service account: the user to impersonate (default --user)")
     group.add_argument("--authority", help="the identity provider's endpoint when not the public one (microsoft:"
                        " the authority host, e.g. a national cloud's; google: the token URL)")
+    group.add_argument("--authorize-url", help="google: the sign-in page's URL when not Google's own")
 
 
 def _flow(args: argparse.Namespace) -> str | None:
@@ -90,10 +91,11 @@ def oauth_secret(args: argparse.Namespace, ca_bundle: str | None) -> dict[str, A
             if args.subject:
                 secret["subject"] = args.subject
             return secret
-        if not (refresh_token and client_secret):
-            raise SignInError("google needs --service-account FILE, or --client-id, --client-secret and"
-                              " --refresh-token from a sign-in")
-        return {"client_secret": client_secret, "refresh_token": refresh_token}
+        if not (args.client_id and client_secret):
+            raise SignInError("google needs --service-account FILE, or the OAuth client's --client-id and"
+                              " --client-secret (and --refresh-token, else the user signs in now)")
+        return {"client_secret": client_secret,
+                "refresh_token": refresh_token or google_sign_in(args, client_secret, ca_bundle)}
     if _flow(args) == "delegated":
         token = refresh_token or device_code_sign_in(args, ca_bundle)
         return {"refresh_token": token}
@@ -126,6 +128,44 @@ def device_code_sign_in(args: argparse.Namespace, ca_bundle: str | None) -> str:
     if "refresh_token" not in result:
         raise SignInError(f"the sign-in failed: {result.get('error_description') or result.get('error')}")
     return str(result["refresh_token"])
+
+
+GOOGLE_AUTH_URL = "https://accounts.google.com/o/oauth2/v2/auth"
+
+
+def google_sign_in(args: argparse.Namespace, client_secret: str, ca_bundle: str | None) -> str:
+    """Sign the mailbox's user in with the OAuth client: the installed-app flow (google-auth-oauthlib), a
+    page to open, consent, the redirect to a loopback port here; the refresh token it yields."""
+    import contextlib
+    import webbrowser
+
+    from google_auth_oauthlib.flow import InstalledAppFlow
+
+    from mailintake.tokens import GOOGLE_MAIL_SCOPE, GOOGLE_TOKEN_URL, http_session
+
+    token_url = args.authority or GOOGLE_TOKEN_URL
+    client = {"installed": {"client_id": args.client_id, "client_secret": client_secret,
+                            "auth_uri": args.authorize_url or GOOGLE_AUTH_URL, "token_uri": token_url,
+                            "redirect_uris": ["http://127.0.0.1"]}}
+    flow = InstalledAppFlow.from_client_config(client, scopes=[GOOGLE_MAIL_SCOPE])
+    session = http_session(ca_bundle)
+    flow.oauth2session.verify = session.verify
+    flow.oauth2session.trust_env = session.trust_env
+    try:
+        webbrowser.get()
+        browser = True
+    except webbrowser.Error:  # a server without a browser: the admin opens the page elsewhere
+        browser = False
+    prompt = f"Open this page, sign in as {args.user} and allow access to mail:\n{{url}}"
+    # Its prompt goes to stdout, which --json keeps for the result.
+    with contextlib.redirect_stdout(sys.stderr):
+        credentials = flow.run_local_server(host="127.0.0.1", port=0, open_browser=browser,
+                                            authorization_prompt_message=prompt, timeout_seconds=600,
+                                            login_hint=args.user, access_type="offline", prompt="consent")
+    if not credentials.refresh_token:
+        raise SignInError("Google gave no refresh token: remove mailintake's access in the account's"
+                          " security settings (Third-party access) and sign in again")
+    return str(credentials.refresh_token)
 
 
 def cmd_mailbox_test(args: argparse.Namespace) -> int:

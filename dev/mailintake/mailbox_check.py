@@ -70,13 +70,12 @@ def check(name: str, tokens: TokenProvider, password: Callable[[MailboxRecord], 
     login = MailboxLogin(mailbox, tokens, password)
     if not _credentials(mailbox, login, tokens, verdict):
         return verdict
+    checks = {"imap": _imap, "pop3": _pop3, "graph": _graph}
+    if mailbox.protocol not in checks:
+        verdict.failed("connect", f"mailbox test does not know protocol {mailbox.protocol!r} yet")
+        return verdict
     try:
-        if mailbox.protocol == "imap":
-            _imap(mailbox, login, verdict)
-        elif mailbox.protocol == "graph":
-            _graph(mailbox, login, verdict)
-        else:
-            _pop3(mailbox, login, verdict)
+        checks[str(mailbox.protocol)](mailbox, login, verdict)
     except Exception as exc:
         verdict.failed("connect", _problem(exc, mailbox))
     return verdict

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+import webbrowser
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -113,7 +114,8 @@ def test_revoked_consent_ends_the_run_as_config_error_with_what_to_fix_told_to_t
     assert fetches(settings)[imap[0].name]["fetched"] == 1
     server.revoke_consent(str(imap[0].client_id))
     deliver(imap, "After revocation")
-    assert fetches(settings)[imap[0].name]["status"] == "config-error"
+    report = fetches(settings)[imap[0].name]
+    assert report["status"] == "config-error" and "Grant admin consent" in report["error"]
     alert = AlertRecord.get(*AlertRecord.key(imap[0].name))
     assert alert.problem == "oauth-consent"
     assert "AADSTS65001" in alert.detail and "Grant admin consent" in alert.detail
@@ -340,3 +342,54 @@ def test_a_client_secret_about_to_expire_is_told_to_the_admin_once_and_the_mailb
     told = ses_sent(admin)
     assert [m["Subject"] for m in told] == [f"mailintake: the client secret of mailbox {name} expires soon"]
     assert f"expires in 3 days, on {expires}" in str(told[0].get_payload())
+
+
+def test_mailbox_test_checks_a_password_mailbox_and_its_folder_to_move_to(
+        settings: Any, mailbox: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
+    box = mailbox("imap", "ssl", after="move", move_to="Archive/Done")
+    code, verdict = run_cli(capsys, "mailbox", "test", box.name)
+    assert code == 1
+    assert [(s["step"], s["ok"]) for s in verdict["steps"]] == [
+        ("secret", True), ("login", True), ("folder", True), ("after", False)]
+    assert "'Archive/Done', does not exist" in verdict["steps"][-1]["detail"]
+    code, verdict = run_cli(capsys, "mailbox", "test", "no-such-mailbox")
+    assert code == 1
+    assert verdict["steps"] == [{"step": "mailbox", "ok": False, "detail": "no mailbox named no-such-mailbox"}]
+
+
+class Browser(webbrowser.BaseBrowser):
+    """The admin's browser: opens the consent page, which (the user signed in) redirects back to the CLI."""
+
+    def __init__(self, ca_bundle: str) -> None:
+        super().__init__("mailintake-test")
+        self.ca_bundle = ca_bundle
+        self.opened: list[str] = []
+
+    def open(self, url: str, new: int = 0, autoraise: bool = True) -> bool:
+        import requests
+
+        self.opened.append(url)
+        session = requests.Session()
+        session.trust_env = False
+        threading.Thread(target=session.get, args=(url,), kwargs={"verify": self.ca_bundle, "timeout": 10},
+                         daemon=True).start()
+        return True
+
+
+def test_mailbox_add_google_signs_the_user_in_with_the_installed_app_flow(
+        settings: Any, server: oauth.AuthorizationServer, capsys: pytest.CaptureFixture[str]) -> None:
+    name, password, connection = cli_user("imap")
+    server.register_google_client("desktop-client", "desktop-secret")
+    browser = Browser(str(dovecot.info(ROOT).ca_bundle))
+    webbrowser.register("mailintake-test", None, browser, preferred=True)
+    try:
+        code, saved = run_cli(capsys, "mailbox", "add", name, *connection, "--auth", "google", "--client-id",
+                              "desktop-client", "--client-secret", "desktop-secret", "--authority",
+                              f"{server.base_url}/token", "--authorize-url", f"{server.base_url}/o/oauth2/v2/auth")
+    finally:
+        webbrowser._tryorder.remove("mailintake-test")  # type: ignore[attr-defined]
+    assert code == 0 and saved["oauth_flow"] == "refresh-token"
+    assert "code_challenge=" in browser.opened[0] and f"login_hint={name}" in browser.opened[0]
+    dovecot.deliver(ROOT, name, password, make_mail("Signed in with Google"))
+    report = fetches(settings)[name]
+    assert (report["status"], report["fetched"]) == ("done", 1)

@@ -19,7 +19,7 @@ from mailintake import fetching
 from mailintake.fetching import Fetcher, FetchReport, FetchServices, Interrupted
 from mailintake.handover import QueuedMessage, conversation_group
 from mailintake.settings import Settings
-from mailintake.sources import PART_BYTES, CursorStore, ImapCursor, MailSource, Pending
+from mailintake.sources import PART_BYTES, CursorStore, FolderCount, ImapCursor, MailSource, Pending, StartAt
 from mailintake.sources.cursors import GraphCursor, UidlParts
 from mailintake.store import MailboxRecord
 from mailintake.system_settings import ConfigCache
@@ -71,6 +71,7 @@ class FakeCursors:
         self.imap: dict[str, ImapCursor] = {}
         self.uidls: dict[str, UidlParts] = {}
         self.delta: dict[str, GraphCursor] = {}
+        self.skipped: dict[str, set[str]] = {}
 
     def load_imap(self, mailbox: str) -> ImapCursor:
         saved = self.imap.get(mailbox, ImapCursor())
@@ -96,6 +97,12 @@ class FakeCursors:
 
     def save_delta(self, mailbox: str, cursor: GraphCursor) -> None:
         self.delta[mailbox] = GraphCursor(cursor.link, cursor.round, cursor.done)
+
+    def load_skipped(self, mailbox: str) -> set[str]:
+        return set(self.skipped.get(mailbox, ()))
+
+    def add_skipped(self, mailbox: str, uidls: set[str]) -> None:
+        self.skipped.setdefault(mailbox, set()).update(uidls)
 
 
 class FakeImapSource:
@@ -139,6 +146,12 @@ class FakeImapSource:
         if self.changed:
             self.cursors.save_imap(self.mailbox.name, self.cursor)
             self.changed = False
+
+    def begin(self, start: StartAt) -> FolderCount:
+        total = len(self.world.mails)
+        self.cursor = ImapCursor(7, max(self.world.mails, default=0) if start == "new" else 0)
+        self.cursors.save_imap(self.mailbox.name, self.cursor)
+        return FolderCount(total, None, 0 if start == "new" else total)
 
 
 class FakeBucket:

@@ -176,3 +176,19 @@ def test_oauth_mailboxes_need_their_provider_details() -> None:
                    {"auth": "microsoft", "tenant": "t", "client_id": "c", "secret_expires": "next year"}):
         with pytest.raises(MailboxConfigError):
             spec(**fields).validate()
+
+
+def test_no_token_shows_in_a_repr() -> None:
+    tokens, _, _, _ = provider({"client_secret": "s"})
+    tokens.token(record())
+    assert "token-1" not in repr(tokens) and "token-1" not in repr(tokens._cache)
+
+
+def test_the_handlers_modules_load_no_oauth_library_until_a_token_is_due() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys, mailintake.fetching, mailintake.processing, mailintake.runtime, mailintake.outgoing;"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'msal', 'google', 'requests', 'jwt'}))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

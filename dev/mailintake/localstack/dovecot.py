@@ -419,6 +419,10 @@ def _reload_if_changed(root: Path | str) -> None:
     layout = _layout(root)
     before = (layout.config.read_text() if layout.config.exists() else "",
               layout.oauth2.read_text() if layout.oauth2.exists() else "")
+    if f"port = {IMAP_PORT}\n" not in before[0]:
+        # Started with another MAILINTAKE_LOCAL_PORT_OFFSET: the ports that answered belong to another
+        # checkout's stack. Rewriting this one's configuration would move it onto them.
+        return
     _prepare(root)
     if (layout.config.read_text(), layout.oauth2.read_text()) == before:
         return

@@ -285,8 +285,9 @@ class GraphApi:
         if folder is None:
             self.send(404, _error("ErrorItemNotFound", "The specified object was not found in the store."))
         elif len(rest) == 1:
-            count = sum(1 for m in self.state.messages.values() if m.folder == folder.id)
-            self.send(200, {**self.folder_json(folder), "totalItemCount": count})
+            held = [m for m in self.state.messages.values() if m.folder == folder.id]
+            self.send(200, {**self.folder_json(folder), "totalItemCount": len(held),
+                            "unreadItemCount": sum(1 for m in held if not m.is_read)})
         elif rest[1:] == ["childFolders"]:
             self.list_folders(mailbox, folder.id, query)
         elif rest[1:] == ["messages", "delta"]:
@@ -313,12 +314,20 @@ class GraphApi:
     def delta(self, folder: Folder, query: dict[str, str]) -> None:
         """A page of the round; the tokens say where the round started, where it ends, and how far it got."""
         state = self.state
+        if query.get("$deltatoken") == "latest":
+            # A deltaLink of this moment and no changes: the next round has what happens from now on.
+            size = SIZE_PROPERTY.lower() in query.get("$expand", "").lower()
+            token = {"folder": folder.id, "size": size, "page": DEFAULT_PAGE, "since": state.seq,
+                     "filter": query.get("$filter", "")}
+            base = f"{self.server.base_url}/users/{quote(self.user, safe='@')}/mailFolders/{folder.id}/messages/delta"
+            self.send(200, {"value": [], "@odata.deltaLink": f"{base}?$deltatoken={_token(token)}"})
+            return
         if "$skiptoken" in query or "$deltatoken" in query:
             try:
                 token = json.loads(base64.urlsafe_b64decode(query.get("$skiptoken") or query["$deltatoken"]))
                 since, upto, after, size = int(token["since"]), token.get("upto"), int(token.get("after", 0)), \
                     bool(token.get("size"))
-                page_size = int(token["page"])
+                page_size, received_filter = int(token["page"]), str(token.get("filter", ""))
             except (ValueError, KeyError, TypeError, binascii.Error):
                 self.send(410, _error("SyncStateNotFound", "The sync state generation is not found."))
                 return
@@ -327,6 +336,7 @@ class GraphApi:
                 return
         else:
             since, upto, after = 0, None, 0
+            received_filter = query.get("$filter", "")
             size = SIZE_PROPERTY.lower() in query.get("$expand", "").lower()
             prefer = self.handler.headers.get("Prefer", "")
             wanted = re.search(r"odata\.maxpagesize=(\d+)", prefer)
@@ -334,16 +344,20 @@ class GraphApi:
         if upto is None:
             upto = state.seq  # the round reports changes up to now; later ones go to the next round
         upto = int(upto)
+        received_test = _received_filter(received_filter)
+        if received_test is None:
+            self.send(400, _error("ErrorInvalidUrlQueryFilter", "Delta takes only receivedDateTime ge|gt."))
+            return
         changes: list[tuple[int, dict[str, Any]]] = [
             (m.seq, self.message_json(m, size)) for m in state.messages.values()
-            if m.folder == folder.id and since < m.seq <= upto and m.seq > after]
+            if m.folder == folder.id and since < m.seq <= upto and m.seq > after and received_test(m.received)]
         if since:  # an initial round has nothing to remove
             changes += [(seq, {"@odata.type": "#microsoft.graph.message", "id": mid, "@removed": {"reason": "deleted"}})
                         for mid, seq in folder.tombstones.items() if since < seq <= upto and seq > after]
         changes.sort(key=lambda c: c[0])
         page, rest = changes[:page_size], changes[page_size:]
         base = f"{self.server.base_url}/users/{quote(self.user, safe='@')}/mailFolders/{folder.id}/messages/delta"
-        common = {"folder": folder.id, "size": size, "page": page_size, "since": since}
+        common = {"folder": folder.id, "size": size, "page": page_size, "since": since, "filter": received_filter}
         result: dict[str, Any] = {"@odata.context": f"{self.server.base_url}/$metadata#Collection(message)",
                                   "value": [c[1] for c in page]}
         if rest:
@@ -411,6 +425,23 @@ class GraphApi:
             self.send(415, _error("UnsupportedMediaType", "Unsupported Content-Type."))
             return
         self.send(202)
+
+
+def _received_filter(text: str) -> Callable[[str], bool] | None:
+    """The one $filter message delta takes, ``receivedDateTime ge|gt <instant>``, as a test; None if other."""
+    if not text:
+        return lambda received: True
+    found = re.fullmatch(r"receivedDateTime (ge|gt) (\S+)", text.strip())
+    if found is None:
+        return None
+    bound = datetime.fromisoformat(found.group(2).replace("Z", "+00:00"))
+    strict = found.group(1) == "gt"
+
+    def test(received: str) -> bool:
+        when = datetime.fromisoformat(received.replace("Z", "+00:00"))
+        return when > bound if strict else when >= bound
+
+    return test
 
 
 def _token(data: dict[str, Any]) -> str:

@@ -9,12 +9,13 @@ local stack's certificate (msal accepts https authorities only):
   grant (client secret, or a certificate's signed client assertion), ``refresh_token`` (the refresh token
   rotates) and the device-code grant with ``/oauth2/v2.0/devicecode``; errors in its documented shape
   (``error``, ``error_description`` starting with the AADSTS code, ``error_codes``).
-- Google (``/token``): ``refresh_token`` and the service account's ``jwt-bearer`` grant (domain-wide
-  delegation: ``sub`` names the user impersonated); errors ``invalid_grant``, ``invalid_client``,
-  ``unauthorized_client`` as Google answers them.
-- RFC 7662 introspection for Dovecot's ``oauth2`` passdb (the token in a POST form, or as a bearer), on plain HTTP at
-  ``dovecot.OAUTH_INTROSPECTION_PORT`` (loopback; Dovecot's configuration names it): a token is active for
-  a user while it is unexpired, unrevoked, and (app-only tokens) the app holds that mailbox.
+- Google (``/token``, and the consent page ``/o/oauth2/v2/auth`` redirecting to the client's loopback
+  address): ``authorization_code`` with PKCE, ``refresh_token`` and the service account's ``jwt-bearer``
+  grant (domain-wide delegation: ``sub`` names the user impersonated); errors ``invalid_grant``,
+  ``invalid_client``, ``unauthorized_client`` as Google answers them.
+- RFC 7662 introspection for Dovecot's ``oauth2`` passdb (the token in a POST form, or as a bearer), on
+  plain HTTP at ``dovecot.OAUTH_INTROSPECTION_PORT`` (loopback; Dovecot's configuration names it): a token
+  is active for a user while it is unexpired, unrevoked, and (app-only tokens) the app holds that mailbox.
 
 What an admin does in the providers' consoles is a method here: register an app, grant it a mailbox
 (``Add-MailboxPermission``), revoke consent, expire every token early (a server-side expiry the client
@@ -102,6 +103,19 @@ def _google_error(error: str, description: str) -> dict[str, Any]:
     return {"error": error, "error_description": description}
 
 
+def _basic_client(request: BaseHTTPRequestHandler) -> dict[str, str]:
+    """Client credentials sent as HTTP Basic (client_secret_basic, RFC 6749 2.3.1), as form fields."""
+    header = str(request.headers.get("Authorization") or "")
+    if not header.startswith("Basic "):
+        return {}
+    client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+    return {"client_id": urllib.parse.unquote_plus(client_id), "client_secret": urllib.parse.unquote_plus(secret)}
+
+
+class _Answered(Exception):
+    """The route wrote its own answer (a redirect)."""
+
+
 class OAuthError(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(body.get("error"))
@@ -123,6 +137,7 @@ class AuthorizationServer:
         self.access: dict[str, Issued] = {}
         self.refresh: dict[str, RefreshGrant] = {}
         self.devices: dict[str, dict[str, Any]] = {}  # device code -> {client_id, user_code, user, scope}
+        self.codes: dict[str, dict[str, Any]] = {}  # Google authorization code -> its grant
         self.token_requests = 0
         self.introspections = 0
         self.lock = threading.Lock()
@@ -239,6 +254,8 @@ class AuthorizationServer:
             status, body = self._route(method, parts, form, query, request)
         except OAuthError as exc:
             status, body = exc.status, exc.body
+        except _Answered:
+            return
         data = json.dumps(body).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json; charset=utf-8")
@@ -254,7 +271,9 @@ class AuthorizationServer:
             bearer = str(request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
             return 200, self.introspect(form.get("token") or bearer, query.get("user"))
         if parts == ["token"] and method == "POST":
-            return 200, self._google_token(form)
+            return 200, self._google_token({**_basic_client(request), **form})
+        if parts == ["o", "oauth2", "v2", "auth"] and method == "GET":
+            return self._google_consent(query, request)
         if len(parts) >= 2 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
             return self._discovery(parts[0])
         if len(parts) == 4 and parts[1:3] == ["oauth2", "v2.0"] and method == "POST":
@@ -389,6 +408,8 @@ class AuthorizationServer:
             return answer
         if grant == JWT_BEARER:
             return self._google_service_account(form.get("assertion", ""))
+        if grant == "authorization_code":
+            return self._google_code(form)
         raise OAuthError(400, {"error": "unsupported_grant_type", "error_description": f"Invalid grant_type: {grant}"})
 
     def _google_service_account(self, assertion: str) -> dict[str, Any]:
@@ -409,6 +430,40 @@ class AuthorizationServer:
                                    " the scopes requested."})
         answer = self._bearer(account.client_id, claims.get("sub") or account.client_email, " ".join(sorted(scopes)))
         answer.pop("ext_expires_in")
+        return answer
+
+    def _google_consent(self, query: dict[str, str], request: BaseHTTPRequestHandler) -> tuple[int, dict[str, Any]]:
+        """The consent page: the user named by ``login_hint`` signs in and allows access at once; the
+        browser goes back to the client's loopback redirect with the code (RFC 8252)."""
+        redirect = query.get("redirect_uri", "")
+        if query.get("client_id") not in self.google_clients or not redirect.startswith("http://127.0.0.1:"):
+            return 400, {"error": "invalid_request", "error_description": "Invalid client or redirect_uri"}
+        code = "code-" + secrets.token_urlsafe(16)
+        self.codes[code] = {"client_id": query["client_id"], "user": query.get("login_hint", ""),
+                            "scope": query.get("scope", ""), "redirect_uri": redirect,
+                            "challenge": query.get("code_challenge")}
+        back = {"code": code, "state": query.get("state", ""), "scope": query.get("scope", "")}
+        target = f"{redirect}?{urllib.parse.urlencode(back)}"
+        request.send_response(302)
+        request.send_header("Location", target)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+        raise _Answered
+
+    def _google_code(self, form: dict[str, str]) -> dict[str, Any]:
+        held = self.codes.pop(form.get("code", ""), None)
+        client_id = form.get("client_id", "")
+        if self.google_clients.get(client_id) != form.get("client_secret"):
+            raise OAuthError(401, _google_error("invalid_client", "The OAuth client was not found."))
+        verifier = form.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if (held is None or held["client_id"] != client_id or held["redirect_uri"] != form.get("redirect_uri")
+                or (held["challenge"] and held["challenge"] != digest)):
+            raise OAuthError(400, _google_error("invalid_grant", "Malformed auth code."))
+        refresh = self.issue_refresh_token(client_id, held["user"], held["scope"])
+        answer = self._bearer(client_id, held["user"], held["scope"])
+        answer.pop("ext_expires_in")
+        answer["refresh_token"] = refresh
         return answer
 
     # --- introspection (RFC 7662) -------------------------------------------------------------------------

@@ -214,8 +214,9 @@ class Fetcher:
                     report.error = str(exc.__cause__ or exc)[:500]
                     logger.warning("mail server went away mid-run; the rest waits for the next run",
                                    extra={"mailbox": name, "fetched": report.fetched, "error": report.error})
-        except ConfigurationError:
+        except ConfigurationError as exc:
             report.status = "config-error"  # logged and reported by the check; other mailboxes go on
+            report.error = str(exc)[:500]  # what to fix, for `mailintake poll` (never a secret or token)
         finally:
             release_lease(name, self.run_id)
         return report

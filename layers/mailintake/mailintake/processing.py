@@ -400,7 +400,7 @@ class Processor:
         attachments = self._store_attachments(source, self._kept(parsed, decision), notes, deadline)
         created = utcnow()
         text = decision.text if decision.text is not None else parsed.text
-        texts: dict[str, str | None] = {"title": parsed.subject, "description": text,
+        texts: dict[str, str | None] = {"title": decision.title or parsed.subject, "description": text,
                                         "html": parsed.html if decision.text is None else None, "body_key": None}
 
         def build(number: int) -> ItemRecord:

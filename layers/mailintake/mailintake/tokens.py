@@ -95,8 +95,8 @@ class TokenError(Exception):
 
 @dataclass(frozen=True)
 class Token:
-    value: str
-    expires_at: float  # epoch seconds
+    value: str = field(repr=False)  # a bearer token: never in a log line, not even by repr()
+    expires_at: float = 0.0  # epoch seconds
 
 
 class SecretStore(Protocol):
@@ -317,7 +317,7 @@ class TokenProvider:
     secrets: SecretStore
     clock: Callable[[], float] = time.time
     acquirers: Mapping[str, Acquire] = field(default_factory=lambda: dict(_ACQUIRERS))
-    _cache: dict[tuple[str, str], Token] = field(default_factory=dict)
+    _cache: dict[tuple[str, str], Token] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod

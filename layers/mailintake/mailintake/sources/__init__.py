@@ -16,21 +16,41 @@ from mailintake.sources.cursors import CursorStore, DynamoCursorStore, ImapCurso
 from mailintake.sources.graph import GraphSource, GraphTokens
 from mailintake.sources.imap import ImapSource
 from mailintake.sources.pop3 import Pop3Source
-from mailintake.sources.protocol import INTERRUPTIONS, PART_BYTES, MailSource, Pending, SourceFactory
+from mailintake.sources.protocol import (
+    INTERRUPTIONS,
+    PART_BYTES,
+    START_CHOICES,
+    FolderCount,
+    MailSource,
+    Pending,
+    SourceFactory,
+    StartAt,
+    StartNotSupported,
+)
 from mailintake.store import MailboxRecord
 from mailintake.tokens import MailboxLogin
 
 __all__ = [
-    "INTERRUPTIONS", "PART_BYTES", "CursorStore", "DynamoCursorStore", "GraphSource", "ImapCursor", "ImapSource",
-    "MailSource", "Pending", "Pop3Source", "SourceFactory", "open_source",
+    "INTERRUPTIONS", "PART_BYTES", "START_CHOICES", "CursorStore", "DynamoCursorStore", "FolderCount", "GraphSource",
+    "ImapCursor", "ImapSource", "MailSource", "Pending", "Pop3Source", "SourceFactory", "StartAt", "StartNotSupported",
+    "open_source",
 ]
 
 logger = Logger(child=True)
 
 
+def _short_wait() -> float:
+    return SHORT_WAIT_SECONDS
+
+
+# Seconds a source opened outside a fetch run (adding a mailbox) waits for a throttled server.
+SHORT_WAIT_SECONDS = 30.0
+
+
 def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore,
-                seconds_left: Callable[[], float]) -> MailSource:
-    """The mailbox's source, connected and logged in (a :data:`SourceFactory`)."""
+                seconds_left: Callable[[], float] = _short_wait) -> MailSource:
+    """The mailbox's source, connected and logged in (a :data:`SourceFactory`); ``seconds_left``: how long
+    it may wait for a throttled server (the fetch loop gives the run's time)."""
     if mailbox.protocol == "graph":
         return GraphSource(mailbox, GraphTokens(login), cursors, seconds_left)
     if mailbox.security == "none" and not login.oauth:

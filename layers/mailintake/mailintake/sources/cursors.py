@@ -11,6 +11,7 @@ the stack's table, in the records ``mailintake.store`` defines (unchanged: no mi
 - Microsoft Graph: the ``CursorRecord``'s ``delta_link``, the link the next delta request starts from, with
   the round it belongs to and whether it ends it, and in ``UidlsRecord`` parts the digests of the mails
   settled in this round and the one before (see :mod:`mailintake.sources.graph`).
+  The UIDLs a ``--start new`` mailbox left alone are kept apart, under ``sk=SKIPPED#<part>``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class ImapCursor:
 
     uidvalidity: int | None = None
     last_uid: int = 0
+    # Started with "unread": below this UID only mail unread at the time it is read is taken (None: all).
+    unread_below: int | None = None
 
 
 @dataclass
@@ -68,6 +71,12 @@ class CursorStore(Protocol):
     def save_delta(self, mailbox: str, cursor: GraphCursor) -> None:
         """Replace the Graph cursor."""
 
+    def load_skipped(self, mailbox: str) -> set[str]:
+        """The POP3 UIDLs left alone when the mailbox was added (``--start new``): never read, never deleted."""
+
+    def add_skipped(self, mailbox: str, uidls: set[str]) -> None:
+        """Record UIDLs as skipped (kept apart from the stored ones, which a deleting mailbox deletes)."""
+
 
 class DynamoCursorStore:
     """Cursors in the stack's DynamoDB table (``mailintake.store`` records)."""
@@ -75,11 +84,12 @@ class DynamoCursorStore:
     def load_imap(self, mailbox: str) -> ImapCursor:
         record = store.load_cursor(mailbox)
         uidvalidity = None if record.uidvalidity is None else int(record.uidvalidity)
-        return ImapCursor(uidvalidity, int(record.last_uid or 0))
+        below = None if record.unread_below is None else int(record.unread_below)
+        return ImapCursor(uidvalidity, int(record.last_uid or 0), below)
 
     def save_imap(self, mailbox: str, cursor: ImapCursor) -> None:
         store.save_cursor(store.CursorRecord(*store.CursorRecord.key_for(mailbox), uidvalidity=cursor.uidvalidity,
-                                             last_uid=cursor.last_uid))
+                                             last_uid=cursor.last_uid, unread_below=cursor.unread_below))
 
     def load_uidls(self, mailbox: str) -> UidlParts:
         return store.load_uidls(mailbox)
@@ -98,3 +108,9 @@ class DynamoCursorStore:
     def save_delta(self, mailbox: str, cursor: GraphCursor) -> None:
         store.save_cursor(store.CursorRecord(*store.CursorRecord.key_for(mailbox), delta_link=cursor.link,
                                              delta_round=cursor.round, delta_done=cursor.done))
+
+    def load_skipped(self, mailbox: str) -> set[str]:
+        return store.load_skipped(mailbox)
+
+    def add_skipped(self, mailbox: str, uidls: set[str]) -> None:
+        store.add_skipped(mailbox, uidls)

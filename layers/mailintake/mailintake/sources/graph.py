@@ -50,7 +50,7 @@ from mailintake.graph_api import (
     user_path,
 )
 from mailintake.sources.cursors import CursorStore, GraphCursor
-from mailintake.sources.protocol import PART_BYTES, Pending
+from mailintake.sources.protocol import PART_BYTES, FolderCount, Pending, StartAt, StartNotSupported
 from mailintake.sources.tls import tls_context
 from mailintake.store import MailboxRecord, utcnow
 from mailintake.tokens import GRAPH_SCOPE, MailboxLogin
@@ -180,11 +180,36 @@ class GraphSource:
             raise GraphNotFound(404, "ErrorFolderNotFound", f"no folder {name!r} (in {path!r})", f"folder {path!r}")
         return found[0]
 
-    def _first_link(self) -> str:
-        query = urlencode({"$select": "id,receivedDateTime",
-                           "$expand": f"singleValueExtendedProperties($filter=id eq '{SIZE_PROPERTY}')"},
-                          quote_via=quote)
+    def _first_link(self, latest: bool = False) -> str:
+        options = {"$select": "id,receivedDateTime",
+                   "$expand": f"singleValueExtendedProperties($filter=id eq '{SIZE_PROPERTY}')"}
+        if self.mailbox.start in ("new", "unread") and self.mailbox.created is not None:
+            # Started with "new" or "unread": mail older than the mailbox is left alone, even when an
+            # expired link makes the folder be read again (delta's one filter: receivedDateTime ge).
+            options["$filter"] = f"receivedDateTime ge {self.mailbox.created.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        if latest:
+            options["$deltatoken"] = "latest"  # no changes, only a deltaLink from now on
+        query = urlencode(options, quote_via=quote)
         return f"{self.user}/mailFolders/{quote(self.folder_id, safe='')}/messages/delta?{query}"
+
+    def begin(self, start: StartAt) -> FolderCount:
+        """Where reading starts: ``new`` takes a deltaLink of this moment (``$deltatoken=latest``), so that
+        every later mail is a change after it; ``all`` leaves the cursor unread (the first round reads the
+        folder). Graph's delta cannot select unread mail, so ``unread`` is not offered."""
+        if start == "unread":
+            raise StartNotSupported("Graph's delta query cannot start at the unread mail: start with new or all")
+        found = self.client.json("GET", f"{self.user}/mailFolders/{quote(self.folder_id, safe='')}"
+                                        "?$select=totalItemCount,unreadItemCount") or {}
+        total, unread = int(found.get("totalItemCount") or 0), int(found.get("unreadItemCount") or 0)
+        if start == "all":
+            return FolderCount(total, unread, total)
+        page = self.client.json("GET", self._first_link(latest=True)) or {}
+        link = page.get("@odata.deltaLink")
+        if not link:
+            raise GraphUnavailable("$deltatoken=latest gave no @odata.deltaLink")
+        self.cursor = GraphCursor(str(link), f"R{self.run}", True)
+        self.cursors.save_delta(self.mailbox.name, self.cursor)
+        return FolderCount(total, unread, 0)
 
     def _collect(self, link: str) -> tuple[list[Change], str, bool]:
         """Pages from ``link`` until the round ends or a stretch is full: the changes, oldest first, the

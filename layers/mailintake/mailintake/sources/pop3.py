@@ -9,7 +9,7 @@ import poplib
 from collections.abc import Callable, Iterator
 
 from mailintake.sources.cursors import CursorStore
-from mailintake.sources.protocol import PART_BYTES, Pending
+from mailintake.sources.protocol import PART_BYTES, FolderCount, Pending, StartAt, StartNotSupported
 from mailintake.sources.tls import SOCKET_TIMEOUT, tls_context
 from mailintake.store import MailboxRecord, utcnow
 from mailintake.tokens import MailboxLogin, refused, xoauth2
@@ -23,6 +23,8 @@ class Pop3Source:
         self.cursors = cursors
         self.parts = cursors.load_uidls(mailbox.name)  # the UIDLs already stored, as recorded
         self.known: set[str] = set().union(*self.parts.values())
+        # Left alone since the mailbox was added ("new"): never read, and never deleted as "stored".
+        self.skipped = cursors.load_skipped(mailbox.name)
         self.settled: set[str] = set()  # settled in this run, not yet remembered
         self.deleted: set[str] = set()
         self.run = utcnow().strftime("%Y%m%dT%H%M%S%f")
@@ -75,9 +77,22 @@ class Pop3Source:
             if leftovers:
                 self._delete(leftovers)
         for uidl, number in self.listing.items():
-            if uidl not in self.known:
+            if uidl not in self.known and uidl not in self.skipped:
                 yield Pending(number, "pop3-" + hashlib.sha256(uidl.encode()).hexdigest()[:32],
                               self.sizes.get(number, 0))
+
+    def begin(self, start: StartAt) -> FolderCount:
+        """POP3 has no read state. "new" records every UIDL listed now as skipped: the maildrop is locked for
+        this session, so mail that arrives meanwhile is listed only later, under a UIDL not recorded here."""
+        if start == "unread":
+            raise StartNotSupported("POP3 has no read state: start with new or all")
+        fresh = {u for u in self.listing if u not in self.known and u not in self.skipped}
+        if start == "new":
+            if fresh:
+                self.cursors.add_skipped(self.mailbox.name, fresh)
+            self.skipped |= fresh
+            return FolderCount(len(self.listing), None, 0)
+        return FolderCount(len(self.listing), None, len(fresh))
 
     def download(self, item: Pending) -> bytes:
         return b"".join(self.chunks(item))
