@@ -445,6 +445,18 @@ def test_mailbox_add_protocol_graph_then_mailbox_test_gives_a_verdict_without_fe
     assert "1 mail in it" in verdict["steps"][2]["detail"] and "'Processed' found" in verdict["steps"][3]["detail"]
     assert len(on_server(local_graph, store.MailboxRecord.get(*store.MailboxRecord.key(name)))) == 1
 
+    # Added with --start new (the default): the mail already there is left alone, later mail is read.
+    assert [f["fetched"] for f in run_cycle(settings).fetches] == [0]
+    local_graph.deliver(user, make_mail("Arrived after the mailbox was added"))
+    assert [f["fetched"] for f in run_cycle(settings).fetches] == [1]
+    assert titles() == ["Arrived after the mailbox was added"]
+    code, _ = run_cli("mailbox", "add", f"{name}-unread", "--protocol", "graph", "--graph-url",
+                            local_graph.base_url, "--user", user, "--start", "unread", "--auth", "microsoft",
+                            "--tenant", "contoso", "--client-id", f"app-{name}", "--client-secret", "graph-secret",
+                            "--authority", identity_platform.base_url,
+                            "--ca-bundle", str(dovecot.info(ROOT).ca_bundle))
+    assert code == 2
+
     identity_platform.apps[f"app-{name}"].mailboxes = {"someone-else@contoso.example"}
     identity_platform.expire_all()
     code, verdict = run_cli("mailbox", "test", name)

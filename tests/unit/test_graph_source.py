@@ -79,6 +79,8 @@ class FakeGraph:
         if "/mailFolders/" in path and "delta" not in path:
             return {"id": "folder-" + path.split("/mailFolders/")[1].split("?")[0]}
         if "/messages/delta" in path:
+            if "deltatoken%3Dlatest" in path or "%24deltatoken=latest" in path:
+                return {"value": [], "@odata.deltaLink": f"delta/messages/delta?at={len(self.ids)}"}
             if path in self.expired:
                 raise GraphSyncReset(410, "SyncStateNotFound", "gone", path)
             start = int(path.rsplit("at=", 1)[1]) if "at=" in path else 0
@@ -214,3 +216,17 @@ def test_graph_mailbox_spec_takes_a_url_not_a_host_and_port() -> None:
         MailboxSpec(name="t", protocol="graph", host="", username="").validate()
     with pytest.raises(MailboxConfigError, match="after must be"):
         MailboxSpec(name="t", protocol="graph", host="", username="u@x", after="keep").validate()
+
+
+def test_starting_with_new_takes_a_delta_link_of_now_and_unread_is_refused() -> None:
+    from mailintake.sources import StartNotSupported
+
+    fake, cursors = FakeGraph(["old-1", "old-2"]), FakeCursors(World())
+    with open_source(fake, cursors) as source:
+        assert source.begin("new").first_run == 0
+        with pytest.raises(StartNotSupported, match="new or all"):
+            source.begin("unread")
+    assert cursors.load_delta("support").done
+    fake.ids = ["old-1", "old-2", "arrived"]
+    with open_source(fake, cursors) as source:
+        assert read(source) == ["arrived"]

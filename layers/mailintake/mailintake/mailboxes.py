@@ -27,6 +27,9 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_PORTS = {("imap", "ssl"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
                  ("pop3", "ssl"): 995, ("pop3", "starttls"): 110, ("pop3", "none"): 110}
 SECRET_PREFIX = "mailintake/mailbox/"
+# Protocols whose reading cannot start at the unread mail, and why.
+NO_UNREAD_START = {"pop3": "POP3 has no read state: start with new or all",
+                   "graph": "Graph's delta query cannot start at the unread mail: start with new or all"}
 
 
 class MailboxConfigError(ValueError):
@@ -199,8 +202,8 @@ def add_mailbox_starting(spec: MailboxSpec, settings: Settings, password: str | 
     spec.validate()
     if start is not None and start not in START_CHOICES:
         raise MailboxConfigError(f"start must be one of {', '.join(START_CHOICES)}")
-    if start == "unread" and spec.protocol == "pop3":
-        raise MailboxConfigError("POP3 has no read state: start with new or all")
+    if start == "unread" and spec.protocol in NO_UNREAD_START:
+        raise MailboxConfigError(NO_UNREAD_START[spec.protocol])
     secrets = client("secretsmanager", settings.region)
     if oauth_secret is not None:
         if spec.auth is None:
