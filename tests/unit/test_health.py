@@ -64,3 +64,10 @@ def test_a_client_secrets_expiry_on_the_mailbox_record_is_read_as_an_instant() -
     oauth = MailboxRecord(*MailboxRecord.key("m365"), name="m365", secret_expires="2026-12-01")
     assert token_expiry(oauth) == datetime(2026, 12, 1, tzinfo=UTC)
     assert token_expiry(MailboxRecord(*MailboxRecord.key("plain"), name="plain")) is None
+
+
+def test_graphs_received_date_time_is_read_as_an_instant() -> None:
+    from mailintake.sources.graph import _arrival as graph_arrival
+
+    assert graph_arrival("2026-11-25T10:00:00Z") == datetime(2026, 11, 25, 10, tzinfo=UTC).timestamp()
+    assert graph_arrival("") is None and graph_arrival("not a date") is None

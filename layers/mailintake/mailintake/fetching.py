@@ -241,7 +241,10 @@ class Fetcher:
         server goes away midway."""
         services = self.services
         margin_ms = self.settings.deadline_margin_seconds * 1000
-        with services.open_source(mailbox, services.login(mailbox), services.cursors) as source:
+        def seconds_left() -> float:
+            return (self.remaining_ms() - margin_ms) / 1000  # a throttled server is waited for until then
+
+        with services.open_source(mailbox, services.login(mailbox), services.cursors, seconds_left) as source:
             self._read(source, mailbox, report, margin_ms)
 
     def _read(self, source: MailSource, mailbox: MailboxRecord, report: FetchReport, margin_ms: int) -> None:
