@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import poplib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
+from imap_tools.errors import MailboxLoginError
 
 from mailintake.aws_clients import client
 from mailintake.config_check import ConfigurationError, checked_run
@@ -44,6 +46,9 @@ from mailintake.store import MailboxRecord, acquire_lease, release_lease
 from mailintake.system_settings import ConfigCache
 
 logger = Logger(child=True)
+
+# What a mail server answers to a wrong password (IMAP: a NO to LOGIN; POP3: -ERR to USER/PASS).
+LOGIN_REFUSED = (MailboxLoginError, poplib.error_proto)
 
 BATCH = 10  # SQS SendMessageBatch maximum
 # Batches settled between two writes of the cursor. Forgetting settled mail only makes a crashed run's
@@ -144,9 +149,16 @@ class SqsIntakeQueue:
         return len(response.get("Failed") or ())
 
 
-def mailbox_password(mailbox: MailboxRecord) -> str:
-    """The mailbox's password, from Secrets Manager (cached for five minutes)."""
-    return str(parameters.get_secret(mailbox.secret_name, max_age=300))
+# How long a container keeps a mailbox's password. An hour: a mailbox polled every five minutes reads its
+# secret 12 times a day, not 288 (Secrets Manager bills each read: $0.04 a month per mailbox at five-minute
+# reads, of the $0.10 an idle mailbox may cost; bench/cost.py). A password changed meanwhile costs one
+# refused login: the run reads the secret afresh and logs in again (Fetcher.drain).
+PASSWORD_MAX_AGE_SECONDS = 3600
+
+
+def mailbox_password(mailbox: MailboxRecord, fresh: bool = False) -> str:
+    """The mailbox's password, from Secrets Manager: cached per container, read anew when ``fresh``."""
+    return str(parameters.get_secret(mailbox.secret_name, max_age=PASSWORD_MAX_AGE_SECONDS, force_fetch=fresh))
 
 
 @dataclass(frozen=True)
@@ -157,7 +169,7 @@ class FetchServices:
     cursors: CursorStore
     raw_mail: RawMailStore
     queue: IntakeQueue
-    password: Callable[[MailboxRecord], str] = mailbox_password
+    password: Callable[[MailboxRecord, bool], str] = mailbox_password  # (mailbox, fresh)
 
     @classmethod
     def on_aws(cls, settings: Settings) -> FetchServices:
@@ -243,7 +255,13 @@ class Fetcher:
         server goes away midway."""
         services = self.services
         margin_ms = self.settings.deadline_margin_seconds * 1000
-        with services.open_source(mailbox, services.password(mailbox), services.cursors) as source:
+        try:
+            source = services.open_source(mailbox, services.password(mailbox, False), services.cursors)
+        except LOGIN_REFUSED:
+            # Perhaps the password was changed since this container read it: read it again, log in once more.
+            # A login refused with the current password is the configuration problem the check reports.
+            source = services.open_source(mailbox, services.password(mailbox, True), services.cursors)
+        with source:
             self._read(source, mailbox, report, margin_ms)
 
     def _read(self, source: MailSource, mailbox: MailboxRecord, report: FetchReport, margin_ms: int) -> None:
