@@ -66,14 +66,56 @@ def load_environment(verbose: bool = False) -> str:
 
 
 MAILBOX_FIELDS = ("name", "protocol", "host", "port", "security", "username", "secret_name", "folder", "after",
-                  "move_to", "workspace", "enabled", "poll_minutes", "system")
+                  "move_to", "workspace", "enabled", "poll_minutes", "system", "auth", "oauth_flow", "tenant",
+                  "client_id", "oauth_endpoint", "secret_expires")
 
 
 def _mailbox_dict(record: Any) -> dict[str, Any]:
+    from mailintake.store import plain_map
+
     data = {f: plain(getattr(record, f)) for f in MAILBOX_FIELDS}
     data["port"] = int(data["port"])
     data["poll_minutes"] = int(data["poll_minutes"])
+    data["addresses"] = [str(a) for a in record.addresses or ()]
+    data["routes"] = {str(k): str(v) for k, v in plain_map(record.routes).items()}
+    data["subaddress"] = bool(record.subaddress)
+    data["start"] = record.start
     return data
+
+
+def _routing_lines(record: Any) -> list[str]:
+    from mailintake.store import plain_map
+
+    routes = plain_map(record.routes)
+    lines = [f"  mail to {key} -> workspace {value}" for key, value in sorted(routes.items())]
+    if record.subaddress:
+        lines.append("  mail to a sub-address (name+WORKSPACE@) -> that workspace, when it exists")
+    if lines:
+        lines.append(f"  anything else -> workspace {'(default)' if record.system else record.workspace}")
+    return lines
+
+
+def _warn_missing_workspaces(record: Any) -> None:
+    """A route to a workspace that does not exist is passed over at intake: say so now."""
+    from mailintake.directory import list_workspaces
+    from mailintake.store import plain_map
+
+    known = {w.name for w in list_workspaces()} | {"default"}
+    for key, workspace in sorted(plain_map(record.routes).items()):
+        if workspace not in known:
+            print(f"warning: route {key} names workspace {workspace}, which does not exist (yet): such mail goes "
+                  f"to {record.workspace} until it does", file=sys.stderr)
+
+
+def _start_lines(record: Any, added: Any) -> list[str]:
+    if not added.new:
+        return [f"mailbox {record.name} updated; its reading position is kept"]
+    count = added.count
+    if count is None:
+        return [f"mailbox {record.name} added; its first run reads everything in {record.folder}"]
+    unread = "" if count.unread is None else f", {count.unread} unread"
+    return [f"mailbox {record.name} added: {count.total} mail(s) in {record.folder}{unread}; the first run takes "
+            f"{count.first_run} (--start {added.start}) and every mail that arrives from now on"]
 
 
 def _attachments(record: Any) -> list[dict[str, Any]]:
@@ -141,7 +183,8 @@ def _ledger_dict(rec: Any) -> dict[str, Any]:
 
 
 def cmd_mailbox_add(args: argparse.Namespace) -> int:
-    from mailintake.mailboxes import MailboxSpec, add_mailbox
+    from mailintake.cli_mailbox import SignInError, oauth_secret, spec_fields
+    from mailintake.mailboxes import MailboxConfigError, MailboxSpec, add_mailbox_starting, parse_routes
 
     ca_bundle = Path(args.ca_bundle).read_text() if args.ca_bundle else None
     password = os.environ.get(args.password_env) if args.password_env else args.password
@@ -149,25 +192,58 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
         name=args.name, protocol=args.protocol, host=args.host, username=args.user, port=args.port,
         security=args.security, secret_name=args.secret, folder=args.folder, after=args.after,
         move_to=args.move_to, workspace=args.workspace, enabled=not args.disabled,
-        poll_minutes=args.poll_minutes, ca_bundle=ca_bundle, system=args.system,
+        poll_minutes=args.poll_minutes, ca_bundle=ca_bundle, system=args.system, **spec_fields(args),
+        addresses=args.address or None, subaddress=args.subaddress,
     )
-    if args.security == "none":
+    if args.security == "none" and args.auth == "password":
         print(f"warning: mailbox {args.name} uses security none: its password is sent unencrypted",
               file=sys.stderr)
-    record = add_mailbox(spec, _settings(), password)
-    emit(args, _mailbox_dict(record), [f"mailbox {record.name} saved"])
+    try:
+        spec.routes = parse_routes(args.route or [])
+        spec.validate()  # before a sign-in, so that a typo does not cost one
+        secret = oauth_secret(args, ca_bundle)
+        record, added = add_mailbox_starting(spec, _settings(), password, args.start, oauth_secret=secret)
+    except (MailboxConfigError, SignInError) as exc:
+        print(f"error: mailbox {args.name} not saved: {exc}", file=sys.stderr)
+        return 2
+    data = _mailbox_dict(record)
+    if added.count is not None:
+        data["folder_count"] = {"total": added.count.total, "unread": added.count.unread,
+                                "first_run": added.count.first_run}
+    _warn_missing_workspaces(record)
+    signs_in = [f"signs in with {record.auth} ({record.oauth_flow}); check it with `mailintake mailbox test"
+                f" {record.name}`"] if record.auth else []
+    emit(args, data, [*_start_lines(record, added), *_routing_lines(record), *signs_in])
+    return 0
+
+
+def cmd_mailbox_routes(args: argparse.Namespace) -> int:
+    from mailintake.mailboxes import MailboxConfigError, parse_routes, set_routing
+
+    try:
+        record = set_routing(args.name, parse_routes(args.route or []), args.address, args.subaddress, args.clear)
+    except MailboxConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _warn_missing_workspaces(record)
+    emit(args, _mailbox_dict(record), [f"mailbox {record.name} routing:", *(_routing_lines(record) or ["  none"])])
     return 0
 
 
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
+    from mailintake.config_check import secret_expiry_notice
     from mailintake.store import list_mailboxes
 
     records = list_mailboxes()
-    emit(args, [_mailbox_dict(r) for r in records], [
-        f"{r.name:20} {r.protocol:5} {r.security:8} {r.host}:{int(r.port)} {r.username} -> {r.workspace}"
-        f" after={r.after} every {int(r.poll_minutes)}m{'' if r.enabled else ' (disabled)'}"
-        for r in records
-    ])
+    lines = []
+    for r in records:
+        lines.append(f"{r.name:20} {r.protocol:5} {r.security:8} {r.host}:{int(r.port)} {r.username} -> {r.workspace}"
+                     f" after={r.after} every {int(r.poll_minutes)}m{'' if r.enabled else ' (disabled)'}"
+                     + (f" sign-in={r.auth}/{r.oauth_flow}" if r.auth else ""))
+        notice = secret_expiry_notice(r)
+        if notice:
+            lines.append(f"  warning: {notice}")
+    emit(args, [{**_mailbox_dict(r), "warning": secret_expiry_notice(r)} for r in records], lines)
     return 0
 
 
@@ -307,6 +383,8 @@ def _settings() -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mailintake import cli_mailbox
+
     parser = argparse.ArgumentParser(prog="mailintake", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="show the handlers' INFO logs (local stack)")
     common = argparse.ArgumentParser(add_help=False)
@@ -334,12 +412,32 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--ca-bundle", help="PEM file of extra CAs to trust (private CA, self-signed server)")
     add.add_argument("--disabled", action="store_true")
     add.add_argument("--system", action="store_true", help="the system-wide mailbox")
+    cli_mailbox.add_auth_options(add)
+    add.add_argument("--start", choices=("new", "unread", "all"), default="new",
+                     help="a new mailbox's first run takes: only mail arriving after it is added (new, default),"
+                          " what is unread now and everything after (unread; IMAP only), or everything (all)")
+    add.add_argument("--address", action="append", metavar="ADDRESS",
+                     help="the mailbox's own address (repeatable; for sub-addresses, e.g. support@example.org)")
+    add.add_argument("--route", action="append", metavar="ADDRESS=WORKSPACE",
+                     help="mail to ADDRESS (or +DETAIL, a sub-address of the mailbox's address) goes to WORKSPACE")
+    add.add_argument("--subaddress", action="store_true",
+                     help="mail to name+WORKSPACE@ (the mailbox's address) goes to that workspace")
     add.set_defaults(func=cmd_mailbox_add)
+    routes = mailbox.add_parser("routes", parents=[common], help="change a mailbox's recipient routing")
+    routes.add_argument("name")
+    routes.add_argument("--route", action="append", metavar="ADDRESS=WORKSPACE", help="add or change a route")
+    routes.add_argument("--clear", action="store_true", help="remove every route first")
+    routes.add_argument("--address", action="append", metavar="ADDRESS", help="replace the mailbox's own addresses")
+    sub_group = routes.add_mutually_exclusive_group()
+    sub_group.add_argument("--subaddress", dest="subaddress", action="store_true", default=None)
+    sub_group.add_argument("--no-subaddress", dest="subaddress", action="store_false")
+    routes.set_defaults(func=cmd_mailbox_routes)
     lst = mailbox.add_parser("list", parents=[common])
     lst.set_defaults(func=cmd_mailbox_list)
     rm = mailbox.add_parser("remove", parents=[common])
     rm.add_argument("name")
     rm.set_defaults(func=cmd_mailbox_remove)
+    cli_mailbox.register_test(mailbox, common)
 
     poll = sub.add_parser("poll", parents=[common], help="run one scheduled cycle, to the end")
     poll.set_defaults(func=cmd_poll)

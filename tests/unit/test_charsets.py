@@ -6,11 +6,15 @@ from __future__ import annotations
 import base64
 import io
 import os
+from email import message_from_bytes
+from email.message import Message
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mailintake.charsets import guess_codec, message_hints, plausibility
-from mailintake.parsing import ParsedMessage, parse_message
+from mailintake.charsets import breaks_are_bytes, codec_for, decode_bytes, guess_codec, message_hints, plausibility
+from mailintake.parsing import ParsedMessage, _part_text, parse_message
 
 
 def raw_mail(headers: list[tuple[str, str, str]], body: str = "Hello", body_charset: str | None = None,
@@ -178,3 +182,44 @@ def test_large_utf8_is_checked_in_slices_with_the_same_verdict() -> None:
     assert charsets._utf8(broken) is None
     assert charsets.decode_bytes(broken, "utf-8") == broken.decode("utf-8", "replace").replace("\ufffd", "?")
     assert charsets._utf8(b"x" * slice_ + b"\xc3") is None  # cut short at the very end
+
+
+# ---------------------------------------------------------------- line breaks made "\n" in the bytes
+
+_BREAK_CHARSETS = [None, "utf-8", "iso-8859-1", "windows-1252", "iso-8859-16", "windows-1251", "koi8-r", "gbk",
+                   "gb18030", "big5", "shift_jis", "euc-jp", "euc-kr", "utf-16", "iso-2022-jp", "hz-gb-2312",
+                   "utf-7", "x-unknown"]
+
+
+def _text_part(charset: str | None, body: bytes) -> Message:
+    head = b"Content-Type: text/plain" + (f"; charset={charset}".encode() if charset else b"")
+    return message_from_bytes(head + b"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body)
+
+
+@settings(max_examples=400, deadline=None)
+@given(charset=st.sampled_from(_BREAK_CHARSETS), text=st.text(st.sampled_from(
+    "aé€ж你好ソウル한\u0219 \r\n\x00~+"), max_size=60), junk=st.binary(max_size=12), strip=st.booleans(),
+    ending=st.sampled_from([b"", b"\r\n", b"\r", b"\x84\x33\r\n", b"\x8f\xa1\r\n", b"\xe2\x82\r\n", b"\x81\r"]))
+def test_line_breaks_made_in_the_bytes_read_as_made_in_the_text(charset: str | None, text: str, junk: bytes,
+                                                               strip: bool, ending: bytes) -> None:
+    # The bytes are the body as sent: the text in its charset (what it cannot hold left out) with stray bytes
+    # in it and an ending that may be broken; whether the breaks are made "\n" before decoding or after, the
+    # reader sees the same text.
+    encoded = text.encode(codec_for(charset) or "utf-8", "ignore")
+    body = b"\r\n" + encoded[: len(encoded) // 2] + junk + encoded[len(encoded) // 2:] + ending
+    hints = ("gbk",)
+    made_in_bytes = _part_text(_text_part(charset, body), [], hints, strip=strip)
+    label = _text_part(charset, b"").get_param("charset")
+    decoded = decode_bytes(body, label if isinstance(label, str) else None, [], "", hints)
+    expected = decoded.strip("\r\n") if strip else decoded
+    for old, new in (("\r\n", "\n"), ("\r", "\n"), ("\x00", "")):
+        expected = expected.replace(old, new)
+    assert made_in_bytes == (expected.strip("\n") if strip else expected)
+
+
+def test_charsets_whose_line_breaks_are_not_plain_bytes_are_decoded_first() -> None:
+    assert breaks_are_bytes("utf-8", b"x") and breaks_are_bytes("big5", b"x")
+    assert breaks_are_bytes("gb18030", b"\xc4\xe3 abc\r\n")
+    assert not breaks_are_bytes("gb18030", b"\x84\x33\r\n")  # maybe an unfinished sequence at the end
+    assert not breaks_are_bytes("utf-16", b"x") and not breaks_are_bytes("iso2022_jp", b"x")
+    assert not breaks_are_bytes("hz", b"x") and not breaks_are_bytes("utf-7", b"x")

@@ -20,10 +20,11 @@ from mailintake import fetching
 from mailintake.fetching import Fetcher, FetchReport, FetchServices, Interrupted
 from mailintake.handover import QueuedMessage, conversation_group
 from mailintake.settings import Settings
-from mailintake.sources import PART_BYTES, CursorStore, ImapCursor, MailSource, Pending
+from mailintake.sources import PART_BYTES, CursorStore, FolderCount, ImapCursor, MailSource, Pending, StartAt
 from mailintake.sources.cursors import UidlParts
 from mailintake.store import MailboxRecord
 from mailintake.system_settings import ConfigCache
+from mailintake.tokens import MailboxLogin
 
 MARGIN_MS = Settings().deadline_margin_seconds * 1000
 
@@ -70,6 +71,7 @@ class FakeCursors:
         self.world = world
         self.imap: dict[str, ImapCursor] = {}
         self.uidls: dict[str, UidlParts] = {}
+        self.skipped: dict[str, set[str]] = {}
 
     def load_imap(self, mailbox: str) -> ImapCursor:
         saved = self.imap.get(mailbox, ImapCursor())
@@ -88,6 +90,12 @@ class FakeCursors:
 
     def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
         self.uidls[mailbox] = {"all": set(keep)}
+
+    def load_skipped(self, mailbox: str) -> set[str]:
+        return set(self.skipped.get(mailbox, ()))
+
+    def add_skipped(self, mailbox: str, uidls: set[str]) -> None:
+        self.skipped.setdefault(mailbox, set()).update(uidls)
 
 
 class FakeImapSource:
@@ -131,6 +139,12 @@ class FakeImapSource:
         if self.changed:
             self.cursors.save_imap(self.mailbox.name, self.cursor)
             self.changed = False
+
+    def begin(self, start: StartAt) -> FolderCount:
+        total = len(self.world.mails)
+        self.cursor = ImapCursor(7, max(self.world.mails, default=0) if start == "new" else 0)
+        self.cursors.save_imap(self.mailbox.name, self.cursor)
+        return FolderCount(total, None, 0 if start == "new" else total)
 
 
 class FakeBucket:
@@ -190,16 +204,22 @@ class Stack:
         self.password_reads: list[bool] = []  # each read of the password: fresh from Secrets Manager or not
         self.cached_password = "secret"
 
-        def open_source(mailbox: MailboxRecord, password: str, cursors: CursorStore) -> MailSource:
-            if password != "secret":
+        def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore) -> MailSource:
+            if login.password() != "secret":
                 raise MailboxLoginError(("NO", [b"[AUTHENTICATIONFAILED] Authentication failed."]), "OK")
             return FakeImapSource(self.world, mailbox, cursors)
 
-        def password(box: MailboxRecord, fresh: bool) -> str:
-            self.password_reads.append(fresh)
-            return "secret" if fresh else self.cached_password
+        def password(box: MailboxRecord) -> str:
+            self.password_reads.append(False)
+            return self.cached_password
 
-        self.services = FetchServices(open_source, self.cursors, self.bucket, self.queue, password)
+        def reread(box: MailboxRecord) -> str:
+            self.password_reads.append(True)
+            self.cached_password = "secret"
+            return self.cached_password
+
+        self.services = FetchServices(open_source, self.cursors, self.bucket, self.queue, password,
+                                      reread_password=reread)
 
     def fetch(self, remaining_ms: Iterator[int] | None = None) -> FetchReport:
         clock = remaining_ms or iter(lambda: 300_000, None)
@@ -362,4 +382,4 @@ def test_a_password_changed_since_the_container_cached_it_is_read_again_and_the_
     rig.cached_password = "changed since"
     report = rig.fetch()
     assert report.fetched == 2
-    assert rig.password_reads == [False, True]  # the cached one was refused: one fresh read, one more login
+    assert rig.password_reads == [False, True, False]  # the cached one was refused: read afresh, login again

@@ -29,8 +29,12 @@ JUSTIFIED_WILDCARDS: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("ProcessFunction", "ses:SendRawEmail"): ":identity/*",
     # Mailbox secrets are made at runtime (`mailintake mailbox add`), one per mailbox, under a prefix.
     ("FetchFunction", "secretsmanager:GetSecretValue"): ":secret:mailintake/*",
-    # The process function reads only the SMTP credentials for replies, under their own prefix.
-    ("ProcessFunction", "secretsmanager:GetSecretValue"): ":secret:mailintake/smtp/*",
+    # The process function reads only the SMTP credentials for replies, under their own prefix, and the
+    # OAuth mailbox's secret whose token signs in to SMTP (reply.smtpMailbox).
+    ("ProcessFunction", "secretsmanager:GetSecretValue"): (":secret:mailintake/smtp/*", ":secret:mailintake/mailbox/*"),
+    # A rotated OAuth refresh token is written back to its mailbox's secret (mailintake.tokens).
+    ("FetchFunction", "secretsmanager:PutSecretValue"): ":secret:mailintake/mailbox/*",
+    ("ProcessFunction", "secretsmanager:PutSecretValue"): ":secret:mailintake/mailbox/*",
     # Object keys are made at runtime; each function gets only its own prefix of the bucket.
     ("FetchFunction", "s3:PutObject"): "/raw/*",
     ("ProcessFunction", "s3:GetObject"): "/raw/*",

@@ -27,3 +27,23 @@ def local_mailbox(root: Path, settings: Settings, name: str, protocol: str = "im
         ca_bundle=Path(info.ca_bundle).read_text() if trust_local_ca else None,
     )
     return add_mailbox(spec, settings, password)
+
+
+def local_oauth_mailbox(root: Path, settings: Settings, name: str, authority: str, oauth_secret: dict[str, object],
+                        protocol: str = "imap", security: str = "ssl", auth: str = "microsoft",
+                        flow: str | None = None, tenant: str | None = None, client_id: str | None = None,
+                        secret_expires: str | None = None) -> tuple[MailboxRecord, str]:
+    """A mail user on the local Dovecot, registered as a mailbox that logs in with OAuth 2.0 tokens from
+    ``authority`` (the local authorization server, mailintake.localstack.oauth); the record, and the
+    user's password (for delivering test mail; the mailbox itself never uses it)."""
+    info = dovecot.start(root)
+    password = secrets.token_urlsafe(12)
+    dovecot.ensure_user(root, name, password)
+    port = {("imap", "ssl"): info.imaps_port, ("imap", "starttls"): info.imap_port,
+            ("pop3", "ssl"): info.pop3s_port, ("pop3", "starttls"): info.pop3_port}[(protocol, security)]
+    spec = MailboxSpec(
+        name=name, protocol=protocol, host=info.host, username=name, port=port, security=security,
+        ca_bundle=Path(info.ca_bundle).read_text(), auth=auth, oauth_flow=flow, tenant=tenant, client_id=client_id,
+        oauth_endpoint=authority, secret_expires=secret_expires,
+    )
+    return add_mailbox(spec, settings, oauth_secret=dict(oauth_secret)), password

@@ -375,21 +375,35 @@ def message_hints(declared: Iterable[str | None], undeclared: Iterable[bytes]) -
 _CHECK_SLICE = 1 << 20
 
 
+def _utf8_valid(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8, checked a slice at a time: a failed decode of the whole costs a buffer for
+    all of it, and its error holds a copy of the data (80 MB for a 25 MB body)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for start in range(0, len(data), _CHECK_SLICE):
+            decoder.decode(data[start:start + _CHECK_SLICE])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _utf8(data: bytes) -> str | None:
-    """``data`` decoded as UTF-8, None when it is not valid UTF-8. Large data is checked a slice at a time
-    first: a failed decode of the whole costs a buffer for all of it, and its error holds a copy of the data
-    (80 MB for a 25 MB body)."""
-    if len(data) > _CHECK_SLICE:
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            for start in range(0, len(data), _CHECK_SLICE):
-                decoder.decode(data[start:start + _CHECK_SLICE])
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return None
+    """``data`` decoded as UTF-8, None when it is not valid UTF-8 (large data checked first, see
+    ``_utf8_valid``)."""
+    if len(data) > _CHECK_SLICE and not _utf8_valid(data):
+        return None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
+        return None
+
+
+def _guess(data: bytes, hints: Sequence[str]) -> str | None:
+    try:
+        return guess_codec(data, hints)
+    except Exception:  # a heuristic must never break parsing
+        log.warning("charset guess failed", exc_info=True)
         return None
 
 
@@ -398,17 +412,64 @@ def _detect(data: bytes, hints: Sequence[str]) -> str:
     text = _utf8(data)
     if text is not None:
         return text
-    try:
-        codec = guess_codec(data, hints)
-    except Exception:  # a heuristic must never break parsing
-        log.warning("charset guess failed", exc_info=True)
-        codec = None
+    codec = _guess(data, hints)
     if codec is not None:
         text = _strict(data, codec)
         if text is not None:
             return text
         return data.decode(codec, errors="replace")
     return data.decode("cp1252", errors="replace")
+
+
+def reading_codec(data: bytes, charset: str | None, hints: Sequence[str] = ()) -> str:
+    """The codec :func:`decode_bytes` reads ``data`` with, before any fallback for bytes it cannot read."""
+    codec = codec_for(charset)
+    if codec is not None:
+        return codec
+    if data.isascii():
+        return "ascii"
+    if _utf8_valid(data):
+        return "utf-8"
+    return _guess(data, hints) or "cp1252"
+
+
+def _waits_for_more(codec: str) -> bool:
+    """Whether ``codec`` reads characters of more than one byte: a high byte alone is held back."""
+    decoder = codecs.getincrementaldecoder(codec)("replace")
+    for byte in range(0x80, 0x100):
+        if decoder.decode(bytes([byte])) == "":
+            return True
+        decoder.reset()
+    return False
+
+
+def breaks_are_bytes(codec: str, data: bytes) -> bool:
+    """Whether line breaks in ``data``, read with ``codec`` (see :func:`reading_codec`), can be made "\\n"
+    in the bytes before decoding, with the same text as a result: a large text is then not copied twice more
+    as a string (a 25 MB text of two-byte characters is 51 MB a copy).
+
+    True of the ASCII-compatible charsets whose multi-byte sequences never use CR or LF bytes (UTF-8, the
+    ISO-8859 and Windows families, GB18030, Big5, Shift_JIS, EUC); not of UTF-16/32, UTF-7, the ISO-2022
+    family or HZ (a line break may end their shift state; in HZ "~" before one continues the line), nor of
+    a BOM's UTF-8. The East Asian decoders read an unfinished sequence at the end of their input as one
+    broken character and before a line break as several: for them only when the bytes before the last line
+    breaks are ASCII (no sequence is longer than four bytes). UTF-8's decoder replaces the longest broken
+    prefix with one character either way.
+    """
+    try:
+        name = codecs.lookup(codec).name
+        if "a\r\n".encode(name) != b"a\r\n":
+            return False
+    except (UnicodeError, LookupError):
+        return False
+    if name.startswith("iso2022") or name in ("hz", "utf-7", "utf-8-sig"):  # UTF-7: a CR in base64, too
+        return False
+    if name != "utf-8" and _waits_for_more(name):
+        end = len(data)
+        while end and data[end - 1] in b"\r\n":
+            end -= 1
+        return data[max(end - 3, 0):end].isascii()
+    return True
 
 
 def mostly_latin(data: bytes) -> bool:

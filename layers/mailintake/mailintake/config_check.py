@@ -16,6 +16,7 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
@@ -25,15 +26,16 @@ from pynamodb.exceptions import DoesNotExist
 
 from mailintake import outgoing, system_settings
 from mailintake.settings import Settings
-from mailintake.store import AlertRecord, MailboxRecord
+from mailintake.store import AlertRecord, MailboxRecord, utcnow
 from mailintake.system_settings import SettingError
+from mailintake.tokens import TokenError
 
 logger = Logger(child=True)
 
 
 @dataclass(frozen=True)
 class Problem:
-    code: str  # unreachable | tls | login | folder | secret | pattern | workspace
+    code: str  # unreachable | tls | login | folder | secret | pattern | workspace | oauth-<TokenError.code>
     detail: str
 
     def line(self) -> str:
@@ -62,6 +64,9 @@ def static_problem(mailbox: MailboxRecord, config: system_settings.Config) -> Pr
 def classify(exc: BaseException, mailbox: MailboxRecord) -> Problem | None:
     """The configuration problem an exception of the run means, or None for anything else."""
     where = f"{mailbox.host}:{int(mailbox.port)}"
+    if isinstance(exc, TokenError):
+        # Its message is the fix-it text (which console, which setting); never a token or a secret.
+        return Problem(f"oauth-{exc.code}", str(exc))
     if isinstance(exc, GetParameterError) or (
             isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException"):
         return Problem("secret", f"secret {mailbox.secret_name!r} cannot be read: {exc}")
@@ -85,6 +90,7 @@ def checked_run(settings: Settings, config: system_settings.Config, mailbox: Mai
     (reported) instead of configuration errors."""
     problem = static_problem(mailbox, config)
     if problem is None:
+        warn_of_secret_expiry(settings, config, mailbox)
         try:
             yield
         except Exception as exc:
@@ -99,6 +105,47 @@ def checked_run(settings: Settings, config: system_settings.Config, mailbox: Mai
         return
     _report(settings, config, mailbox, problem)
     raise ConfigurationError(problem)
+
+
+# How long before a client secret's expiry the admin is told: enough for a change request in most
+# organisations, and Microsoft's portal shows the expiry the admin gave.
+SECRET_EXPIRY_NOTICE = timedelta(days=14)
+
+
+def secret_expiry_notice(mailbox: MailboxRecord, today: date | None = None) -> str | None:
+    """The warning for a client secret that expires within SECRET_EXPIRY_NOTICE, or None."""
+    expires = getattr(mailbox, "secret_expires", None)
+    if not expires:
+        return None
+    try:
+        when = date.fromisoformat(str(expires))
+    except ValueError:
+        return None
+    today = today or utcnow().date()
+    if when - today > SECRET_EXPIRY_NOTICE:
+        return None
+    days = (when - today).days
+    left = f"expired on {when}" if days < 0 else "expires today" if days == 0 else f"expires in {days} days, on {when}"
+    return (f"the client secret of mailbox {mailbox.name} {left}. In the Azure portal, App registrations > the app"
+            f" ({mailbox.client_id}) > Certificates & secrets: add a new client secret, then store it with"
+            f" `mailintake mailbox add {mailbox.name} ... --client-secret NEW --secret-expires YYYY-MM-DD`.")
+
+
+def warn_of_secret_expiry(settings: Settings, config: system_settings.Config, mailbox: MailboxRecord) -> None:
+    """Tell the admin once (per expiry date given) that the mailbox's client secret runs out soon."""
+    notice = secret_expiry_notice(mailbox)
+    if notice is None:
+        return
+    logger.warning("mailbox client secret expires soon", extra={"mailbox": mailbox.name, "detail": notice})
+    key = AlertRecord.key(f"{mailbox.name}#secret-expires-{mailbox.secret_expires}")
+    try:
+        AlertRecord.get(*key, consistent_read=True)
+        return  # told already
+    except DoesNotExist:
+        pass
+    AlertRecord(*key, mailbox=mailbox.name, problem="secret-expiry", detail=notice).save()
+    _mail_admin(settings, config, f"mailintake: the client secret of mailbox {mailbox.name} expires soon",
+                f"Mailbox {mailbox.name}: {notice}\n\nThis is the only mail about it for this expiry date.\n")
 
 
 def _report(settings: Settings, config: system_settings.Config, mailbox: MailboxRecord, problem: Problem) -> None:

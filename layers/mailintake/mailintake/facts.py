@@ -17,7 +17,7 @@ from mailintake.intake import Context, Facts, Scripts, people_needed
 from mailintake.markers import find_markers
 from mailintake.message import ParsedMessage
 from mailintake.settings import Settings
-from mailintake.store import MailboxRecord, get_item, get_message_id
+from mailintake.store import MailboxRecord, get_item, get_message_id, plain_map
 from mailintake.system_settings import Config
 
 # Each candidate costs a read; a subject full of markers or a References header of hundreds of ids must
@@ -31,7 +31,20 @@ def context(mailbox: MailboxRecord | None, name: str, config: Config, size: int 
     """The rules' context for mail from the mailbox ``name`` (``mailbox``: its record, None if unknown)."""
     system = mailbox is not None and bool(mailbox.system)
     workspace = str(mailbox.workspace) if mailbox is not None and not mailbox.system else None
-    return Context(name, config, size, admitted_over, mailbox_workspace=workspace, system_mailbox=system)
+    if mailbox is None:
+        return Context(name, config, size, admitted_over, mailbox_workspace=workspace, system_mailbox=system)
+    return Context(name, config, size, admitted_over, mailbox_workspace=workspace, system_mailbox=system,
+                   mailbox_addresses=mailbox_addresses(mailbox),
+                   routes={str(k).lower(): str(v) for k, v in plain_map(mailbox.routes).items()},
+                   subaddress=bool(mailbox.subaddress))
+
+
+def mailbox_addresses(mailbox: MailboxRecord) -> frozenset[str]:
+    """The mailbox's own addresses: those its record names, and its user name when that is an address."""
+    named = {str(a).lower() for a in (mailbox.addresses or ())}
+    if "@" in mailbox.username:
+        named.add(mailbox.username.lower())
+    return frozenset(named)
 
 
 def item_by_number(number: int) -> ItemFacts | None:

@@ -44,6 +44,7 @@ from mailintake.sources import (
 )
 from mailintake.store import MailboxRecord, acquire_lease, release_lease
 from mailintake.system_settings import ConfigCache
+from mailintake.tokens import MailboxLogin, TokenProvider
 
 logger = Logger(child=True)
 
@@ -156,9 +157,14 @@ class SqsIntakeQueue:
 PASSWORD_MAX_AGE_SECONDS = 3600
 
 
-def mailbox_password(mailbox: MailboxRecord, fresh: bool = False) -> str:
-    """The mailbox's password, from Secrets Manager: cached per container, read anew when ``fresh``."""
-    return str(parameters.get_secret(mailbox.secret_name, max_age=PASSWORD_MAX_AGE_SECONDS, force_fetch=fresh))
+def mailbox_password(mailbox: MailboxRecord) -> str:
+    """The mailbox's password, from Secrets Manager (cached per container for PASSWORD_MAX_AGE_SECONDS)."""
+    return str(parameters.get_secret(mailbox.secret_name, max_age=PASSWORD_MAX_AGE_SECONDS))
+
+
+def reread_mailbox_password(mailbox: MailboxRecord) -> str:
+    """The mailbox's password read anew from Secrets Manager (and cached again)."""
+    return str(parameters.get_secret(mailbox.secret_name, max_age=PASSWORD_MAX_AGE_SECONDS, force_fetch=True))
 
 
 @dataclass(frozen=True)
@@ -169,13 +175,29 @@ class FetchServices:
     cursors: CursorStore
     raw_mail: RawMailStore
     queue: IntakeQueue
-    password: Callable[[MailboxRecord, bool], str] = mailbox_password  # (mailbox, fresh)
+    password: Callable[[MailboxRecord], str] = mailbox_password
+    tokens: TokenProvider | None = None  # OAuth mailboxes' tokens: the container's (Runtime.tokens)
+    reread_password: Callable[[MailboxRecord], object] = reread_mailbox_password
 
     @classmethod
-    def on_aws(cls, settings: Settings) -> FetchServices:
-        """The real ones: mail servers, DynamoDB, S3, SQS, Secrets Manager."""
+    def on_aws(cls, settings: Settings, tokens: TokenProvider | None = None) -> FetchServices:
+        """The real ones: mail servers, DynamoDB, S3, SQS, Secrets Manager, the identity providers."""
         return cls(open_source, DynamoCursorStore(), S3RawMailStore(client("s3", settings.region), settings.bucket),
-                   SqsIntakeQueue(client("sqs", settings.region), settings.queue_url))
+                   SqsIntakeQueue(client("sqs", settings.region), settings.queue_url),
+                   tokens=tokens or TokenProvider.for_settings(settings))
+
+    def login(self, mailbox: MailboxRecord) -> MailboxLogin:
+        return MailboxLogin(mailbox, self.tokens or TokenProvider(_NoSecrets()), self.password)
+
+
+class _NoSecrets:
+    """The secret store of services built without token provider (tests of password mailboxes)."""
+
+    def read(self, name: str) -> str:
+        raise LookupError(f"no secret store to read {name} from")
+
+    def write(self, name: str, value: str) -> None:
+        raise LookupError(f"no secret store to write {name} to")
 
 
 # A mail read and stored: what the server calls it, its queue message, its conversation group.
@@ -212,12 +234,12 @@ class Fetcher:
     """One run over one mailbox."""
 
     def __init__(self, settings: Settings, config: ConfigCache, remaining_ms: Callable[[], int], run_id: str,
-                 services: FetchServices | None = None) -> None:
+                 services: FetchServices | None = None, tokens: TokenProvider | None = None) -> None:
         self.settings = settings
         self.config = config  # the container's settings snapshot
         self.remaining_ms = remaining_ms
         self.run_id = run_id
-        self.services = services or FetchServices.on_aws(settings)
+        self.services = services or FetchServices.on_aws(settings, tokens)
         self.batches = 0
 
     def run(self, name: str) -> FetchReport:
@@ -244,8 +266,9 @@ class Fetcher:
                     report.error = str(exc.__cause__ or exc)[:500]
                     logger.warning("mail server went away mid-run; the rest waits for the next run",
                                    extra={"mailbox": name, "fetched": report.fetched, "error": report.error})
-        except ConfigurationError:
+        except ConfigurationError as exc:
             report.status = "config-error"  # logged and reported by the check; other mailboxes go on
+            report.error = str(exc)[:500]  # what to fix, for `mailintake poll` (never a secret or token)
         finally:
             release_lease(name, self.run_id)
         return report
@@ -255,12 +278,16 @@ class Fetcher:
         server goes away midway."""
         services = self.services
         margin_ms = self.settings.deadline_margin_seconds * 1000
+        login = services.login(mailbox)
         try:
-            source = services.open_source(mailbox, services.password(mailbox, False), services.cursors)
+            source = services.open_source(mailbox, login, services.cursors)
         except LOGIN_REFUSED:
+            if login.oauth:
+                raise  # tokens are replaced by the source itself (MailboxLogin.rejected)
             # Perhaps the password was changed since this container read it: read it again, log in once more.
             # A login refused with the current password is the configuration problem the check reports.
-            source = services.open_source(mailbox, services.password(mailbox, True), services.cursors)
+            services.reread_password(mailbox)
+            source = services.open_source(mailbox, services.login(mailbox), services.cursors)
         with source:
             self._read(source, mailbox, report, margin_ms)
 
@@ -351,4 +378,4 @@ def fetch_scheduled(event: Mapping[str, Any], runtime: Runtime, remaining_ms: Ca
     name = event.get("mailbox")
     if not isinstance(name, str) or not name:
         raise BadEvent('the fetch event must be {"mailbox": NAME}')
-    return Fetcher(runtime.settings, runtime.config, remaining_ms, run_id).run(name)
+    return Fetcher(runtime.settings, runtime.config, remaining_ms, run_id, tokens=runtime.tokens).run(name)

@@ -2,9 +2,11 @@
 
 The checks run in a fixed order and the first that decides names itself in ``Decision.step``:
 
-``authentication`` -> ``known-senders`` -> ``permitted`` -> ``subject`` -> ``automail`` -> ``filter``
-(reject lists; then the body is cut and attachments dropped) -> ``guard`` -> author -> ``thread`` (only
-into an item the author may see) / ``new`` -> ``activity`` -> ``permission`` -> CC.
+routing (the workspace, by recipient) -> ``loop`` (the system's own mail) -> ``authentication`` ->
+``known-senders`` -> ``permitted`` -> ``subject`` -> ``automail`` -> ``filter`` (reject lists; then the body
+is cut and attachments dropped) -> ``guard`` -> relay (a contact form's Reply-To) -> forward (the original
+sender of a forwarded mail) -> author -> ``thread`` (only into an item the author may see) / ``new`` ->
+``activity`` -> ``permission`` -> CC.
 
 Rejections in known-senders, permitted, subject, guard and permission deserve a reply to the sender;
 discards (automail, filter lists, duplicates) never get one, and neither does machine-made mail that is
@@ -30,10 +32,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mailintake import authentication, automail
-from mailintake.access import GUEST, ItemFacts, Person, Roles, may_create, may_see, normalise
+from mailintake import authentication, automail, forwards
+from mailintake.access import CAN_CREATE, GUEST, SEES_ALL, ItemFacts, Person, Roles, may_create, may_see, normalise
 from mailintake.addresses import is_address
-from mailintake.message import Attachment, ParsedMessage
+from mailintake.markers import is_own_message_id
+from mailintake.message import Address, Attachment, Forwarded, ParsedMessage
 from mailintake.outcomes import Status
 from mailintake.scripts import AttachmentInfo, MessageView, Plan, ScriptFailure
 
@@ -58,14 +61,17 @@ class Decision:
     item_number: int | None = None
     author: str = ""
     author_name: str = ""
-    reporter: str = ""  # the From address, when the author is someone else (the guest for an unknown sender)
+    # The From address, when the author is someone else: the guest for an unknown sender, the original
+    # sender of a forwarded mail.
+    reporter: str = ""
     new_users: tuple[tuple[str, str], ...] = ()  # (address, display name) to create
     readers: frozenset[str] = frozenset()
     editors: frozenset[str] = frozenset()
     item_type: str | None = None
     priority: str | None = None
     fields: tuple[tuple[str, str], ...] = ()
-    text: str | None = None  # the body after filter.cutBody, when it cut something
+    text: str | None = None  # the body after filter.cutBody, or a forward's description, when it differs
+    title: str | None = None  # a forward's original subject, when it has one
     reply_text: str | None = None
     attachments: tuple[Attachment, ...] | None = None  # kept after filter.dropAttachments, when it dropped
     notes: tuple[str, ...] = ()  # filter-list matches that changed the message, the authentication verdict
@@ -91,6 +97,10 @@ class Context:
     # The workspace of a workspace mailbox; None for a system mailbox or one that is not known.
     mailbox_workspace: str | None = None
     system_mailbox: bool = False
+    # Recipient routing of the mailbox (its record's addresses, routes and subaddress).
+    mailbox_addresses: frozenset[str] = frozenset()
+    routes: Mapping[str, str] = field(default_factory=dict)  # address or "+detail" -> workspace
+    subaddress: bool = False
 
     @property
     def scope(self) -> str | None:
@@ -166,11 +176,24 @@ def _cc_roles(config: Config) -> bool:
     return config.flag("item.emailReceived.addCcAsEditor") or config.flag("item.emailReceived.addCcAsReader")
 
 
+def _relay_author(parsed: ParsedMessage) -> Address | None:
+    """The one valid Reply-To address of a mail (a contact form's visitor), or None."""
+    valid = [a for a in parsed.reply_to if is_address(normalise(a.email))]
+    return valid[0] if len(valid) == 1 else None
+
+
 def people_needed(parsed: ParsedMessage, ctx: Context) -> list[str]:
-    """The addresses whose user records the rules may ask for: the sender, the CCs when they become
-    editors or readers, and the guest when the mail may be filed as the guest's."""
+    """The addresses whose user records the rules may ask for: the sender, a forward's original sender, a
+    Reply-To (when the sender may be a relay), the CCs when they become editors or readers, and the guest
+    when the mail may be filed as the guest's."""
     who = _judge_sender(parsed, ctx)
-    wanted = [who.address, *(a.email for a in parsed.cc if _cc_roles(ctx.config))]
+    claimed = [parsed.forwarded.sender.email] if parsed.forwarded is not None else []
+    relay = _relay_author(parsed)
+    if relay is not None and ctx.config.get("intake.relaySenders", ctx.scope):
+        claimed.append(relay.email)
+    wanted = [who.address, *claimed, *(a.email for a in parsed.cc if _cc_roles(ctx.config))]
+    if claimed:
+        wanted.append(GUEST)
     guest_mode = ctx.config.get("intake.unknownSenders") == "guest"
     if guest_mode or not who.address or (who.proof is not None and not who.proof.passed and who.treat_unknown):
         wanted.append(GUEST)
@@ -200,6 +223,11 @@ class _Run:
     author_name: str = ""
     author_person: Person | None = None
     reporter: str = ""
+    # Who the mail is from when that is not its From: a relay's Reply-To, a forward's original sender.
+    claimed: Address | None = None
+    claimed_unverified: bool = False  # a user's address nobody vouched for (a relay's Reply-To, auth on)
+    forward: Forwarded | None = None  # the forward believed (take_forward)
+    forwarder: Person | None = None
     new_users: list[tuple[str, str]] = field(default_factory=list)
     target: ItemFacts | None = None
     plan: Plan = field(default_factory=lambda: Plan(workspace=""))
@@ -222,6 +250,13 @@ class _Run:
     def seen_as(self) -> str:
         """The address whose party to an item counts: the reporter's for the guest, else the author's."""
         return self.reporter or self.author
+
+    def acting(self) -> tuple[Person | None, str]:
+        """Who acts, for threading and permission: the forwarder of a believed forward (the original sender
+        did not write to us), else the author (the reporter's address for the guest)."""
+        if self.forward is not None:
+            return self.forwarder, self.sender
+        return self.author_person, self.seen_as
 
     def message_view(self) -> MessageView:
         if self.view is None:
@@ -247,10 +282,15 @@ class _Run:
             readers=frozenset(set(plan.readers) | self.cc_readers),
             editors=frozenset(set(plan.editors) | self.cc_editors), item_type=plan.item_type,
             priority=plan.priority, fields=tuple(sorted((str(k), str(v)) for k, v in plan.fields.items())),
-            text=self.text, reply_text=self.reply_text,
+            text=self.text, reply_text=self.reply_text, title=self._title(),
             attachments=tuple(self.attachments) if self.attachments is not None else None,
             notes=tuple(self.notes), reply_withheld=self.withheld,
         )
+
+    def _title(self) -> str | None:
+        if self.forward is None or self.target is not None:
+            return None
+        return self.forward.subject or forwards.strip_forward_prefix(self.parsed.subject)
 
 
 def _start(parsed: ParsedMessage, ctx: Context, facts: Facts, scripts: Scripts) -> _Run:
@@ -266,6 +306,70 @@ def _start(parsed: ParsedMessage, ctx: Context, facts: Facts, scripts: Scripts) 
     if run.who.proof is not None and not run.who.proof.passed:
         run.withheld = NOT_AUTHENTICATED
     return run
+
+
+def _route_of(address: str, ctx: Context) -> tuple[str, str] | None:
+    """(workspace, why) for mail to ``address``, or None: its own route, else its sub-address's, else the
+    sub-address as a workspace name (subaddress on), else the route of the address without it."""
+    if address in ctx.routes:
+        return ctx.routes[address], f"route {address}"
+    local, _, domain = address.partition("@")
+    base, plus, detail = local.partition("+")
+    if not plus or not detail:
+        return None
+    plain = f"{base}@{domain}"
+    if plain not in ctx.mailbox_addresses and plain not in ctx.routes:
+        return None  # someone else's sub-address (a CC'd customer's): not ours to read
+    if f"+{detail}" in ctx.routes:
+        return ctx.routes[f"+{detail}"], f"route +{detail} ({address})"
+    if ctx.subaddress:
+        return detail, f"sub-address {address}"
+    if plain in ctx.routes:
+        return ctx.routes[plain], f"route {plain} ({address})"
+    return None
+
+
+def recipients(parsed: ParsedMessage) -> list[str]:
+    """Where the mail was sent, most reliable first: the envelope (X-Original-To, Delivered-To), To, Cc."""
+    found = [*parsed.delivered_to, *(a.email for a in parsed.to), *(a.email for a in parsed.cc)]
+    return list(dict.fromkeys(normalise(a) for a in found if a))
+
+
+def route_by_recipient(run: _Run) -> Decision | None:
+    """One mailbox, several workspaces: the first recipient the mailbox routes names the workspace; else
+    the mailbox's own. A route to a workspace that does not exist is passed over, and noted."""
+    ctx = run.ctx
+    if not ctx.routes and not ctx.subaddress:
+        return None
+    for address in recipients(run.parsed)[:50]:
+        route = _route_of(address, ctx)
+        if route is None:
+            continue
+        workspace, why = route
+        if not ctx.config.workspace_exists(workspace) and workspace not in run.facts.workspaces:
+            run.notes.append(f"routing: {why} names workspace {workspace!r}, which does not exist")
+            continue
+        run.workspace = workspace
+        run.notes.append(f"routing: workspace {workspace} by {why}")
+        return None
+    return None
+
+
+def check_own_mail(run: _Run) -> Decision | None:
+    """Loop protection: the system's own mail come back (an acknowledgement an auto-forward returned, a
+    notification of the tracker delivered to its own mailbox) never becomes an item, and gets no reply."""
+    message_id = run.parsed.message_id or ""
+    domain = message_id.rpartition("@")[2].lower().rstrip(">")
+    own_domains = {d.lower() for d in run.config.names("intake.ownMessageIdDomains")}
+    if message_id and is_own_message_id(message_id):
+        return Decision("discarded", "own mail: its Message-ID is one this system made", "loop", run.workspace)
+    if domain and domain in own_domains:
+        return Decision("discarded", f"own mail: Message-ID domain {domain} (intake.ownMessageIdDomains)", "loop",
+                        run.workspace)
+    if run.sender and run.sender in run.config.sending_addresses():
+        return Decision("discarded", f"own mail: from {run.sender}, an address this system sends from", "loop",
+                        run.workspace)
+    return None
 
 
 def check_authentication(run: _Run) -> Decision | None:
@@ -402,8 +506,85 @@ def check_guard(run: _Run) -> Decision | None:
     return None
 
 
+def _vouched(run: _Run, address: str) -> bool:
+    """Whether the receiving server vouched for ``address`` as the mail's From (always, with the check off)."""
+    return run.who.proof is None or (run.who.proof.passed and address == run.sender)
+
+
+def take_relay(run: _Run) -> Decision | None:
+    """A contact form's relay (``intake.relaySenders``) sends every visitor's mail from one address and puts
+    the visitor's in Reply-To: the author is the Reply-To address, never the relay. The visitor typed it
+    into a form, so nothing vouches for it: the mail is never answered automatically, and with sender
+    authentication on, a user's address there counts as an unknown sender's (as an unauthenticated From)."""
+    pattern = run.config.globs("intake.relaySenders", run.ctx.scope)
+    if pattern is None or not run.sender or not pattern.permits(run.sender):
+        return None
+    if not _vouched(run, run.sender):
+        run.notes.append(f"relay: {run.sender} is a relay sender but not authenticated; an ordinary mail")
+        return None
+    visitor = _relay_author(run.parsed)
+    if visitor is None:
+        run.notes.append(f"relay: mail from relay sender {run.sender} without exactly one Reply-To address")
+        return None
+    address = normalise(visitor.email)
+    if address in run.config.own_addresses():
+        run.notes.append(f"relay: Reply-To {address} is this system's own address; an ordinary mail")
+        return None
+    run.claimed = Address(address, visitor.name)
+    run.claimed_unverified = run.who.proof is not None and address in run.users
+    run.notes.append(f"relay: from relay sender {run.sender}; the author is the Reply-To address {address}")
+    run.withheld = run.withheld or "sent through a relay: its Reply-To address is not verified"
+    return None
+
+
+def may_forward(run: _Run) -> str | None:
+    """Why the From may forward on someone's behalf (``intake.forwarders``, ``intake.forwarderAddresses``),
+    or None. Only a From the receiving server vouched for (with sender authentication on) may."""
+    if not run.sender or not _vouched(run, run.sender):
+        return None
+    extra = run.config.globs("intake.forwarderAddresses", run.ctx.scope)
+    if extra is not None and extra.permits(run.sender):
+        return "intake.forwarderAddresses"
+    person, rule = run.users.get(run.sender), run.config.get("intake.forwarders", run.ctx.scope)
+    if person is None or rule == "nobody":
+        return None
+    own = person.roles.get(run.workspace, person.roles.get("*"))
+    if own is None or own == "none":
+        return None  # only a role given to the person counts, not the defaults every sender gets
+    allowed = SEES_ALL - {"reader"} if rule == "editors" else CAN_CREATE | SEES_ALL
+    return f"role {own} in {run.workspace}" if own in allowed else None
+
+
+def take_forward(run: _Run) -> Decision | None:
+    """A forwarded mail belongs to its original sender when a person allowed to forward on someone's behalf
+    forwarded it: the original sender is the author (by the usual author rules), the forwarder the
+    reporter. From anyone else a forward is an ordinary mail."""
+    forwarded = run.parsed.forwarded
+    if forwarded is None or run.claimed is not None:
+        return None
+    original = normalise(forwarded.sender.email)
+    if original == run.sender or original in run.config.own_addresses():
+        return None  # one's own mail forwarded, or ours: nobody else to name
+    why = may_forward(run)
+    if why is None:
+        run.notes.append(f"forward: of {original}'s mail, but {run.sender or 'the sender'} may not forward on "
+                         "someone's behalf (intake.forwarders); an ordinary mail")
+        return None
+    run.forward, run.forwarder = forwarded, run.users.get(run.sender)
+    run.claimed = Address(original, forwarded.sender.name)
+    run.notes.append(f"forward: {forwarded.kind} forward ({forwarded.client}) of {original}'s mail by "
+                     f"{run.sender} ({why})")
+    text = forwards.description(forwarded, run.text if run.text is not None else run.parsed.text)
+    if text != run.parsed.text:
+        run.text = text
+    return None
+
+
 def choose_author(run: _Run) -> Decision | None:
     """Who writes (before threading: it decides whether a marker or a reference may be followed)."""
+    if run.claimed is not None:
+        _choose_claimed_author(run, run.claimed)
+        return None
     person = run.users.get(run.sender)
     run.author, run.author_name = run.sender, run.parsed.sender.name
     if person is not None:
@@ -422,17 +603,40 @@ def choose_author(run: _Run) -> Decision | None:
     return None
 
 
+def _choose_claimed_author(run: _Run, claimed: Address) -> None:
+    """The author rules for a relay's visitor or a forward's original sender: a user; else a new user
+    (``create``) or the guest. A forward's reporter is the forwarder; a guest's replies thread through
+    their address, kept as the item's reporter (relay) or a reader (forward)."""
+    address = claimed.email
+    person = None if run.claimed_unverified else run.users.get(address)
+    run.author, run.author_name = address, claimed.name
+    if person is not None:
+        run.author_name = person.name or claimed.name
+    elif run.guest_mode or run.claimed_unverified:
+        person, run.author, run.author_name = run.users.get(GUEST), GUEST, "Guest"
+    else:
+        run.new_users.append((address, claimed.name))
+    run.author_person = person
+    if run.forward is not None:
+        run.reporter = run.sender
+        if run.author == GUEST:
+            run.cc_readers.add(address)
+    else:
+        run.reporter = address if run.author == GUEST and not run.claimed_unverified else ""
+
+
 def find_thread(run: _Run) -> Decision | None:
     """A marker or a reference names an item, but only one the author may see is followed. Any other is
     passed over as if it did not exist, and the mail is judged as new mail (the permission step): so a
     stranger cannot write into someone else's item by its number, another tracker's marker cannot file a
     customer's mail into ours, and whether the item exists makes no difference the sender could observe.
     The ledger's notes tell the admin."""
+    person, address = run.acting()
     for candidate in run.facts.candidates:
-        if may_see(run.author_person, run.seen_as, candidate, run.facts.roles):
+        if may_see(person, address, candidate, run.facts.roles):
             run.target = candidate
             break
-        run.notes.append(f"not threaded into item {candidate.number}: {run.author} may not see it")
+        run.notes.append(f"not threaded into item {candidate.number}: {address or run.author} may not see it")
     run.plan = Plan(workspace=run.workspace)
     if run.target is not None:
         run.plan.action, run.plan.item_number = "comment", run.target.number
@@ -471,11 +675,13 @@ def check_permission(run: _Run) -> Decision | None:
     """Before CC: a refused mail creates nobody. A target chosen by the activity script has not been
     checked yet; the words the sender reads are the same either way (mailintake.outgoing)."""
     target = run.target
+    person, address = run.acting()
+    who = run.sender if run.forward is not None else run.author
     if target is not None:
-        if not may_see(run.author_person, run.seen_as, target, run.facts.roles):
-            return run.rejected(f"{run.author} may not see item {target.number}", "permission")
-    elif not may_create(run.author_person, run.workspace, run.facts.roles):
-        return run.rejected(f"{run.author} may not create items in workspace {run.workspace}", "permission")
+        if not may_see(person, address, target, run.facts.roles):
+            return run.rejected(f"{who} may not see item {target.number}", "permission")
+    elif not may_create(person, run.workspace, run.facts.roles):
+        return run.rejected(f"{who} may not create items in workspace {run.workspace}", "permission")
     return None
 
 
@@ -505,8 +711,9 @@ def add_cc(run: _Run) -> Decision | None:
 
 Step = Callable[[_Run], "Decision | None"]
 STEPS: tuple[Step, ...] = (
-    check_authentication, check_known_senders, check_permitted, check_subject, check_automail, apply_filters,
-    check_guard, choose_author, find_thread, run_activity, check_permission, add_cc,
+    route_by_recipient, check_own_mail, check_authentication, check_known_senders, check_permitted, check_subject,
+    check_automail, apply_filters, check_guard, take_relay, take_forward, choose_author, find_thread, run_activity,
+    check_permission, add_cc,
 )
 NO_SCRIPTS = Scripts()
 

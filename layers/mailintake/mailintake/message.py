@@ -32,6 +32,22 @@ class Attachment:
         return len(self.data)
 
 
+@dataclass(frozen=True)
+class Forwarded:
+    """A mail a person forwarded, as the forward shows it (:mod:`mailintake.forwards`): who wrote it first,
+    and where the forwarder's own note ends. Nothing here is verified: the forwarder wrote it all, so the
+    intake rules believe it only from people allowed to forward on someone's behalf."""
+
+    sender: Address  # the original sender, a valid addr-spec
+    subject: str  # the original subject ("" when the forward does not show one)
+    date: str  # the original date as the forward writes it
+    note: str  # the forwarder's own text above the forwarded message (may be "")
+    kind: str  # "inline" (quoted in the body) or "attached" (a message/rfc822 part)
+    client: str = ""  # how it was recognised: "forward marker", "original-message line", "header block"
+    # The forwarded message's own text: only for an attached one (an inline one is in the body already).
+    text: str = ""
+
+
 @dataclass
 class ParsedMessage:
     message_id: str | None  # without <>
@@ -63,6 +79,11 @@ class ParsedMessage:
     # nested 20,000 elements deep: ..."); it reaches the item or comment record and the ledger. Empty for
     # ordinary mail.
     simplified: list[str] = field(default_factory=list)
+    # The envelope recipients the receiving servers recorded (X-Original-To, then Delivered-To), lower-cased
+    # addr-specs: where the mail was delivered, whatever To and Cc say.
+    delivered_to: list[str] = field(default_factory=list)
+    # A forwarded mail this one carries (inline or attached), when it carries one.
+    forwarded: Forwarded | None = None
 
     @property
     def size_hint(self) -> int:

@@ -35,8 +35,9 @@ from mailintake.aws_clients import client
 from mailintake.markers import make_message_id
 from mailintake.message import ParsedMessage
 from mailintake.settings import Settings
-from mailintake.store import ReplyCounterRecord, shared_connection
+from mailintake.store import MailboxRecord, ReplyCounterRecord, shared_connection
 from mailintake.system_settings import Config
+from mailintake.tokens import TokenProvider, refused, xoauth2
 
 logger = Logger(child=True)
 
@@ -101,8 +102,9 @@ def compose(mail: Outgoing, sender: str) -> EmailMessage:
     return msg
 
 
-def send(mail: Outgoing, config: Config, settings: Settings) -> str:
-    """Send now, by the configured transport; returns a line for the ledger. Raises SendError."""
+def send(mail: Outgoing, config: Config, settings: Settings, tokens: TokenProvider | None = None) -> str:
+    """Send now, by the configured transport; returns a line for the ledger. Raises SendError. ``tokens``:
+    the container's, for an SMTP sign-in with OAuth (reply.smtpMailbox)."""
     sender = config.get("reply.from")
     if not sender:
         raise SendError("no reply.from configured")
@@ -112,7 +114,7 @@ def send(mail: Outgoing, config: Config, settings: Settings) -> str:
         # word that decodes to CR/LF); that must end as a failed reply, not as a failed message.
         message = compose(mail, sender)
         if transport == "smtp":
-            _send_smtp(message, config, mail.to)
+            _send_smtp(message, config, mail.to, tokens or TokenProvider.for_settings(settings))
         else:
             ses = client("ses", settings.region)
             ses.send_raw_email(Source=sender, Destinations=[mail.to], RawMessage={"Data": message.as_bytes()})
@@ -123,7 +125,7 @@ def send(mail: Outgoing, config: Config, settings: Settings) -> str:
     return f"sent via {transport} to {mail.to}"
 
 
-def _send_smtp(message: EmailMessage, config: Config, recipient: str) -> None:
+def _send_smtp(message: EmailMessage, config: Config, recipient: str, tokens: TokenProvider) -> None:
     host = config.get("reply.smtpHost")
     if not host:
         raise SendError("reply.transport is smtp but reply.smtpHost is empty")
@@ -139,13 +141,38 @@ def _send_smtp(message: EmailMessage, config: Config, recipient: str) -> None:
         if security == "starttls":
             smtp.starttls(context=context)
         secret_name = config.get("reply.smtpSecret")
-        if secret_name:
+        if config.get("reply.smtpMailbox"):
+            _sign_in_with_token(smtp, config.get("reply.smtpMailbox"), tokens)
+        elif secret_name:
             if not secret_name.startswith(SECRET_PREFIX):
                 secret_name = SECRET_PREFIX + secret_name
             credentials = json.loads(str(parameters.get_secret(secret_name, max_age=300)))
             smtp.login(credentials["username"], credentials["password"])
         # The one recipient named, never what the headers add up to.
         smtp.send_message(message, to_addrs=[recipient])
+
+
+def _sign_in_with_token(smtp: smtplib.SMTP, mailbox_name: str, tokens: TokenProvider) -> None:
+    """SMTP AUTH XOAUTH2 as the OAuth mailbox's user; a refused token is replaced once."""
+    try:
+        mailbox = MailboxRecord.get(*MailboxRecord.key(mailbox_name))
+    except MailboxRecord.DoesNotExist as exc:
+        raise SendError(f"reply.smtpMailbox names mailbox {mailbox_name!r}, which does not exist") from exc
+    # smtplib's login() says EHLO itself, its auth() does not; and a server's "503 send EHLO first" would
+    # pass for success (auth() takes 503 as "already authenticated").
+    smtp.ehlo_or_helo_if_needed()
+    for attempt in (1, 2):
+        initial = xoauth2(str(mailbox.username), tokens.token(mailbox)).decode()
+        # smtplib asks for the initial response first, then answers a challenge (the server's JSON error)
+        # with what the callable gives: an empty line, to get the final 535.
+        answers = iter((initial, ""))
+        try:
+            smtp.auth("XOAUTH2", lambda _challenge=None, answers=answers: next(answers, ""), initial_response_ok=True)
+            return
+        except smtplib.SMTPAuthenticationError as exc:
+            if attempt == 2:
+                raise SendError(str(refused(mailbox, "the SMTP server", exc))) from exc
+            tokens.rejected(mailbox)
 
 
 def why_not_reply(parsed: ParsedMessage, config: Config) -> str | None:
@@ -283,15 +310,17 @@ def _thread_id(message_id: str | None) -> str | None:
     return message_id if message_id and len(message_id) <= _MAX_ECHOED_ID else None
 
 
-def reply_to_rejection(parsed: ParsedMessage, step: str, told: str, config: Config, settings: Settings) -> str:
+def reply_to_rejection(parsed: ParsedMessage, step: str, told: str, config: Config, settings: Settings,
+                       tokens: TokenProvider | None = None) -> str:
     """Send the rejection reply when allowed; the ledger's line on what happened."""
     refusal = why_not_reply(parsed, config)
     if refusal is not None:
         return f"no reply: {refusal}"
-    return _send_limited(rejection_reply(parsed, step, told), config, settings)
+    return _send_limited(rejection_reply(parsed, step, told), config, settings, tokens)
 
 
-def acknowledge(parsed: ParsedMessage, marker: str, number: int, config: Config, settings: Settings) -> str:
+def acknowledge(parsed: ParsedMessage, marker: str, number: int, config: Config, settings: Settings,
+                tokens: TokenProvider | None = None) -> str:
     if not config.flag("reply.acknowledgeItems"):
         return "no acknowledgement: reply.acknowledgeItems=false"
     refusal = why_not_reply(parsed, config)
@@ -301,15 +330,15 @@ def acknowledge(parsed: ParsedMessage, marker: str, number: int, config: Config,
             " subject) are added to it as comments.\n")
     mail = Outgoing(to=reply_address(parsed), subject=f"{marker} {sanitised_excerpt(parsed.subject)}".rstrip(),
                     body=body, in_reply_to=_thread_id(parsed.message_id))
-    return _send_limited(mail, config, settings)
+    return _send_limited(mail, config, settings, tokens)
 
 
-def _send_limited(mail: Outgoing, config: Config, settings: Settings) -> str:
+def _send_limited(mail: Outgoing, config: Config, settings: Settings, tokens: TokenProvider | None) -> str:
     refusal = take_reply_slots(mail.to, config.number("reply.maxPerSenderPerHour"), config.number("reply.maxPerHour"))
     if refusal is not None:
         return f"no reply: {refusal}"
     try:
-        return send(mail, config, settings)
+        return send(mail, config, settings, tokens)
     except SendError as exc:
         logger.warning("reply not sent", extra={"to": mail.to, "error": str(exc)})
         return f"reply failed: {exc}"[:500]

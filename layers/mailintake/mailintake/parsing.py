@@ -42,7 +42,7 @@ from typing import BinaryIO, Protocol
 import html2text
 import nh3
 
-from mailintake import automail, htmlshape, quoting
+from mailintake import automail, forwards, htmlshape, quoting
 from mailintake.addresses import is_address, parse_mailbox
 from mailintake.bounds import (
     MAX_ADDRESS_CHARS,
@@ -64,12 +64,13 @@ from mailintake.bounds import (
     Deadline,
     check,
 )
-from mailintake.charsets import UNKNOWN_CHARSETS, decode_bytes, message_hints
+from mailintake.charsets import UNKNOWN_CHARSETS, breaks_are_bytes, decode_bytes, message_hints, reading_codec
 from mailintake.handover import HEADER_SCAN_BYTES, header_block
 
 # What a parse makes, re-exported: callers that parse take the result types from here too.
 from mailintake.message import Address as Address
 from mailintake.message import Attachment as Attachment
+from mailintake.message import Forwarded
 from mailintake.message import ParsedMessage as ParsedMessage
 
 
@@ -543,23 +544,58 @@ def _part_text(part: Message, defects: list[str], hints: Sequence[str] = (), str
                release: Callable[[Message], None] | None = None) -> str:
     """The text of a body part, line breaks made "\n"; with ``strip``, no line breaks at either end.
     ``release`` lets go of the part's body once it is read."""
+    charset = _param(part, "charset", "content-type")
+    flowed = part.get_param("format") == "flowed" and not part.get_param("delsp")
     data = _payload_bytes(part, defects)
     if release is not None:
         release(part)
-    charset = _param(part, "charset", "content-type")
+    in_bytes = breaks_are_bytes(reading_codec(data, charset, hints), data)
+    if in_bytes:
+        # _plain_breaks in the bytes, where each step copies the bytes, not the decoded text (up to four
+        # bytes a character: each replace held a 25 MB body's text twice). Done here, where ``data`` is the
+        # body's only reference, so that each copy replaces the one before.
+        if strip and not flowed:
+            data = _strip_breaks(data)
+        for old, new in _BYTE_BREAKS:
+            if old in data:
+                data = data.replace(old, new)
     text = decode_bytes(data, charset, defects, f"{part.get_content_type()}: ", hints)
     del data  # a large body is held once at a time, not as bytes and text and copies of it
-    flowed = part.get_param("format") == "flowed" and not part.get_param("delsp")
-    if strip and not flowed:
-        # The line breaks at the ends, whatever they are, would be "\n" there below and stripped then:
-        # stripped first, the text is not copied twice (the strip below then has nothing left to do).
-        text = text.strip("\r\n")
-    for old, new in (("\r\n", "\n"), ("\r", "\n"), ("\x00", "")):
-        if old in text:
-            text = text.replace(old, new)
+    if not in_bytes:
+        text = _plain_breaks(text, strip and not flowed)
+    elif "\x00" in text:
+        text = text.replace("\x00", "")
     if flowed:
         text = _unflow(text)
     return text.strip("\n") if strip else text
+
+
+_BREAKS = (("\r\n", "\n"), ("\r", "\n"), ("\x00", ""))
+# NUL is dropped from the text, not the bytes: between a broken multi-byte lead byte and the next character
+# it keeps them apart, as it does when the text is decoded first.
+_BYTE_BREAKS = ((b"\r\n", b"\n"), (b"\r", b"\n"))
+
+
+def _strip_breaks(data: bytes) -> bytes:
+    """``data`` without line breaks at either end; indices, not strip: that copies a 25 MB body to count."""
+    start, end = 0, len(data)
+    while start < end and data[start] in b"\r\n":
+        start += 1
+    while end > start and data[end - 1] in b"\r\n":
+        end -= 1
+    return data[start:end] if start or end < len(data) else data
+
+
+def _plain_breaks(text: str, strip: bool) -> str:
+    """CRLF and CR made LF and NUL dropped; with ``strip``, no line breaks at either end. Stripped first:
+    the line breaks at the ends, whatever they are, would be LF and stripped anyway (and a large text is
+    not copied twice)."""
+    if strip:
+        text = text.strip("\r\n")
+    for old, new in _BREAKS:
+        if old in text:
+            text = text.replace(old, new)
+    return text
 
 
 def _unflow(text: str) -> str:
@@ -1657,8 +1693,8 @@ def _charset_hints(msg: Message, deadline: Deadline | None) -> tuple[str, ...]:
 
 # Header fields parse_message reads wherever they stand in the header block, however many fields precede
 # them (the first MAX_HEADER_FIELDS fields are also decoded into ParsedMessage.headers).
-_INDEXED = frozenset({"from", "to", "cc", "reply-to", "subject", "date", "message-id", "in-reply-to",
-                      "references", "authentication-results"})
+_INDEXED = frozenset({"from", "to", "cc", "reply-to", "delivered-to", "x-original-to", "subject", "date",
+                      "message-id", "in-reply-to", "references", "authentication-results"})
 
 
 def _index_headers(msg: Message, hints: Sequence[str], defects: list[str],
@@ -1705,13 +1741,40 @@ def _cut_reply(text: str, forwarded: bool, notes: _Simplified) -> str:
     return reply
 
 
+# An attached forwarded message up to this size is parsed for its sender and text (the forward's description);
+# a larger one only for its header block: the attachment keeps it whole either way.
+FORWARD_PARSE_BYTES = 2 * 1024 * 1024
+
+
+def _attached_forward(parsed: ParsedMessage, deadline: Deadline | None) -> Forwarded | None:
+    """The one message/rfc822 attachment of a mail whose subject says it forwards (or that has no text of its
+    own beside it), as the forwarded message; None for anything else."""
+    embedded = [a for a in parsed.attachments if a.content_type == "message/rfc822"]
+    if len(embedded) != 1 or not (quoting.is_forward_subject(parsed.subject) or not parsed.text.strip()):
+        return None
+    data = embedded[0].data
+    if len(data) <= FORWARD_PARSE_BYTES:
+        inner = parse_message(BytesIO(data), deadline, find_forwards=False)
+        text = inner.text
+    else:
+        inner = parse_message(BytesIO(header_block(data) + b"\r\n\r\n"), deadline, find_forwards=False)
+        text = "(the forwarded message is too long to show here: it is attached whole)"
+    return forwards.attached(parsed.text, inner.sender, inner.subject, inner.headers.get("date", ""), text)
+
+
+def _forwarded(parsed: ParsedMessage, deadline: Deadline | None) -> Forwarded | None:
+    check(deadline, "looking for a forwarded message")
+    return forwards.inline(parsed.text, parsed.subject) or _attached_forward(parsed, deadline)
+
+
 def parse_message(  # noqa: C901 (the parse's stages in order, each a call; splitting it hides the order)
-        fp: Readable, deadline: Deadline | None = None) -> ParsedMessage:
+        fp: Readable, deadline: Deadline | None = None, *, find_forwards: bool = True) -> ParsedMessage:
     """Parse a raw RFC 5322 message from a binary stream (read incrementally, not copied whole).
 
     Never raises on bad input; problems are listed in ``defects``, and what a bound of
     :mod:`mailintake.bounds` simplified in ``simplified``. Raises :class:`BudgetExceeded` when ``deadline``
-    passes (checked between steps, not inside a library's call).
+    passes (checked between steps, not inside a library's call). ``find_forwards``: look for a forwarded
+    message in it (not inside an attached one: only the outermost forward counts).
     """
     defects: list[str] = []
     notes = _Simplified()
@@ -1821,7 +1884,11 @@ def parse_message(  # noqa: C901 (the parse's stages in order, each a call; spli
         report_type=report_type,
         signed=tuple(walker.signed),
         simplified=notes.lines(),
+        delivered_to=[a.email for a in _addresses(index.get("x-original-to", []) + index.get("delivered-to", []),
+                                                  defects, hints, notes, "Delivered-To") if a.email],
     )
+    if find_forwards:
+        parsed.forwarded = _forwarded(parsed, deadline)
     # flufl.bounce's heuristics scan every text part: only where they could count (see automail), and
     # only on small mail (MTAs truncate the returned original; a large bounce still shows its structure).
     if tree is not None and automail.corroborated(parsed):

@@ -256,7 +256,8 @@ class Processor:
         outcome = f"{decision.action}: {decision.reason}"
         reply = None
         if decision.wants_reply:
-            reply = outgoing.reply_to_rejection(parsed, decision.step, decision.told, config, self.settings)
+            reply = outgoing.reply_to_rejection(parsed, decision.step, decision.told, config, self.settings,
+                                                self.runtime.tokens)
         elif decision.action == "rejected" and decision.reply_withheld:
             reply = f"no reply: {decision.reply_withheld}"
         if decision.action == "failed":
@@ -273,7 +274,7 @@ class Processor:
                      config: system_settings.Config) -> None:
         marker = make_marker(number, self.settings.marker_format)
         try:
-            note = outgoing.acknowledge(parsed, marker, number, config, self.settings)
+            note = outgoing.acknowledge(parsed, marker, number, config, self.settings, self.runtime.tokens)
         except Exception:
             # The item is written; a lost acknowledgement is not worth redelivering the message for.
             logger.exception("acknowledgement failed", extra={"key": job.key, "item": number})
@@ -399,7 +400,7 @@ class Processor:
         attachments = self._store_attachments(source, self._kept(parsed, decision), notes, deadline)
         created = utcnow()
         text = decision.text if decision.text is not None else parsed.text
-        texts: dict[str, str | None] = {"title": parsed.subject, "description": text,
+        texts: dict[str, str | None] = {"title": decision.title or parsed.subject, "description": text,
                                         "html": parsed.html if decision.text is None else None, "body_key": None}
 
         def build(number: int) -> ItemRecord:

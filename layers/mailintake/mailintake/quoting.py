@@ -84,7 +84,7 @@ _OTHER_KEYS = frozenset({
     "kopi", "emne", "vastaanottaja", "kopio", "aihe", "komu", "předmět", "predmet", "kópia", "címzett",
     "másolat", "tárgy", "кому", "копия", "тема", "копія", "kime", "bilgi", "konu", "προς", "κοιν",
     "θέμα", "către", "subiect", "宛先", "件名", "收件人", "抄送", "主题", "收件者", "副本", "主旨",
-    "받는 사람", "받는사람", "참조", "제목", "assunto", "organization", "organisation",
+    "받는 사람", "받는사람", "참조", "제목", "assunto", "organization", "organisation", "sujet", "pour",
 })
 
 _ORIGINAL_PHRASES = (
@@ -234,6 +234,34 @@ def is_forward_subject(subject: str) -> bool:
         head = head[head.index("]") + 1:].lstrip()  # "[list] Fwd: ..."
     colon = min((i for i in (head.find(":"), head.find("：")) if i > 0), default=-1)
     return colon > 0 and head[:colon].strip().lower() in _FORWARD_PREFIXES
+
+
+def is_forward_marker(line: str) -> bool:
+    """A forwarded-message marker line ("---------- Forwarded message ---------", "Begin forwarded message:",
+    "-------- Weitergeleitete Nachricht --------"), stripped of surrounding blanks; for mailintake.forwards."""
+    return _is_forward(line)
+
+
+def is_original_marker(line: str) -> bool:
+    """An "-----Original Message-----" line, in any of the languages above."""
+    return _is_original(line)
+
+
+def is_separator(line: str) -> bool:
+    """A rule of dashes or underscores ("________________________________", Outlook's line above a
+    forwarded header block)."""
+    return bool(_SEPARATOR_LINE.fullmatch(line))
+
+
+def header_role(line: str) -> str | None:
+    """The role of a quoted "Key: value" header line (``from``, ``date``, ``other``), or None."""
+    return _header_key(line)
+
+
+def header_block_end(stripped: list[str], i: int) -> int | None:
+    """End (exclusive) of a quoted From/Sent/To header block starting at line ``i`` of ``stripped`` (lines
+    with their surrounding blanks removed), or None when none starts there."""
+    return _header_block(stripped, i)
 
 
 # --------------------------------------------------------------------------------------------------------

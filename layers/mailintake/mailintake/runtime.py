@@ -13,11 +13,12 @@ from mailintake import store
 from mailintake.directory import UserCache
 from mailintake.settings import Settings
 from mailintake.system_settings import ConfigCache
+from mailintake.tokens import TokenProvider
 
 
 class Runtime:
     """One container's settings and state: the store's connection, the next item number it expects, the
-    users and the settings snapshot it read lately (each cache expires after
+    users and the settings snapshot it read lately, the mailboxes' OAuth tokens (each cache expires after
     ``settings.config_cache_seconds``)."""
 
     def __init__(self, settings: Settings) -> None:
@@ -29,6 +30,8 @@ class Runtime:
         self.numbering = store.Numbering()
         self.users = UserCache(settings.config_cache_seconds)
         self.config = ConfigCache(settings)
+        # OAuth access tokens of the mailboxes this container reads, until shortly before they expire.
+        self.tokens = TokenProvider.for_settings(settings)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Runtime:

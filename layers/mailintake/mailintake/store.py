@@ -93,7 +93,21 @@ class MailboxRecord(Record):
     poll_minutes = NumberAttribute(default=5)
     ca_bundle = UnicodeAttribute(null=True)  # PEM text of extra CAs to trust
     system = BooleanAttribute(default=False)  # the system-wide mailbox (at most one)
+    # How it logs in: None or "password" (secret_name holds the password), "microsoft" or "google" (OAuth 2.0
+    # XOAUTH2; secret_name holds the JSON mailintake.tokens reads). Absent on records from before OAuth.
+    auth = UnicodeAttribute(null=True)
+    oauth_flow = UnicodeAttribute(null=True)  # microsoft: app | delegated; google: service-account | refresh-token
+    tenant = UnicodeAttribute(null=True)  # microsoft: the Directory (tenant) ID
+    client_id = UnicodeAttribute(null=True)
+    oauth_endpoint = UnicodeAttribute(null=True)  # authority host / token URL, when not the provider's own
+    secret_expires = UnicodeAttribute(null=True)  # YYYY-MM-DD the client secret expires, as the admin gave it
     created = UTCDateTimeAttribute(default_for_new=utcnow)
+    # Recipient routing: the mailbox's own addresses (for sub-addresses; the user name counts when it is
+    # one), address (or "+detail") -> workspace, and whether a sub-address names a workspace by itself.
+    addresses = ListAttribute[str](of=UnicodeAttribute, null=True)  # type: ignore[arg-type]
+    routes = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]
+    subaddress = BooleanAttribute(default=False)
+    start = UnicodeAttribute(null=True)  # where reading started when it was added: new | unread | all
 
     @staticmethod
     def key(name: str) -> tuple[str, str]:
@@ -222,6 +236,7 @@ class CursorRecord(Record):
 
     uidvalidity = NumberAttribute(null=True)
     last_uid = NumberAttribute(default=0)
+    unread_below = NumberAttribute(null=True)  # started with "unread": below it only unread mail is taken
     updated = UTCDateTimeAttribute(default_for_new=utcnow)
 
     @staticmethod
@@ -462,6 +477,26 @@ def compact_uidls(mailbox: str, parts: dict[str, set[str]], keep: set[str]) -> N
     with UidlsRecord.batch_write() as batch:
         for sk in stale:
             batch.delete(UidlsRecord(UidlsRecord.key_for(mailbox, "")[0], sk))
+
+
+def load_skipped(mailbox: str) -> set[str]:
+    """The POP3 UIDLs left alone when the mailbox was added with ``--start new``."""
+    pk, _ = UidlsRecord.key_for(mailbox, "")
+    skipped: set[str] = set()
+    for record in UidlsRecord.query(pk, UidlsRecord.sk.startswith("SKIPPED#"), consistent_read=True):
+        skipped |= set(record.uidls or ())
+    return skipped
+
+
+def add_skipped(mailbox: str, uidls: set[str]) -> None:
+    """Record UIDLs as skipped, in records of at most UIDLS_PER_RECORD (apart from the stored ones)."""
+    pk, _ = UidlsRecord.key_for(mailbox, "")
+    ordered = sorted(uidls)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+    with UidlsRecord.batch_write() as batch:
+        for n in range(0, len(ordered), UIDLS_PER_RECORD):
+            batch.save(UidlsRecord(pk, f"SKIPPED#{stamp}-{n // UIDLS_PER_RECORD:04d}",
+                                   uidls=set(ordered[n:n + UIDLS_PER_RECORD])))
 
 
 # --- item size ------------------------------------------------------------------------------------

@@ -69,7 +69,25 @@ DEFINITIONS: tuple[Definition, ...] = (
                choices=ROLES),
     Definition("intake.ownAddresses", "lines", "",
                "The system's own addresses (besides reply.from and mailbox user names that are addresses):"
-               " never replied to, never added from CC."),
+               " never replied to, never added from CC; mail from one of them (and from reply.from) is the"
+               " system's own come back and is discarded (loop protection)."),
+    Definition("intake.forwarders", "choice", "members",
+               "Who may forward a mail on its original sender's behalf (the item's author is then the original"
+               " sender, the forwarder its reporter): `members` (users with a role of their own in the"
+               " workspace, or for every workspace, other than none), `editors` (editor or manager there),"
+               " `nobody`. From anyone else a forward is an ordinary mail.",
+               choices=("members", "editors", "nobody"), per_mailbox=True),
+    Definition("intake.forwarderAddresses", "globs", "",
+               "Further senders who may forward on someone's behalf, whatever their role: globs"
+               " (`*@example.org`) separated by commas, spaces or lines, or `regex:...`.", per_mailbox=True),
+    Definition("intake.relaySenders", "globs", "",
+               "Relay senders (a contact form's `no-reply@` address): mail from one of them is the Reply-To"
+               " address's, never the relay's; it is never answered automatically. Globs or `regex:...`.",
+               per_mailbox=True),
+    Definition("intake.ownMessageIdDomains", "names", "",
+               "Message-ID domains of mail the tracker itself sends (its notifications): a mail whose own"
+               " Message-ID is in one of them is discarded (loop protection), as is mail this system made"
+               " and mail from reply.from or intake.ownAddresses."),
     Definition("item.emailReceived.addCcAsEditor", "bool", "false", "CC addresses become editors of a new item."),
     Definition("item.emailReceived.addCcAsReader", "bool", "false", "CC addresses become readers of a new item."),
     Definition("intake.listMail", "choice", "accept",
@@ -114,6 +132,10 @@ DEFINITIONS: tuple[Definition, ...] = (
     Definition("reply.smtpSecret", "text", "",
                "Secrets Manager secret (name under mailintake/smtp/) holding {\"username\": .., \"password\": ..}"
                " for SMTP; empty: no login."),
+    Definition("reply.smtpMailbox", "text", "",
+               "A mailbox that signs in with OAuth (`mailbox add --auth microsoft|google`) whose sign-in sends"
+               " replies: SMTP AUTH XOAUTH2 as its user (Exchange Online and Gmail refuse passwords); instead of"
+               " reply.smtpSecret."),
     Definition("admin.address", "address", "",
                "Where configuration problems of mailboxes are reported (once per problem, and when it clears)."),
 )
@@ -211,6 +233,14 @@ def _names(key: str, value: str, definition: Definition) -> str:
     return value
 
 
+def _globs(key: str, value: str, definition: Definition) -> str:
+    try:
+        PermittedAddresses.parse(value)
+    except SettingError as exc:
+        raise SettingError(str(exc).replace("intake.permittedAddresses", key)) from exc
+    return value
+
+
 def _script(key: str, value: str, definition: Definition) -> str:
     if value and not re.fullmatch(r"[\w.]+:\w+", value):
         raise SettingError(f"{key} is module:function, e.g. mailintake_scripts.size_guard:guard")
@@ -226,7 +256,7 @@ def _address(key: str, value: str, definition: Definition) -> str:
 # The check of each kind of setting: the value to store, or SettingError.
 _VALIDATORS: dict[str, Callable[[str, str, Definition], str]] = {
     "bool": _bool, "int": _int, "choice": _choice, "lines": _lines, "names": _names, "script": _script,
-    "address": _address,
+    "address": _address, "globs": _globs,
 }
 
 
@@ -318,6 +348,23 @@ class Config:
     def permitted(self) -> PermittedAddresses | None:
         return PermittedAddresses.parse(self.get("intake.permittedAddresses"))
 
+    def globs(self, key: str, mailbox: str | None = None) -> PermittedAddresses | None:
+        """An address pattern setting (``intake.relaySenders``, ``intake.forwarderAddresses``); None: empty.
+        A malformed stored value (the CLI refuses one) matches nobody."""
+        try:
+            return PermittedAddresses.parse(self.get(key, mailbox))
+        except SettingError:
+            return None
+
+    def sending_addresses(self) -> set[str]:
+        """The addresses this system sends from: reply.from and intake.ownAddresses (mail from them is its
+        own, come back)."""
+        own = {a.strip().lower() for a in self.get("intake.ownAddresses").splitlines()
+               if a.strip() and not a.strip().startswith("#")}
+        if self.get("reply.from"):
+            own.add(self.get("reply.from").strip().lower())
+        return own
+
     def default_workspace(self) -> str:
         return self.get("intake.defaultWorkspace") or "default"
 
@@ -328,11 +375,10 @@ class Config:
         return {k: v for k, v in self.system.items() if k.startswith(SCRIPT_PARAM_PREFIX)}
 
     def own_addresses(self) -> set[str]:
-        own = {a.strip().lower() for a in self.get("intake.ownAddresses").splitlines()
-               if a.strip() and not a.strip().startswith("#")}
-        if self.get("reply.from"):
-            own.add(self.get("reply.from").strip().lower())
+        own = self.sending_addresses()
         own |= {m.username.lower() for m in self.mailboxes.values() if "@" in m.username}
+        for mailbox in self.mailboxes.values():
+            own |= {str(a).lower() for a in (mailbox.addresses or ())}
         return own
 
 

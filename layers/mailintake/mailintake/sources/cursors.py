@@ -8,6 +8,7 @@ the stack's table, in the records ``mailintake.store`` defines (unchanged: no mi
   ``last_uid`` and ``updated``.
 - POP3: ``UidlsRecord`` parts beside it, ``sk=UIDLS#<part>``, each a set of UIDLs already stored. A run adds
   a small part per write and compacts the parts at its end (records of at most ``UIDLS_PER_RECORD``).
+  The UIDLs a ``--start new`` mailbox left alone are kept apart, under ``sk=SKIPPED#<part>``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class ImapCursor:
 
     uidvalidity: int | None = None
     last_uid: int = 0
+    # Started with "unread": below this UID only mail unread at the time it is read is taken (None: all).
+    unread_below: int | None = None
 
 
 # POP3 has no order to resume from, only the UIDLs seen, kept in parts: part name -> UIDLs.
@@ -49,6 +52,12 @@ class CursorStore(Protocol):
         """Rewrite ``parts`` (as loaded, plus those added) to hold exactly ``keep``; a crash midway may leave
         UIDLs known twice, never forgotten."""
 
+    def load_skipped(self, mailbox: str) -> set[str]:
+        """The POP3 UIDLs left alone when the mailbox was added (``--start new``): never read, never deleted."""
+
+    def add_skipped(self, mailbox: str, uidls: set[str]) -> None:
+        """Record UIDLs as skipped (kept apart from the stored ones, which a deleting mailbox deletes)."""
+
 
 class DynamoCursorStore:
     """Cursors in the stack's DynamoDB table (``mailintake.store`` records)."""
@@ -56,11 +65,12 @@ class DynamoCursorStore:
     def load_imap(self, mailbox: str) -> ImapCursor:
         record = store.load_cursor(mailbox)
         uidvalidity = None if record.uidvalidity is None else int(record.uidvalidity)
-        return ImapCursor(uidvalidity, int(record.last_uid or 0))
+        below = None if record.unread_below is None else int(record.unread_below)
+        return ImapCursor(uidvalidity, int(record.last_uid or 0), below)
 
     def save_imap(self, mailbox: str, cursor: ImapCursor) -> None:
         store.save_cursor(store.CursorRecord(*store.CursorRecord.key_for(mailbox), uidvalidity=cursor.uidvalidity,
-                                             last_uid=cursor.last_uid))
+                                             last_uid=cursor.last_uid, unread_below=cursor.unread_below))
 
     def load_uidls(self, mailbox: str) -> UidlParts:
         return store.load_uidls(mailbox)
@@ -70,3 +80,9 @@ class DynamoCursorStore:
 
     def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
         store.compact_uidls(mailbox, parts, keep)
+
+    def load_skipped(self, mailbox: str) -> set[str]:
+        return store.load_skipped(mailbox)
+
+    def add_skipped(self, mailbox: str, uidls: set[str]) -> None:
+        store.add_skipped(mailbox, uidls)

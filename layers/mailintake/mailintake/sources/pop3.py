@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import poplib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from mailintake.sources.cursors import CursorStore
-from mailintake.sources.protocol import PART_BYTES, Pending
+from mailintake.sources.protocol import PART_BYTES, FolderCount, Pending, StartAt, StartNotSupported
 from mailintake.sources.tls import SOCKET_TIMEOUT, tls_context
 from mailintake.store import MailboxRecord, utcnow
+from mailintake.tokens import MailboxLogin, refused, xoauth2
 
 
 class Pop3Source:
     """The maildrop, read by UIDL not seen before; settling deletes (committed at QUIT) or keeps."""
 
-    def __init__(self, mailbox: MailboxRecord, password: str, cursors: CursorStore) -> None:
+    def __init__(self, mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore) -> None:
         self.mailbox = mailbox
         self.cursors = cursors
         self.parts = cursors.load_uidls(mailbox.name)  # the UIDLs already stored, as recorded
         self.known: set[str] = set().union(*self.parts.values())
+        # Left alone since the mailbox was added ("new"): never read, and never deleted as "stored".
+        self.skipped = cursors.load_skipped(mailbox.name)
         self.settled: set[str] = set()  # settled in this run, not yet remembered
         self.deleted: set[str] = set()
         self.run = utcnow().strftime("%Y%m%dT%H%M%S%f")
@@ -32,8 +36,11 @@ class Pop3Source:
             self.conn = poplib.POP3(host, port, timeout=SOCKET_TIMEOUT)
             if mailbox.security == "starttls":
                 self.conn.stls(context=tls_context(mailbox.ca_bundle))
-        self.conn.user(mailbox.username)
-        self.conn.pass_(password)
+        if login.oauth:
+            self._authenticate(login)
+        else:
+            self.conn.user(mailbox.username)
+            self.conn.pass_(login.password())
         self.listing: dict[str, str] = {}  # uidl -> message number, in server order
         for line in self.conn.uidl()[1]:
             number, uidl = line.decode("ascii", "replace").split(" ", 1)
@@ -43,6 +50,26 @@ class Pop3Source:
             number, octets = line.decode("ascii", "replace").split(" ", 1)
             self.sizes[number] = int(octets.split()[0])
 
+    def _authenticate(self, login: MailboxLogin) -> None:
+        """AUTH XOAUTH2 with the initial response (RFC 5034; poplib has no AUTH); a refused token is
+        replaced once, a fresh one refused is the app's missing permission."""
+        # poplib's command primitive (typeshed does not list it); poplib itself has no AUTH.
+        command: Callable[[str], bytes] = self.conn._shortcmd  # type: ignore[attr-defined]
+        for attempt in (1, 2):
+            initial = base64.b64encode(xoauth2(self.mailbox.username, login.token())).decode("ascii")
+            try:
+                reply = command(f"AUTH XOAUTH2 {initial}")
+                if reply.startswith(b"+ "):
+                    # A challenge holding the JSON error: an empty line gets the final -ERR.
+                    reply = command("")
+                if reply.startswith(b"+OK"):
+                    return
+                raise poplib.error_proto(reply.decode("ascii", "replace"))
+            except poplib.error_proto as exc:
+                if attempt == 2:
+                    raise refused(self.mailbox, "the POP3 server", exc) from exc
+                login.rejected()
+
     def pending(self) -> Iterator[Pending]:
         if self.mailbox.after == "delete":
             # Stored and queued in an earlier run that died before QUIT committed its deletes.
@@ -50,9 +77,22 @@ class Pop3Source:
             if leftovers:
                 self._delete(leftovers)
         for uidl, number in self.listing.items():
-            if uidl not in self.known:
+            if uidl not in self.known and uidl not in self.skipped:
                 yield Pending(number, "pop3-" + hashlib.sha256(uidl.encode()).hexdigest()[:32],
                               self.sizes.get(number, 0))
+
+    def begin(self, start: StartAt) -> FolderCount:
+        """POP3 has no read state. "new" records every UIDL listed now as skipped: the maildrop is locked for
+        this session, so mail that arrives meanwhile is listed only later, under a UIDL not recorded here."""
+        if start == "unread":
+            raise StartNotSupported("POP3 has no read state: start with new or all")
+        fresh = {u for u in self.listing if u not in self.known and u not in self.skipped}
+        if start == "new":
+            if fresh:
+                self.cursors.add_skipped(self.mailbox.name, fresh)
+            self.skipped |= fresh
+            return FolderCount(len(self.listing), None, 0)
+        return FolderCount(len(self.listing), None, len(fresh))
 
     def download(self, item: Pending) -> bytes:
         return b"".join(self.chunks(item))

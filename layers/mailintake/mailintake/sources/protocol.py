@@ -14,6 +14,20 @@ The fetch loop (:class:`mailintake.fetching.Fetcher`) reads a mailbox through th
 7. leaving the ``with`` block ends the session. An exception leaving it must not commit anything
    that was not settled.
 
+Before the first run, once, when the mailbox is added: ``begin(start)`` (in a ``with source:`` block of its
+own) counts the folder and records in the cursor store where reading starts, by a :data:`StartAt` choice
+that means the same for every protocol:
+
+- ``new``: only mail that arrives after this call; what the folder holds now is left alone, untouched;
+- ``unread``: what is unread now (for a protocol with a read state), and everything that arrives after;
+- ``all``: everything the folder holds, and everything after (the same as never calling ``begin``).
+
+"After this call" must lose nothing: the position is read from the server in one step that every later
+mail is beyond (IMAP: UIDNEXT and UIDVALIDITY from one STATUS; POP3: the UIDLs listed now are recorded
+as skipped, not as stored, so that a mailbox that deletes after storing never deletes them; Graph: a
+delta token taken at that moment, ``$deltatoken=latest``), and the mailbox's schedule is created only
+after it is recorded. A source that cannot honour a choice raises :class:`StartNotSupported`.
+
 A server going away after the source was opened must surface as one of :data:`INTERRUPTIONS`: the loop
 then queues what it had stored, remembers what was settled and ends the run as "interrupted" (not a
 configuration problem). Anything else raised is a fault of the run.
@@ -45,11 +59,12 @@ import poplib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from mailintake.sources.cursors import CursorStore
     from mailintake.store import MailboxRecord
+    from mailintake.tokens import MailboxLogin
 
 # Parts in which a large mail travels from the server to S3. S3 parts must be at least 5 MiB, except the last.
 PART_BYTES = 8 * 1024 * 1024
@@ -57,6 +72,25 @@ PART_BYTES = 8 * 1024 * 1024
 # What a mail server going away mid-run raises: a dropped connection, a BYE (imaplib's abort is an
 # IMAP4.error), a timeout, a POP3 error reply to a command that worked a moment ago.
 INTERRUPTIONS: tuple[type[BaseException], ...] = (imaplib.IMAP4.error, poplib.error_proto, OSError, EOFError)
+
+
+# Where a new mailbox's reading starts (see the module's contract): the same three words for every source.
+StartAt = Literal["new", "unread", "all"]
+START_CHOICES: tuple[StartAt, ...] = ("new", "unread", "all")
+
+
+class StartNotSupported(ValueError):
+    """A start choice this protocol cannot honour (POP3 has no read state: no ``unread``)."""
+
+
+@dataclass(frozen=True)
+class FolderCount:
+    """What ``begin`` found: the mails in the folder, how many are unread (None: the protocol cannot tell),
+    and how many the first run will take."""
+
+    total: int
+    unread: int | None
+    first_run: int
 
 
 @dataclass(frozen=True)
@@ -92,6 +126,10 @@ class MailSource(Protocol):
     def remember(self) -> None:
         """Write what was settled since the last call to the cursor store (nothing when nothing was)."""
 
+    def begin(self, start: StartAt) -> FolderCount:
+        """Once, when the mailbox is added: count the folder and record where reading starts."""
 
-# How the fetch loop opens a mailbox: the mailbox, its password, where its cursor is kept.
-SourceFactory = Callable[["MailboxRecord", str, "CursorStore"], MailSource]
+
+# How the fetch loop opens a mailbox: the mailbox, what it logs in with (a password or OAuth tokens, see
+# mailintake.tokens.MailboxLogin), where its cursor is kept.
+SourceFactory = Callable[["MailboxRecord", "MailboxLogin", "CursorStore"], MailSource]
