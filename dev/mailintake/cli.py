@@ -188,8 +188,15 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
 
     ca_bundle = Path(args.ca_bundle).read_text() if args.ca_bundle else None
     password = os.environ.get(args.password_env) if args.password_env else args.password
+    if args.protocol == "graph":
+        host = args.graph_url or ""  # empty: Microsoft's global service
+    elif args.host:
+        host = args.host
+    else:
+        print(f"error: --host is needed for {args.protocol}", file=sys.stderr)
+        return 2
     spec = MailboxSpec(
-        name=args.name, protocol=args.protocol, host=args.host, username=args.user, port=args.port,
+        name=args.name, protocol=args.protocol, host=host, username=args.user, port=args.port,
         security=args.security, secret_name=args.secret, folder=args.folder, after=args.after,
         move_to=args.move_to, workspace=args.workspace, enabled=not args.disabled,
         poll_minutes=args.poll_minutes, ca_bundle=ca_bundle, system=args.system, **spec_fields(args),
@@ -394,18 +401,22 @@ def build_parser() -> argparse.ArgumentParser:
     mailbox = sub.add_parser("mailbox", help="mailbox configuration").add_subparsers(dest="sub", required=True)
     add = mailbox.add_parser("add", parents=[common], help="add or update a mailbox")
     add.add_argument("name")
-    add.add_argument("--protocol", choices=("imap", "pop3"), required=True)
-    add.add_argument("--host", required=True)
+    add.add_argument("--protocol", choices=("imap", "pop3", "graph"), required=True)
+    add.add_argument("--host", help="imap, pop3: the mail server (required)")
+    add.add_argument("--graph-url", help="graph: the Graph endpoint (default https://graph.microsoft.com/v1.0;"
+                                         " a national cloud's, e.g. https://graph.microsoft.us/v1.0)")
     add.add_argument("--port", type=int)
     add.add_argument("--security", choices=("ssl", "starttls", "none"), default="ssl",
                      help="'none' sends the password in clear text: only for a trusted network")
-    add.add_argument("--user", required=True)
+    add.add_argument("--user", required=True, help="the login; graph: the user or shared mailbox (id or address)")
     pw = add.add_mutually_exclusive_group()
     pw.add_argument("--password", help="stored in Secrets Manager (prefer --password-env)")
     pw.add_argument("--password-env", help="name of an environment variable holding the password")
     pw.add_argument("--secret", help="name of an existing Secrets Manager secret holding the password")
-    add.add_argument("--folder", default="INBOX")
-    add.add_argument("--after", help="imap: seen|move|delete (default seen); pop3: delete|keep (default delete)")
+    add.add_argument("--folder", default="INBOX", help="graph: a well-known name (inbox), an id, or a path of"
+                                                      " display names (Inbox/Support)")
+    add.add_argument("--after", help="imap, graph: seen|move|delete (default seen); pop3: delete|keep (default"
+                                     " delete)")
     add.add_argument("--move-to")
     add.add_argument("--workspace", default="default")
     add.add_argument("--poll-minutes", type=int)

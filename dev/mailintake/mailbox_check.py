@@ -3,8 +3,8 @@
 Each step is tried in the order a fetch run needs them, and the first that fails ends the check with the
 same problem text a run would report (``config_check.classify``): the secret or token, the login, the
 folder (and how many mails it holds), the after-storing action (IMAP: the folder opens read-write and the
-folder to move to exists; POP3: a DELE is accepted, then undone with RSET). Nothing is read, stored,
-marked or remembered.
+folder to move to exists; POP3: a DELE is accepted, then undone with RSET; Graph: the folder to move to
+exists). Nothing is read, stored, marked or remembered.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mailintake import config_check
 from mailintake.fetching import mailbox_password
 from mailintake.mailboxes import get_mailbox
 from mailintake.sources import DynamoCursorStore
+from mailintake.sources.graph import GraphSource, GraphTokens
 from mailintake.sources.imap import ImapSource
 from mailintake.sources.pop3 import Pop3Source
 from mailintake.store import MailboxRecord
@@ -69,7 +70,7 @@ def check(name: str, tokens: TokenProvider, password: Callable[[MailboxRecord], 
     login = MailboxLogin(mailbox, tokens, password)
     if not _credentials(mailbox, login, tokens, verdict):
         return verdict
-    checks = {"imap": _imap, "pop3": _pop3}
+    checks = {"imap": _imap, "pop3": _pop3, "graph": _graph}
     if mailbox.protocol not in checks:
         verdict.failed("connect", f"mailbox test does not know protocol {mailbox.protocol!r} yet")
         return verdict
@@ -137,3 +138,19 @@ def _pop3(mailbox: MailboxRecord, login: MailboxLogin, verdict: Verdict) -> None
         with contextlib.suppress(OSError):
             source.conn.close()  # no QUIT: the server rolls back whatever was marked
         raise
+
+
+# Seconds the check waits for a throttled Graph before it gives its verdict.
+GRAPH_CHECK_WAIT_SECONDS = 30.0
+
+
+def _graph(mailbox: MailboxRecord, login: MailboxLogin, verdict: Verdict) -> None:
+    """Opening a Graph source resolves the folder and the folder to move to (with the token, so a refused
+    token or a mailbox outside the app's access policy fails here); the folder's count is one more GET."""
+    with GraphSource(mailbox, GraphTokens(login), DynamoCursorStore(), lambda: GRAPH_CHECK_WAIT_SECONDS) as source:
+        verdict.passed("login", f"{mailbox.host} lets the app read {mailbox.username}")
+        found = source.client.json("GET", f"{source.user}/mailFolders/{source.folder_id}?$select=totalItemCount")
+        count = int((found or {}).get("totalItemCount") or 0)
+        verdict.passed("folder", f"{mailbox.folder} found, {count} mail{'s' if count != 1 else ''} in it")
+        verdict.passed("after", f"after={mailbox.after}" + (f": {mailbox.move_to!r} found" if mailbox.after == "move"
+                                                          else " needs Mail.ReadWrite, which reading proved"))

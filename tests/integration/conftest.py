@@ -102,3 +102,55 @@ def make_mail(subject: str, body: str = "Hello.\n", sender: str = "Ada Lovelace 
         maintype, subtype = ctype.split("/")
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return bytes(msg)
+
+
+@pytest.fixture(scope="session")
+def graph_server() -> Iterator[Any]:
+    """The local Microsoft Graph, on an ephemeral loopback port, for the whole session."""
+    from mailintake.localstack.graph import LocalGraph
+
+    with LocalGraph() as graph:
+        yield graph
+
+
+@pytest.fixture(scope="session")
+def identity_platform(stack: dict[str, str]) -> Iterator[Any]:
+    """The local OAuth 2.0 authorization server (Microsoft identity platform), HTTPS with the stack's
+    certificate; its introspection on an ephemeral port (Dovecot's is the OAuth tests' own)."""
+    from mailintake.localstack import dovecot
+    from mailintake.localstack.oauth import AuthorizationServer
+
+    info = dovecot.info(ROOT)
+    with AuthorizationServer(info.ca_bundle, info.ca_bundle.with_name("key.pem"), introspection_port=0) as auth:
+        yield auth
+
+
+@pytest.fixture()
+def local_graph(graph_server: Any) -> Iterator[Any]:
+    """The local Graph with no faults pending and its page size as Graph's, after each test too."""
+    from mailintake.localstack.graph import MAX_PAGE
+
+    graph_server.state.faults.clear()
+    graph_server.state.max_page = MAX_PAGE
+    yield graph_server
+    if graph_server.httpd is None:
+        graph_server.start()
+    graph_server.state.faults.clear()
+    graph_server.state.max_page = MAX_PAGE
+
+
+@pytest.fixture()
+def graph_mailbox(settings: Any, local_graph: Any, identity_platform: Any) -> Callable[..., Any]:
+    """Make a Graph mailbox on the local Graph server with a unique name, signing in as its own app
+    (client credentials) at the local identity platform, as Microsoft 365 mailboxes do."""
+    from mailintake.localstack import dovecot
+    from mailintake.localstack.graph import accept_tokens_of, local_graph_mailbox
+
+    local_graph.state.token_check = accept_tokens_of(identity_platform)
+    ca_bundle = dovecot.info(ROOT).ca_bundle.read_text()
+
+    def make(after: str | None = None, **kwargs: Any) -> Any:
+        return local_graph_mailbox(local_graph, settings, f"graph-{uuid.uuid4().hex[:8]}", after,
+                                   auth=identity_platform, ca_bundle=ca_bundle, **kwargs)
+
+    return make

@@ -8,7 +8,8 @@ The steps, in the order one batch passes them:
 - ``downloaded``: a mail was read from the server, before its S3 write;
 - ``stored``: a batch is in S3, before it is sent to the queue;
 - ``enqueued``: a batch is queued, before it is marked, moved or deleted on the server;
-- ``marked``: a batch is settled on the server, before it is remembered (IMAP cursor, POP3 UIDLs);
+- ``marked``: a batch is settled on the server, before it is remembered (IMAP cursor, POP3 UIDLs, Graph
+  delta link);
 - ``finished``: the run is over (QUIT sent, cursor saved), before the lease is released.
 """
 
@@ -22,15 +23,15 @@ from typing import Any
 
 from mailintake import fetching
 from mailintake.localrun import invoke
-from mailintake.sources import ImapSource, Pop3Source
+from mailintake.sources import GraphSource, ImapSource, Pop3Source
 
 # Each step is a call through one of the fetch loop's interfaces (RawMailStore, IntakeQueue, MailSource),
 # caught on the class that implements it on the real stack.
 STEPS: dict[str, list[tuple[Any, str]]] = {
     "downloaded": [(fetching.S3RawMailStore, "put")],
     "stored": [(fetching.SqsIntakeQueue, "send")],
-    "enqueued": [(ImapSource, "settle"), (Pop3Source, "settle")],
-    "marked": [(ImapSource, "remember"), (Pop3Source, "remember")],
+    "enqueued": [(ImapSource, "settle"), (Pop3Source, "settle"), (GraphSource, "settle")],
+    "marked": [(ImapSource, "remember"), (Pop3Source, "remember"), (GraphSource, "remember")],
     "finished": [(fetching, "release_lease")],
 }
 

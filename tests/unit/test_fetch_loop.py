@@ -9,7 +9,7 @@ between storing and marking). These tests pin the loop's own reasoning, one beha
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from mailintake.fetching import Fetcher, FetchReport, FetchServices, Interrupted
 from mailintake.handover import QueuedMessage, conversation_group
 from mailintake.settings import Settings
 from mailintake.sources import PART_BYTES, CursorStore, FolderCount, ImapCursor, MailSource, Pending, StartAt
-from mailintake.sources.cursors import UidlParts
+from mailintake.sources.cursors import GraphCursor, UidlParts
 from mailintake.store import MailboxRecord
 from mailintake.system_settings import ConfigCache
 from mailintake.tokens import MailboxLogin
@@ -71,6 +71,7 @@ class FakeCursors:
         self.world = world
         self.imap: dict[str, ImapCursor] = {}
         self.uidls: dict[str, UidlParts] = {}
+        self.delta: dict[str, GraphCursor] = {}
         self.skipped: dict[str, set[str]] = {}
 
     def load_imap(self, mailbox: str) -> ImapCursor:
@@ -90,6 +91,13 @@ class FakeCursors:
 
     def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
         self.uidls[mailbox] = {"all": set(keep)}
+
+    def load_delta(self, mailbox: str) -> GraphCursor:
+        saved = self.delta.get(mailbox, GraphCursor())
+        return GraphCursor(saved.link, saved.round, saved.done)
+
+    def save_delta(self, mailbox: str, cursor: GraphCursor) -> None:
+        self.delta[mailbox] = GraphCursor(cursor.link, cursor.round, cursor.done)
 
     def load_skipped(self, mailbox: str) -> set[str]:
         return set(self.skipped.get(mailbox, ()))
@@ -204,7 +212,8 @@ class Stack:
         self.password_reads: list[bool] = []  # each read of the password: fresh from Secrets Manager or not
         self.cached_password = "secret"
 
-        def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore) -> MailSource:
+        def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore,
+                        seconds_left: Callable[[], float]) -> MailSource:
             if login.password() != "secret":
                 raise MailboxLoginError(("NO", [b"[AUTHENTICATIONFAILED] Authentication failed."]), "OK")
             return FakeImapSource(self.world, mailbox, cursors)

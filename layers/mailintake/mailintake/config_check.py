@@ -25,6 +25,7 @@ from imap_tools.errors import MailboxFolderSelectError, MailboxFolderStatusError
 from pynamodb.exceptions import DoesNotExist
 
 from mailintake import outgoing, system_settings
+from mailintake.graph_api import GraphAuthError, GraphNotFound
 from mailintake.settings import Settings
 from mailintake.store import AlertRecord, MailboxRecord, utcnow
 from mailintake.system_settings import SettingError
@@ -73,6 +74,13 @@ def classify(exc: BaseException, mailbox: MailboxRecord) -> Problem | None:
     if isinstance(exc, MailboxLoginError) or (
             isinstance(exc, poplib.error_proto) and mailbox.protocol == "pop3"):
         return Problem("login", f"login as {mailbox.username!r} on {where} failed: {exc}")
+    if isinstance(exc, GraphAuthError):
+        return Problem("login", f"Microsoft Graph refused access to mailbox {mailbox.username!r}: {exc} (check the"
+                                " app's Mail.ReadWrite application permission and admin consent, and that its"
+                                " application access policy includes this mailbox)")
+    if isinstance(exc, GraphNotFound):
+        return Problem("folder", f"mailbox {mailbox.username!r} or folder {mailbox.folder!r}"
+                                 f"{' or ' + repr(mailbox.move_to) if mailbox.move_to else ''} not found: {exc}")
     if isinstance(exc, MailboxFolderSelectError | MailboxFolderStatusError):
         return Problem("folder", f"folder {mailbox.folder!r} cannot be opened: {exc}")
     if isinstance(exc, imaplib.IMAP4.error) and "login" in str(exc).lower():

@@ -278,16 +278,19 @@ class Fetcher:
         server goes away midway."""
         services = self.services
         margin_ms = self.settings.deadline_margin_seconds * 1000
+        def seconds_left() -> float:
+            return (self.remaining_ms() - margin_ms) / 1000  # a throttled server is waited for until then
+
         login = services.login(mailbox)
         try:
-            source = services.open_source(mailbox, login, services.cursors)
+            source = services.open_source(mailbox, login, services.cursors, seconds_left)
         except LOGIN_REFUSED:
             if login.oauth:
                 raise  # tokens are replaced by the source itself (MailboxLogin.rejected)
             # Perhaps the password was changed since this container read it: read it again, log in once more.
             # A login refused with the current password is the configuration problem the check reports.
             services.reread_password(mailbox)
-            source = services.open_source(mailbox, services.login(mailbox), services.cursors)
+            source = services.open_source(mailbox, services.login(mailbox), services.cursors, seconds_left)
         with source:
             self._read(source, mailbox, report, margin_ms)
 

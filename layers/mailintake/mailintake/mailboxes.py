@@ -7,22 +7,29 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 from pynamodb.exceptions import DoesNotExist
 
 from mailintake.addresses import is_address
 from mailintake.aws_clients import client
+from mailintake.graph_api import GRAPH_BASE_URL
 from mailintake.settings import Settings
 from mailintake.sources import START_CHOICES, DynamoCursorStore, FolderCount, StartAt, StartNotSupported, open_source
 from mailintake.store import MailboxRecord, list_mailboxes, plain_map
 from mailintake.tokens import AUTHS, FLOWS, MailboxLogin, TokenProvider
 
-PROTOCOLS = ("imap", "pop3")
+PROTOCOLS = ("imap", "pop3", "graph")
 SECURITY = ("ssl", "starttls", "none")
-AFTER_ACTIONS = {"imap": ("seen", "move", "delete"), "pop3": ("delete", "keep")}
+AFTER_ACTIONS = {"imap": ("seen", "move", "delete"), "pop3": ("delete", "keep"), "graph": ("seen", "move", "delete")}
+# Where a plain-HTTP Graph endpoint is allowed: this machine (the local Graph server the tests run).
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_PORTS = {("imap", "ssl"): 993, ("imap", "starttls"): 143, ("imap", "none"): 143,
                  ("pop3", "ssl"): 995, ("pop3", "starttls"): 110, ("pop3", "none"): 110}
 SECRET_PREFIX = "mailintake/mailbox/"
+# Protocols whose reading cannot start at the unread mail, and why.
+NO_UNREAD_START = {"pop3": "POP3 has no read state: start with new or all",
+                   "graph": "Graph's delta query cannot start at the unread mail: start with new or all"}
 
 
 class MailboxConfigError(ValueError):
@@ -35,8 +42,8 @@ class MailboxSpec:
 
     name: str
     protocol: str
-    host: str
-    username: str
+    host: str  # graph: the Graph base URL (empty: Microsoft's global service)
+    username: str  # graph: the user or shared mailbox, by id or user principal name
     port: int | None = None
     security: str = "ssl"
     secret_name: str | None = None
@@ -67,6 +74,8 @@ class MailboxSpec:
             raise MailboxConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}")
         if self.security not in SECURITY:
             raise MailboxConfigError(f"security must be one of {', '.join(SECURITY)}")
+        if self.protocol == "graph":
+            self._validate_graph()
         actions = AFTER_ACTIONS[self.protocol]
         if self.after is None:
             self.after = actions[0]
@@ -103,6 +112,22 @@ class MailboxSpec:
                 date.fromisoformat(self.secret_expires)
             except ValueError as exc:
                 raise MailboxConfigError("--secret-expires must be a date, YYYY-MM-DD") from exc
+
+    def _validate_graph(self) -> None:
+        """A Graph mailbox has a base URL instead of a host and port: HTTPS, or HTTP on this machine only."""
+        self.host = (self.host or GRAPH_BASE_URL).rstrip("/")
+        url = urlsplit(self.host)
+        if url.scheme not in ("https", "http") or not url.hostname or url.query or url.fragment:
+            raise MailboxConfigError(f"the Graph URL must be like {GRAPH_BASE_URL}, not {self.host!r}")
+        if url.scheme == "http" and url.hostname not in LOOPBACK:
+            raise MailboxConfigError("the Graph URL must use https (plain http only to this machine)")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if self.port is not None and self.port != port:
+            raise MailboxConfigError("a Graph mailbox takes no port: give it in the Graph URL")
+        self.port = port
+        self.security = "ssl" if url.scheme == "https" else "none"
+        if not self.username:
+            raise MailboxConfigError("a Graph mailbox needs the user or shared mailbox (--user: id or address)")
 
 
 def validate_addresses(addresses: list[str] | None) -> list[str] | None:
@@ -177,8 +202,8 @@ def add_mailbox_starting(spec: MailboxSpec, settings: Settings, password: str | 
     spec.validate()
     if start is not None and start not in START_CHOICES:
         raise MailboxConfigError(f"start must be one of {', '.join(START_CHOICES)}")
-    if start == "unread" and spec.protocol == "pop3":
-        raise MailboxConfigError("POP3 has no read state: start with new or all")
+    if start == "unread" and spec.protocol in NO_UNREAD_START:
+        raise MailboxConfigError(NO_UNREAD_START[spec.protocol])
     secrets = client("secretsmanager", settings.region)
     if oauth_secret is not None:
         if spec.auth is None:

@@ -2,7 +2,10 @@
 
 Every mail carries ``Auto-Submitted`` (RFC 3834) so other systems do not answer it, and replies go out
 at most ``reply.maxPerSenderPerHour`` times per address and hour, counted in the table, so two automatic
-systems can never keep a loop going. Sending goes through SES (``send_raw_email``) or SMTP.
+systems can never keep a loop going. Sending goes through a :class:`MailTransport` that
+``reply.transport`` chooses: SES (``send_raw_email``), SMTP, or Microsoft Graph (``sendMail`` with the
+message as MIME, which keeps our headers: Graph's JSON message form takes only ``x-`` headers, so
+In-Reply-To, References and Auto-Submitted would be lost and answers to our replies would not thread).
 
 A reply is mail the system sends on a stranger's behalf, so it must not be worth abusing: it goes to the
 From address only (never to a Reply-To, which anyone can point at a third party; the intake rules withhold
@@ -13,6 +16,7 @@ sanitised excerpt of the subject, and it names no setting and no item the sender
 
 from __future__ import annotations
 
+import base64
 import email.policy
 import json
 import re
@@ -24,25 +28,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Protocol
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from mailintake import automail
 from mailintake.aws_clients import client
+from mailintake.graph_api import GraphClient, user_path
 from mailintake.markers import make_message_id
 from mailintake.message import ParsedMessage
 from mailintake.settings import Settings
+from mailintake.sources.graph import GraphTokens
+from mailintake.sources.tls import tls_context
 from mailintake.store import MailboxRecord, ReplyCounterRecord, shared_connection
 from mailintake.system_settings import Config
-from mailintake.tokens import TokenProvider, refused, xoauth2
+from mailintake.tokens import MailboxLogin, TokenProvider, refused, xoauth2
 
 logger = Logger(child=True)
 
 SMTP_TIMEOUT = 20
 SECRET_PREFIX = "mailintake/smtp/"
+# Seconds a reply waits for a throttled Graph: a reply is not worth holding up a mail's processing longer.
+GRAPH_SEND_WAIT_SECONDS = 10.0
 
 
 class SendError(RuntimeError):
@@ -102,9 +112,107 @@ def compose(mail: Outgoing, sender: str) -> EmailMessage:
     return msg
 
 
+class MailTransport(Protocol):
+    """A way out for the system's mail: one composed message to its one recipient."""
+
+    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+        """Hand the message over for delivery to ``recipient`` only (never to what its headers name)."""
+
+
+class SesTransport:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+        ses = client("ses", self.settings.region)
+        ses.send_raw_email(Source=sender, Destinations=[recipient], RawMessage={"Data": message.as_bytes()})
+
+
+def _secret(name: str) -> str:
+    """A sending secret, always under mailintake/smtp/ (the only secrets the process function may read)."""
+    if not name.startswith(SECRET_PREFIX):
+        name = SECRET_PREFIX + name
+    return str(parameters.get_secret(name, max_age=300))
+
+
+class SmtpTransport:
+    def __init__(self, config: Config, tokens: TokenProvider) -> None:
+        self.config = config
+        self.tokens = tokens
+
+    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+        config = self.config
+        host = config.get("reply.smtpHost")
+        if not host:
+            raise SendError("reply.transport is smtp but reply.smtpHost is empty")
+        port = config.number("reply.smtpPort")
+        security = config.get("reply.smtpSecurity")
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if security == "ssl":
+            smtp = smtplib.SMTP_SSL(host, port, timeout=SMTP_TIMEOUT, context=context)
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT)
+        with smtp:
+            if security == "starttls":
+                smtp.starttls(context=context)
+            secret_name = config.get("reply.smtpSecret")
+            if config.get("reply.smtpMailbox"):
+                _sign_in_with_token(smtp, config.get("reply.smtpMailbox"), self.tokens)
+            elif secret_name:
+                credentials = json.loads(_secret(secret_name))
+                smtp.login(credentials["username"], credentials["password"])
+            # The one recipient named, never what the headers add up to.
+            smtp.send_message(message, to_addrs=[recipient])
+
+
+class GraphTransport:
+    """Graph's ``sendMail`` as the user of the Graph mailbox ``reply.graphMailbox``, with its endpoint and
+    sign-in (the container's OAuth tokens), the message as MIME (base64, ``Content-Type: text/plain``).
+
+    Graph takes the recipients of a MIME message from its headers; ours name exactly the one recipient
+    (``compose`` writes To only, and no Cc or Bcc), so that is the same one recipient.
+    """
+
+    def __init__(self, config: Config, tokens: TokenProvider) -> None:
+        self.config = config
+        self.tokens = tokens
+
+    def send(self, message: EmailMessage, sender: str, recipient: str) -> None:
+        name = self.config.get("reply.graphMailbox")
+        if not name:
+            raise SendError("reply.transport is graph but reply.graphMailbox is empty")
+        try:
+            mailbox = MailboxRecord.get(*MailboxRecord.key(name))
+        except DoesNotExist:
+            raise SendError(f"reply.graphMailbox names mailbox {name!r}, which does not exist") from None
+        if mailbox.protocol != "graph":
+            raise SendError(f"reply.graphMailbox {name!r} is not a graph mailbox")
+        if message.get_all("Cc") or message.get_all("Bcc") or str(message["To"]) != recipient:
+            raise SendError("a message for Graph must name its one recipient in To only")
+        login = MailboxLogin(mailbox, self.tokens, lambda box: str(parameters.get_secret(box.secret_name, max_age=300)))
+        graph = GraphClient(str(mailbox.host), GraphTokens(login), lambda: GRAPH_SEND_WAIT_SECONDS,
+                            tls_context(mailbox.ca_bundle))
+        try:
+            graph.request("POST", f"{user_path(str(mailbox.username))}/sendMail",
+                          body=base64.b64encode(message.as_bytes()), content_type="text/plain").release_conn()
+        finally:
+            graph.pool.clear()
+
+
+def transport_for(config: Config, settings: Settings, tokens: TokenProvider) -> MailTransport:
+    """The transport ``reply.transport`` names."""
+    transport = config.get("reply.transport")
+    if transport == "smtp":
+        return SmtpTransport(config, tokens)
+    if transport == "graph":
+        return GraphTransport(config, tokens)
+    return SesTransport(settings)
+
+
 def send(mail: Outgoing, config: Config, settings: Settings, tokens: TokenProvider | None = None) -> str:
     """Send now, by the configured transport; returns a line for the ledger. Raises SendError. ``tokens``:
-    the container's, for an SMTP sign-in with OAuth (reply.smtpMailbox)."""
+    the container's, for a sign-in with OAuth (reply.smtpMailbox, reply.graphMailbox)."""
     sender = config.get("reply.from")
     if not sender:
         raise SendError("no reply.from configured")
@@ -113,43 +221,12 @@ def send(mail: Outgoing, config: Config, settings: Settings, tokens: TokenProvid
         # Inside the try: the header registry refuses some addresses a hostile From yields (an encoded
         # word that decodes to CR/LF); that must end as a failed reply, not as a failed message.
         message = compose(mail, sender)
-        if transport == "smtp":
-            _send_smtp(message, config, mail.to, tokens or TokenProvider.for_settings(settings))
-        else:
-            ses = client("ses", settings.region)
-            ses.send_raw_email(Source=sender, Destinations=[mail.to], RawMessage={"Data": message.as_bytes()})
+        transport_for(config, settings, tokens or TokenProvider.for_settings(settings)).send(message, sender, mail.to)
     except SendError:
         raise
     except Exception as exc:
         raise SendError(f"{transport}: {type(exc).__name__}: {exc}") from exc
     return f"sent via {transport} to {mail.to}"
-
-
-def _send_smtp(message: EmailMessage, config: Config, recipient: str, tokens: TokenProvider) -> None:
-    host = config.get("reply.smtpHost")
-    if not host:
-        raise SendError("reply.transport is smtp but reply.smtpHost is empty")
-    port = config.number("reply.smtpPort")
-    security = config.get("reply.smtpSecurity")
-    context = ssl.create_default_context()
-    smtp: smtplib.SMTP
-    if security == "ssl":
-        smtp = smtplib.SMTP_SSL(host, port, timeout=SMTP_TIMEOUT, context=context)
-    else:
-        smtp = smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT)
-    with smtp:
-        if security == "starttls":
-            smtp.starttls(context=context)
-        secret_name = config.get("reply.smtpSecret")
-        if config.get("reply.smtpMailbox"):
-            _sign_in_with_token(smtp, config.get("reply.smtpMailbox"), tokens)
-        elif secret_name:
-            if not secret_name.startswith(SECRET_PREFIX):
-                secret_name = SECRET_PREFIX + secret_name
-            credentials = json.loads(str(parameters.get_secret(secret_name, max_age=300)))
-            smtp.login(credentials["username"], credentials["password"])
-        # The one recipient named, never what the headers add up to.
-        smtp.send_message(message, to_addrs=[recipient])
 
 
 def _sign_in_with_token(smtp: smtplib.SMTP, mailbox_name: str, tokens: TokenProvider) -> None:

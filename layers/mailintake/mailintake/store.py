@@ -229,13 +229,17 @@ class CounterRecord(Record):
 
 
 class CursorRecord(Record):
-    """Where an IMAP mailbox's reading stands: UIDVALIDITY and the last UID stored."""
+    """Where an IMAP mailbox's reading stands: UIDVALIDITY and the last UID stored; for Microsoft Graph, the
+    link its next delta request starts from."""
 
     class Meta(_TableMeta):
         pass
 
     uidvalidity = NumberAttribute(null=True)
     last_uid = NumberAttribute(default=0)
+    delta_link = UnicodeAttribute(null=True)
+    delta_round = UnicodeAttribute(null=True)  # the round the link belongs to
+    delta_done = BooleanAttribute(default=False)  # the link is the round's deltaLink: the round is over
     unread_below = NumberAttribute(null=True)  # started with "unread": below it only unread mail is taken
     updated = UTCDateTimeAttribute(default_for_new=utcnow)
 

@@ -119,7 +119,8 @@ DEFINITIONS: tuple[Definition, ...] = (
     Definition("reply.enabled", "bool", "true", "Tell senders of rejected mail why, by reply."),
     Definition("reply.from", "address", "",
                "Sender address of replies and alerts (for SES a verified identity). Empty: nothing is sent."),
-    Definition("reply.transport", "choice", "ses", "How replies are sent.", choices=("ses", "smtp")),
+    Definition("reply.transport", "choice", "ses", "How replies are sent: Amazon SES, SMTP, or Microsoft Graph"
+               " (`sendMail` as the user of reply.graphMailbox).", choices=("ses", "smtp", "graph")),
     Definition("reply.maxPerSenderPerHour", "int", "3", "At most this many replies to one address per hour."),
     Definition("reply.maxPerHour", "int", "100",
                "At most this many replies and acknowledgements per clock hour in all, whoever they go to."),
@@ -136,6 +137,9 @@ DEFINITIONS: tuple[Definition, ...] = (
                "A mailbox that signs in with OAuth (`mailbox add --auth microsoft|google`) whose sign-in sends"
                " replies: SMTP AUTH XOAUTH2 as its user (Exchange Online and Gmail refuse passwords); instead of"
                " reply.smtpSecret."),
+    Definition("reply.graphMailbox", "text", "",
+               "For reply.transport=graph: the Graph mailbox (its name) whose user replies are sent as"
+               " (`sendMail`), with its endpoint and sign-in; reply.from should be its address."),
     Definition("admin.address", "address", "",
                "Where configuration problems of mailboxes are reported (once per problem, and when it clears)."),
 )

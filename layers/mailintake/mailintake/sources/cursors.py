@@ -8,6 +8,9 @@ the stack's table, in the records ``mailintake.store`` defines (unchanged: no mi
   ``last_uid`` and ``updated``.
 - POP3: ``UidlsRecord`` parts beside it, ``sk=UIDLS#<part>``, each a set of UIDLs already stored. A run adds
   a small part per write and compacts the parts at its end (records of at most ``UIDLS_PER_RECORD``).
+- Microsoft Graph: the ``CursorRecord``'s ``delta_link``, the link the next delta request starts from, with
+  the round it belongs to and whether it ends it, and in ``UidlsRecord`` parts the digests of the mails
+  settled in this round and the one before (see :mod:`mailintake.sources.graph`).
   The UIDLs a ``--start new`` mailbox left alone are kept apart, under ``sk=SKIPPED#<part>``.
 """
 
@@ -27,6 +30,16 @@ class ImapCursor:
     last_uid: int = 0
     # Started with "unread": below this UID only mail unread at the time it is read is taken (None: all).
     unread_below: int | None = None
+
+
+@dataclass
+class GraphCursor:
+    """Where a Graph folder's delta reading stands: the link to go on from (None: never read), the round
+    it belongs to, and whether the link is that round's deltaLink (the round is over)."""
+
+    link: str | None = None
+    round: str = ""
+    done: bool = False
 
 
 # POP3 has no order to resume from, only the UIDLs seen, kept in parts: part name -> UIDLs.
@@ -51,6 +64,12 @@ class CursorStore(Protocol):
     def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
         """Rewrite ``parts`` (as loaded, plus those added) to hold exactly ``keep``; a crash midway may leave
         UIDLs known twice, never forgotten."""
+
+    def load_delta(self, mailbox: str) -> GraphCursor:
+        """The Graph cursor, as last saved."""
+
+    def save_delta(self, mailbox: str, cursor: GraphCursor) -> None:
+        """Replace the Graph cursor."""
 
     def load_skipped(self, mailbox: str) -> set[str]:
         """The POP3 UIDLs left alone when the mailbox was added (``--start new``): never read, never deleted."""
@@ -80,6 +99,15 @@ class DynamoCursorStore:
 
     def compact_uidls(self, mailbox: str, parts: UidlParts, keep: set[str]) -> None:
         store.compact_uidls(mailbox, parts, keep)
+
+    def load_delta(self, mailbox: str) -> GraphCursor:
+        record = store.load_cursor(mailbox)
+        return GraphCursor(str(record.delta_link) if record.delta_link else None, str(record.delta_round or ""),
+                           bool(record.delta_done))
+
+    def save_delta(self, mailbox: str, cursor: GraphCursor) -> None:
+        store.save_cursor(store.CursorRecord(*store.CursorRecord.key_for(mailbox), delta_link=cursor.link,
+                                             delta_round=cursor.round, delta_done=cursor.done))
 
     def load_skipped(self, mailbox: str) -> set[str]:
         return store.load_skipped(mailbox)

@@ -1,4 +1,4 @@
-"""What every mail source offers the fetch loop (IMAP and POP3 today; OAuth IMAP and Microsoft Graph next).
+"""What every mail source offers the fetch loop (IMAP, POP3 and Microsoft Graph).
 
 The fetch loop (:class:`mailintake.fetching.Fetcher`) reads a mailbox through this interface only:
 
@@ -50,6 +50,10 @@ What settling means differs by protocol:
   of UIDLs seen. The server commits deletions only at ``QUIT``: leaving the block with an exception closes
   the connection without QUIT, so the server rolls them back. UIDLs remembered but still on the server
   at the next run (deleted by a run that died before QUIT) are deleted then, without being read again.
+- Microsoft Graph: the mail is marked read, moved or deleted, one request each; the cursor is a delta
+  link, moved only over stretches of the round whose mails are all settled, with the digests of the mails
+  settled since that link beside it (see :mod:`mailintake.sources.graph`). Graph throttling is waited out
+  within the time the fetch loop gives the source; a wait longer than that is an interruption.
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ if TYPE_CHECKING:
 PART_BYTES = 8 * 1024 * 1024
 
 # What a mail server going away mid-run raises: a dropped connection, a BYE (imaplib's abort is an
-# IMAP4.error), a timeout, a POP3 error reply to a command that worked a moment ago.
+# IMAP4.error), a timeout, a POP3 error reply to a command that worked a moment ago; Graph's
+# GraphUnavailable and GraphThrottled are ConnectionErrors, so OSError covers them.
 INTERRUPTIONS: tuple[type[BaseException], ...] = (imaplib.IMAP4.error, poplib.error_proto, OSError, EOFError)
 
 
@@ -131,5 +136,6 @@ class MailSource(Protocol):
 
 
 # How the fetch loop opens a mailbox: the mailbox, what it logs in with (a password or OAuth tokens, see
-# mailintake.tokens.MailboxLogin), where its cursor is kept.
-SourceFactory = Callable[["MailboxRecord", "MailboxLogin", "CursorStore"], MailSource]
+# mailintake.tokens.MailboxLogin), where its cursor is kept, and the seconds the source may spend waiting
+# (for a throttled server) in this run.
+SourceFactory = Callable[["MailboxRecord", "MailboxLogin", "CursorStore", Callable[[], float]], MailSource]
