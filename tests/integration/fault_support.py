@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import random
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -171,3 +174,86 @@ def throttled(botocore_client: Any, service: str, operation: str, times: int) ->
         yield lambda: calls["injected"]
     finally:
         botocore_client.meta.events.unregister(event, unique_id=f"fault-{event}")
+
+
+# --- transaction conflicts ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Conflicts:
+    """What :func:`conflicting` did: transactions seen, and those it cancelled, by the key that conflicted."""
+
+    seen: int = 0
+    cancelled: Counter[str] = dataclasses.field(default_factory=Counter)
+    _held: dict[str, int] = dataclasses.field(default_factory=dict)  # key -> thread whose transaction is in flight
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def _transaction_keys(body: bytes) -> list[str]:
+    """The table keys of a TransactWriteItems request's operations, in the order DynamoDB reports on them."""
+    keys = []
+    for operation in json.loads(body)["TransactItems"]:
+        ((_, action),) = operation.items()
+        key = action["Key"] if "Key" in action else {k: action["Item"][k] for k in ("pk", "sk")}
+        keys.append(f"{key['pk']['S']}|{key['sk']['S']}")
+    return keys
+
+
+def _cancelled(keys: list[str], conflicting: set[int]) -> bytes:
+    reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+               if i in conflicting else {"Code": "None"} for i in range(len(keys))]
+    summary = ", ".join(r["Code"] for r in reasons)
+    return json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                       "Message": f"Transaction cancelled, please refer cancellation reasons for specific reasons "
+                                  f"[{summary}]", "CancellationReasons": reasons}).encode()
+
+
+@contextmanager
+def conflicting(botocore_client: Any, share: float, seed: int = 16) -> Iterator[Conflicts]:
+    """Cancel transactions as DynamoDB does when another transaction is writing one of their items.
+
+    moto applies transactions one at a time and never reports a conflict, so it is made here, on the wire
+    (at ``before-send``, below botocore's retry handler: the real client code sees the real error body):
+    - as DynamoDB would: a transaction touching a key that another transaction of this process has in
+      flight (sent, not yet answered) is cancelled with TransactionConflict on that key;
+    - and, so that conflicts are frequent whatever the timing, ``share`` of the other transactions that
+      update the item counter or check an item (a comment's) are cancelled on that key as if another
+      writer held it (the counter of an item's transaction, the item a comment's checks). Nothing of a
+      cancelled transaction reaches moto.
+    """
+    rng = random.Random(seed)
+    state = Conflicts()
+    json_headers = {"x-amzn-RequestId": "injected", "Content-Type": "application/x-amz-json-1.0"}
+
+    def send(request: Any, **kwargs: Any) -> AWSResponse | None:
+        keys = _transaction_keys(request.body)
+        me = threading.get_ident()
+        with state._lock:
+            state.seen += 1
+            clash = {i for i, key in enumerate(keys) if state._held.get(key, me) != me}
+            if not clash and rng.random() < share:
+                # The counter of an item's transaction, else the item a comment's transaction checks.
+                clash = ({i for i, key in enumerate(keys) if key.startswith("COUNTER#")}
+                         or {i for i, key in enumerate(keys) if key.startswith("ITEM#")})
+            if not clash:
+                state._held.update((key, me) for key in keys)
+                return None
+            state.cancelled.update(keys[i].split("|")[0].split("#")[0] for i in clash)
+        return AWSResponse(request.url, 400, json_headers, _Raw(_cancelled(keys, clash)))  # type: ignore[arg-type]
+
+    def answered(**kwargs: Any) -> None:
+        me = threading.get_ident()
+        with state._lock:
+            for key in [k for k, owner in state._held.items() if owner == me]:
+                del state._held[key]
+
+    events = botocore_client.meta.events
+    events.register_first("before-send.dynamodb.TransactWriteItems", send, unique_id="conflicts-send")
+    for event in ("after-call.dynamodb.TransactWriteItems", "after-call-error.dynamodb.TransactWriteItems"):
+        events.register(event, answered, unique_id=f"conflicts-{event}")
+    try:
+        yield state
+    finally:
+        events.unregister("before-send.dynamodb.TransactWriteItems", unique_id="conflicts-send")
+        for event in ("after-call.dynamodb.TransactWriteItems", "after-call-error.dynamodb.TransactWriteItems"):
+            events.unregister(event, unique_id=f"conflicts-{event}")

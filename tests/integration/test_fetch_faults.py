@@ -120,10 +120,11 @@ def test_fetch_killed_at_any_step_loses_nothing_and_doubles_nothing(
 
 
 def fail_on_nth_store(monkeypatch: pytest.MonkeyPatch, nth: int, fault: Callable[[], None]) -> None:
-    """Make ``fault`` happen while the fetch stores its ``nth`` mail (after the download, before the S3 write)."""
+    """Make ``fault`` happen while the fetch stores its ``nth`` mail (after the download, before its S3 write
+    is started: the fetch loop's own step, as the writes themselves run beside the next downloads)."""
     from mailintake import fetching
 
-    original = fetching.S3RawMailStore.put
+    original = fetching.Fetcher._store
     calls = 0
 
     def store_then_fault(self: Any, *args: Any) -> Any:
@@ -133,7 +134,7 @@ def fail_on_nth_store(monkeypatch: pytest.MonkeyPatch, nth: int, fault: Callable
             fault()
         return original(self, *args)
 
-    monkeypatch.setattr(fetching.S3RawMailStore, "put", store_then_fault)
+    monkeypatch.setattr(fetching.Fetcher, "_store", store_then_fault)
 
 
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from imap_tools.errors import MailboxLoginError
 
 from mailintake import fetching
 from mailintake.fetching import Fetcher, FetchReport, FetchServices, Interrupted
@@ -208,12 +209,26 @@ class Stack:
                                      host="mail.example.com", port=993, security="ssl", username="support",
                                      secret_name="mailbox/support", after="delete")
 
+        self.password_reads: list[bool] = []  # each read of the password: fresh from Secrets Manager or not
+        self.cached_password = "secret"
+
         def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStore,
                         seconds_left: Callable[[], float]) -> MailSource:
-            assert login.password() == "secret"
+            if login.password() != "secret":
+                raise MailboxLoginError(("NO", [b"[AUTHENTICATIONFAILED] Authentication failed."]), "OK")
             return FakeImapSource(self.world, mailbox, cursors)
 
-        self.services = FetchServices(open_source, self.cursors, self.bucket, self.queue, lambda box: "secret")
+        def password(box: MailboxRecord) -> str:
+            self.password_reads.append(False)
+            return self.cached_password
+
+        def reread(box: MailboxRecord) -> str:
+            self.password_reads.append(True)
+            self.cached_password = "secret"
+            return self.cached_password
+
+        self.services = FetchServices(open_source, self.cursors, self.bucket, self.queue, password,
+                                      reread_password=reread)
 
     def fetch(self, remaining_ms: Iterator[int] | None = None) -> FetchReport:
         clock = remaining_ms or iter(lambda: 300_000, None)
@@ -369,3 +384,11 @@ def test_a_batch_the_queue_refuses_is_not_settled_and_is_read_again() -> None:
 
     assert stack.fetch().fetched == 3
     assert stack.queued_subjects() == ["Mail 01", "Mail 02", "Mail 03"]
+
+
+def test_a_password_changed_since_the_container_cached_it_is_read_again_and_the_run_goes_on() -> None:
+    rig = Stack(mail(1), mail(2))
+    rig.cached_password = "changed since"
+    report = rig.fetch()
+    assert report.fetched == 2
+    assert rig.password_reads == [False, True, False]  # the cached one was refused: read afresh, login again

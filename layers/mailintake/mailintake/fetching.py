@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import poplib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
+from imap_tools.errors import MailboxLoginError
 
 from mailintake import runs
 from mailintake.aws_clients import client
@@ -45,6 +49,9 @@ from mailintake.tokens import MailboxLogin, TokenProvider
 
 logger = Logger(child=True)
 
+# What a mail server answers to a wrong password (IMAP: a NO to LOGIN; POP3: -ERR to USER/PASS).
+LOGIN_REFUSED = (MailboxLoginError, poplib.error_proto)
+
 BATCH = 10  # SQS SendMessageBatch maximum
 # Batches settled between two writes of the cursor. Forgetting settled mail only makes a crashed run's
 # successor read it again (into the same keys, deduplicated), so one write per batch would buy nothing.
@@ -52,6 +59,12 @@ REMEMBER_EVERY = 5
 # Mails larger than this go from the server to S3 in parts (a multipart upload), never whole in memory, so
 # the fetch function's memory does not depend on the largest mail in the mailbox.
 STREAM_ABOVE_BYTES = 8 * 1024 * 1024
+# Raw mails of a batch are written to S3 side by side while the next ones download: each write waits on
+# the network (20-30 ms in AWS), and one after another they were most of a run's time. At most this many
+# writes, and this many bytes of mail waiting to be written, at once (memory stays bounded whatever the
+# sizes: a mail over STREAM_ABOVE_BYTES is written in parts, on its own).
+RAW_WRITERS = 4
+RAW_BYTES_IN_FLIGHT = 16 * 1024 * 1024
 
 
 @dataclass
@@ -147,9 +160,21 @@ class SqsIntakeQueue:
         return len(response.get("Failed") or ())
 
 
+# How long a container keeps a mailbox's password. An hour: a mailbox polled every five minutes reads its
+# secret 12 times a day, not 288 (Secrets Manager bills each read: $0.04 a month per mailbox at five-minute
+# reads, of the $0.10 an idle mailbox may cost; bench/cost.py). A password changed meanwhile costs one
+# refused login: the run reads the secret afresh and logs in again (Fetcher.drain).
+PASSWORD_MAX_AGE_SECONDS = 3600
+
+
 def mailbox_password(mailbox: MailboxRecord) -> str:
-    """The mailbox's password, from Secrets Manager (cached for five minutes)."""
-    return str(parameters.get_secret(mailbox.secret_name, max_age=300))
+    """The mailbox's password, from Secrets Manager (cached per container for PASSWORD_MAX_AGE_SECONDS)."""
+    return str(parameters.get_secret(mailbox.secret_name, max_age=PASSWORD_MAX_AGE_SECONDS))
+
+
+def reread_mailbox_password(mailbox: MailboxRecord) -> str:
+    """The mailbox's password read anew from Secrets Manager (and cached again)."""
+    return str(parameters.get_secret(mailbox.secret_name, max_age=PASSWORD_MAX_AGE_SECONDS, force_fetch=True))
 
 
 @dataclass(frozen=True)
@@ -162,6 +187,7 @@ class FetchServices:
     queue: IntakeQueue
     password: Callable[[MailboxRecord], str] = mailbox_password
     tokens: TokenProvider | None = None  # OAuth mailboxes' tokens: the container's (Runtime.tokens)
+    reread_password: Callable[[MailboxRecord], object] = reread_mailbox_password
 
     @classmethod
     def on_aws(cls, settings: Settings, tokens: TokenProvider | None = None) -> FetchServices:
@@ -186,6 +212,32 @@ class _NoSecrets:
 
 # A mail read and stored: what the server calls it, its queue message, its conversation group.
 Stored = tuple[Pending, QueuedMessage, str]
+
+
+class _Writes:
+    """Raw mails being written to S3 by a run's writer threads; :meth:`wait` until all are written."""
+
+    def __init__(self, pool: ThreadPoolExecutor, raw_mail: RawMailStore) -> None:
+        self.pool = pool
+        self.raw_mail = raw_mail
+        self.pending: deque[tuple[Future[None], int]] = deque()
+
+    def put(self, key: str, raw: bytes, metadata: Mapping[str, str]) -> None:
+        # Bounded: past RAW_WRITERS writes or RAW_BYTES_IN_FLIGHT bytes waiting, the oldest is waited for.
+        while self.pending and (len(self.pending) >= RAW_WRITERS
+                                or sum(size for _, size in self.pending) + len(raw) > RAW_BYTES_IN_FLIGHT):
+            self.pending.popleft()[0].result()
+        self.pending.append((self.pool.submit(self.raw_mail.put, key, raw, metadata), len(raw)))
+
+    def wait(self) -> None:
+        """Until every write submitted is done; the first that failed raises (after all have ended)."""
+        done, self.pending = list(self.pending), deque()
+        failure: BaseException | None = None
+        for future, _ in done:
+            error = future.exception()
+            failure = failure or error
+        if failure is not None:
+            raise failure
 
 
 class Fetcher:
@@ -244,44 +296,60 @@ class Fetcher:
         def seconds_left() -> float:
             return (self.remaining_ms() - margin_ms) / 1000  # a throttled server is waited for until then
 
-        with services.open_source(mailbox, services.login(mailbox), services.cursors, seconds_left) as source:
+        login = services.login(mailbox)
+        try:
+            source = services.open_source(mailbox, login, services.cursors, seconds_left)
+        except LOGIN_REFUSED:
+            if login.oauth:
+                raise  # tokens are replaced by the source itself (MailboxLogin.rejected)
+            # Perhaps the password was changed since this container read it: read it again, log in once more.
+            # A login refused with the current password is the configuration problem the check reports.
+            services.reread_password(mailbox)
+            source = services.open_source(mailbox, services.login(mailbox), services.cursors, seconds_left)
+        with source:
             self._read(source, mailbox, report, margin_ms)
 
     def _read(self, source: MailSource, mailbox: MailboxRecord, report: FetchReport, margin_ms: int) -> None:
         batch: list[Stored] = []
-        try:
-            for item in source.pending():
-                if self.remaining_ms() < margin_ms:
-                    report.status = "more"
-                    break
-                # Every log line about this mail, here and in the process function, carries its key.
-                self.correlate(raw_key(mailbox.name, item.key_suffix))
-                if item.size > STREAM_ABOVE_BYTES:
-                    batch.append((item, *self._store_in_parts(mailbox.name, item, source.chunks(item))))
-                else:
-                    raw = source.download(item)
-                    batch.append((item, self._store(mailbox.name, item, raw), conversation_group(raw)))
-                    del raw  # the inlined copy (small mails only) is all that stays in memory
-                if len(batch) == BATCH:
+        with ThreadPoolExecutor(max_workers=RAW_WRITERS, thread_name_prefix="raw-writer") as pool:
+            writes = _Writes(pool, self.services.raw_mail)
+            try:
+                for item in source.pending():
+                    if self.remaining_ms() < margin_ms:
+                        report.status = "more"
+                        break
+                    # Every log line about this mail, here and in the process function, carries its key.
+                    self.correlate(raw_key(mailbox.name, item.key_suffix))
+                    if item.size > STREAM_ABOVE_BYTES:
+                        batch.append((item, *self._store_in_parts(mailbox.name, item, source.chunks(item))))
+                    else:
+                        raw = source.download(item)
+                        batch.append((item, self._store(mailbox.name, item, raw, writes), conversation_group(raw)))
+                        del raw  # the inlined copy (small mails only) and the pending write are all that stay
+                    if len(batch) == BATCH:
+                        writes.wait()  # every raw mail of the batch in S3 before any is queued
+                        self._hand_over(source, batch, report)
+                if batch:
+                    writes.wait()
                     self._hand_over(source, batch, report)
-            if batch:
-                self._hand_over(source, batch, report)
-        except INTERRUPTIONS as exc:
-            if batch:
-                # These are safely in S3: queue them now, so they get an outcome even if they vanish from
-                # the server before the next run. Unsettled, they are read again next run into the same
-                # keys, which the queue's deduplication and processing both recognise.
-                self._enqueue(batch)
-                report.fetched += len(batch)
-                report.keys.extend(q.key for _, q, _ in batch)
-            raise Interrupted(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            # Also after an interruption: what was settled is remembered (the cursor is in DynamoDB).
-            source.remember()
+            except INTERRUPTIONS as exc:
+                if batch:
+                    # Once written, these are safely in S3: queue them now, so they get an outcome even if
+                    # they vanish from the server before the next run. Unsettled, they are read again next
+                    # run into the same keys, which the queue's deduplication and processing both recognise.
+                    # (A write that failed raises here instead: nothing of the batch is queued or settled.)
+                    writes.wait()
+                    self._enqueue(batch)
+                    report.fetched += len(batch)
+                    report.keys.extend(q.key for _, q, _ in batch)
+                raise Interrupted(f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                # Also after an interruption: what was settled is remembered (the cursor is in DynamoDB).
+                source.remember()
 
-    def _store(self, mailbox: str, item: Pending, raw: bytes) -> QueuedMessage:
+    def _store(self, mailbox: str, item: Pending, raw: bytes, writes: _Writes) -> QueuedMessage:
         queued = QueuedMessage.of(self.settings.bucket, raw_key(mailbox, item.key_suffix), mailbox, raw, item.arrived)
-        self.services.raw_mail.put(queued.key, raw, {"mailbox": mailbox, "sha256": queued.sha256})
+        writes.put(queued.key, raw, {"mailbox": mailbox, "sha256": queued.sha256})
         return queued
 
     def _store_in_parts(self, mailbox: str, item: Pending, chunks: Iterator[bytes]) -> tuple[QueuedMessage, str]:

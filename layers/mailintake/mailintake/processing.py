@@ -446,7 +446,8 @@ class Processor:
         probe = build(9_999_999_999)
         self._fit(probe, source, notes)
         texts.update(title=probe.title, description=probe.description, html=probe.html, body_key=probe.body_key)
-        return write_item(build, source, self.runtime.numbering, _notes(decision.notes, parsed.simplified + notes))
+        return write_item(build, source, self.runtime.numbering, _notes(decision.notes, parsed.simplified + notes),
+                          time_left=deadline.left)
 
     def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision,
                  deadline: Deadline) -> LedgerRecord:
@@ -466,7 +467,8 @@ class Processor:
         )
         self._fit(comment, source, notes)
         comment.simplified = _simplified(parsed, notes)
-        return write_comment(comment, source, _notes(decision.notes, parsed.simplified + notes))
+        return write_comment(comment, source, _notes(decision.notes, parsed.simplified + notes),
+                             time_left=deadline.left)
 
 
 _ARCHIVE = "more-attachments.zip"

@@ -8,6 +8,8 @@ record are written in one transaction, so a retried or duplicated message can ne
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -325,10 +327,11 @@ def shared_connection() -> Connection:
 class Numbering:
     """Item numbers, taken inside the item's own transaction; one per container (a Runtime owns it).
 
-    The counter update is conditional on the value this container last saw, so in the usual case taking
-    a number costs no request of its own; when another writer got there first the condition fails and
-    the failed condition hands back the counter's current value, so a retry costs no read either. A
-    number is never given twice and, as the take is atomic with the item, never skipped.
+    Numbers are system-wide (the marker ``[HD#n]`` names an item wherever it lives) and have no gaps: the
+    counter update is conditional on the value this container last saw, and the take is atomic with the
+    item, so a number is never given twice and never skipped. In the usual case taking a number costs no
+    request of its own; when another writer got there first the condition fails and the failed condition
+    hands back the counter's current value, so a retry costs no read either.
     """
 
     def __init__(self) -> None:
@@ -356,6 +359,52 @@ class Numbering:
         value = ((reason.raw_item if reason is not None else None) or {}).get("value", {}).get("N")
         self.last = int(value) if value is not None else None
 
+    def passed(self, number: int) -> None:
+        """Another transaction held the counter while this one tried ``number``: most likely it is taking
+        that very number, so the next try asks for the one after. A guess that costs nothing when wrong:
+        the counter's condition fails and hands back the true value (no number is skipped either way)."""
+        self.last = number
+
+
+class Contention(Exception):
+    """A transaction kept being cancelled by other writers' transactions until its time ran out. Raised
+    for a retry through the queue; rare by design (see :class:`Backoff` and MaximumConcurrency)."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Waits between tries of a transaction that another one cancelled (TransactionConflict).
+
+    Full jitter (a random wait between 0 and an exponentially growing cap, as AWS's architecture blog
+    "Exponential Backoff And Jitter" recommends): writers that collided spread out instead of colliding
+    again in step. DynamoDB holds an item of a transaction for milliseconds, so the first waits are a few
+    milliseconds and none is longer than ``cap``.
+    """
+
+    base: float = 0.004
+    cap: float = 0.2
+    # Tries whose condition failed because another writer took the number first (no wait: the failed
+    # condition gave the new value) are bounded apart from time, in case the counter and the items disagree.
+    max_number_retries: int = 200
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0.0, min(self.cap, self.base * 2 ** min(attempt, 16)))
+
+
+BACKOFF = Backoff()
+# Kept free after the last try, for recording the outcome when contention outlasts the mail's time.
+CONTENTION_RESERVE_SECONDS = 1.0
+
+
+def _wait_or_give_up(attempt: int, time_left: Callable[[], float] | None, backoff: Backoff, what: str) -> None:
+    """Sleep before try ``attempt + 1`` of a cancelled transaction, or raise Contention when that would
+    pass the time left (``time_left()`` seconds; None: no limit but the number of tries)."""
+    wait = backoff.delay(attempt)
+    if time_left is not None and time_left() - wait < CONTENTION_RESERVE_SECONDS:
+        raise Contention(f"{what}: cancelled by other transactions {attempt + 1} times, out of time")
+    if time_left is None and attempt >= 60:
+        raise Contention(f"{what}: cancelled by other transactions {attempt + 1} times")
+    time.sleep(wait)
 
 
 # --- leases ---------------------------------------------------------------------------------------
@@ -602,14 +651,19 @@ class DuplicateMessage(Exception):
         self.original = original
 
 
-_RETRYABLE = ("ConditionalCheckFailed", "TransactionConflict")
 # pynamodb sends a transaction's operations grouped, whatever the order they were added in: condition
 # checks, then deletes, then puts, then updates. Cancellation reasons come back in that order.
+CONFLICT = "TransactionConflict"
 
 
-def _failed(exc: TransactWriteError, index: int, codes: tuple[str, ...] = _RETRYABLE) -> bool:
+def _failed(exc: TransactWriteError, index: int, codes: tuple[str, ...]) -> bool:
     reasons = exc.cancellation_reasons or []
     return index < len(reasons) and getattr(reasons[index], "code", None) in codes
+
+
+def _conflicted(exc: TransactWriteError) -> bool:
+    """Cancelled because another transaction was writing one of its items: nothing was written."""
+    return any(getattr(reason, "code", None) == CONFLICT for reason in exc.cancellation_reasons or [])
 
 
 def _message_id_record(source: Source, number: int) -> MessageIdRecord:
@@ -622,13 +676,17 @@ def _message_id_record(source: Source, number: int) -> MessageIdRecord:
 
 
 def write_item(build: Callable[[int], ItemRecord], source: Source, numbering: Numbering,
-               notes: list[str] | None = None) -> LedgerRecord:
+               notes: list[str] | None = None, time_left: Callable[[], float] | None = None,
+               backoff: Backoff = BACKOFF) -> LedgerRecord:
     """Write a new item, its number, its message-id and ledger records in one transaction.
 
     ``build`` makes the item for a given number; ``numbering`` is the container's. Raises DuplicateMessage
-    when the Message-ID is known.
+    when the Message-ID is known. A transaction cancelled by another one (TransactionConflict: every item
+    transaction updates the one counter) is tried again after a jittered wait while ``time_left()`` allows,
+    then raises Contention; a number another writer took first is tried again at once with the next one.
     """
-    for _ in range(50):
+    conflicts = taken = 0
+    while True:
         number = numbering.next()
         item = build(number)
         ledger = ledger_record(source, "item", f"item {number} created", item_number=number, notes=notes)
@@ -642,31 +700,49 @@ def write_item(build: Callable[[int], ItemRecord], source: Source, numbering: Nu
             # puts: message id 0, item 1, ledger 2; update: counter 3
             if _failed(exc, 0, ("ConditionalCheckFailed",)):
                 raise DuplicateMessage(get_stored_copy(source)) from exc
-            if _failed(exc, 1) or _failed(exc, 3):
+            if _failed(exc, 1, ("ConditionalCheckFailed",)) or _failed(exc, 3, ("ConditionalCheckFailed",)):
                 numbering.learn(exc, 3)  # another writer took the number: start from theirs
+                taken += 1
+                if taken > backoff.max_number_retries:
+                    raise Contention(f"no item number after {taken} tries") from exc
+                continue
+            if _conflicted(exc):
+                if _failed(exc, 3, (CONFLICT,)):
+                    numbering.passed(number)
+                _wait_or_give_up(conflicts, time_left, backoff, f"item of {source.key}")
+                conflicts += 1
                 continue
             raise
         numbering.last = number
         return ledger
-    raise RuntimeError("could not take an item number: too much contention")
 
 
-def write_comment(comment: CommentRecord, source: Source, notes: list[str] | None = None) -> LedgerRecord:
-    """Write a comment with its message-id and ledger records, atomically. Raises DuplicateMessage."""
+def write_comment(comment: CommentRecord, source: Source, notes: list[str] | None = None,
+                  time_left: Callable[[], float] | None = None, backoff: Backoff = BACKOFF) -> LedgerRecord:
+    """Write a comment with its message-id and ledger records, atomically. Raises DuplicateMessage.
+
+    The item's condition check conflicts with other comments on the same item written at that moment (or
+    a copy of the mail in flight): tried again after a jittered wait, as for items."""
     number = int(comment.item_number)
     ledger = ledger_record(source, "comment", f"comment on item {number}", item_number=number, notes=notes)
-    try:
-        with TransactWrite(connection=shared_connection()) as tx:
-            tx.save(_message_id_record(source, number), condition=MessageIdRecord.pk.does_not_exist())
-            tx.condition_check(ItemRecord, *ItemRecord.key(number), condition=ItemRecord.pk.exists())
-            tx.save(comment, condition=CommentRecord.pk.does_not_exist())
-            tx.save(ledger)
-    except TransactWriteError as exc:
-        # condition check: item 0; puts: message id 1, comment 2, ledger 3
-        if _failed(exc, 1, ("ConditionalCheckFailed",)):
-            raise DuplicateMessage(get_stored_copy(source)) from exc
-        raise
-    return ledger
+    conflicts = 0
+    while True:
+        try:
+            with TransactWrite(connection=shared_connection()) as tx:
+                tx.save(_message_id_record(source, number), condition=MessageIdRecord.pk.does_not_exist())
+                tx.condition_check(ItemRecord, *ItemRecord.key(number), condition=ItemRecord.pk.exists())
+                tx.save(comment, condition=CommentRecord.pk.does_not_exist())
+                tx.save(ledger)
+        except TransactWriteError as exc:
+            # condition check: item 0; puts: message id 1, comment 2, ledger 3
+            if _failed(exc, 1, ("ConditionalCheckFailed",)):
+                raise DuplicateMessage(get_stored_copy(source)) from exc
+            if _conflicted(exc):
+                _wait_or_give_up(conflicts, time_left, backoff, f"comment of {source.key}")
+                conflicts += 1
+                continue
+            raise
+        return ledger
 
 
 def comment_key(number: int, created: datetime, source_key: str) -> tuple[str, str]:
