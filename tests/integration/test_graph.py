@@ -228,11 +228,12 @@ def test_graph_mark_read_with_a_run_stopping_midway_through_the_round_reads_each
             raise ConnectionResetError("injected: the server went away")
         return original(self, *args)
 
-    # The first stretch (three pages, nine mails) and one more are settled in the first batch of ten; two
-    # more are stored and queued, not settled.
+    # The first stretch (three pages, nine mails) and one more are settled in the first batch of ten; the
+    # failed write keeps the rest of its batch from the queue (the mails after it may be stored already:
+    # writes run beside the downloads), so they are read again.
     monkeypatch.setattr(fetching.S3RawMailStore, "put", stop_at_the_thirteenth)
     first = run_cycle(settings).fetches[0]
-    assert (first["status"], first["fetched"]) == ("interrupted", 12)
+    assert (first["status"], first["fetched"]) == ("interrupted", 10)
     monkeypatch.setattr(fetching.S3RawMailStore, "put", original)
 
     reads_before = len(local_graph.requests("GET", "/$value"))
@@ -299,8 +300,9 @@ def test_graph_server_going_away_mid_fetch_interrupts_the_run_and_later_runs_fin
     monkeypatch.setattr(fetching.S3RawMailStore, "put", store_then_stop)
     try:
         first = run_cycle(settings).fetches[0]
-        # The two mails stored before the drop are queued too, though not settled.
-        assert (first["status"], first["fetched"]) == ("interrupted", 12)
+        # The mails read before the drop are queued too, though not settled: how many depends on how far
+        # the downloads ran ahead of the writes (they run side by side).
+        assert first["status"] == "interrupted" and 12 <= first["fetched"] < MAILS
         assert "NewConnectionError" in first["error"]
         monkeypatch.undo()
         # Still away at the next run: a configuration problem (unreachable), reported by the check.

@@ -226,18 +226,21 @@ class _Writes:
         # Bounded: past RAW_WRITERS writes or RAW_BYTES_IN_FLIGHT bytes waiting, the oldest is waited for.
         while self.pending and (len(self.pending) >= RAW_WRITERS
                                 or sum(size for _, size in self.pending) + len(raw) > RAW_BYTES_IN_FLIGHT):
-            self.pending.popleft()[0].result()
+            # A failed write stays pending, so that wait() raises it again: its batch must never be queued.
+            self.pending[0][0].result()
+            self.pending.popleft()
         self.pending.append((self.pool.submit(self.raw_mail.put, key, raw, metadata), len(raw)))
 
     def wait(self) -> None:
-        """Until every write submitted is done; the first that failed raises (after all have ended)."""
-        done, self.pending = list(self.pending), deque()
+        """Until every write submitted is done; the first that failed raises (after all have ended), and
+        again on every later wait: a batch with a write that failed is never queued."""
         failure: BaseException | None = None
-        for future, _ in done:
+        for future, _ in self.pending:
             error = future.exception()
             failure = failure or error
         if failure is not None:
             raise failure
+        self.pending.clear()
 
 
 class Fetcher:
@@ -333,16 +336,20 @@ class Fetcher:
                     writes.wait()
                     self._hand_over(source, batch, report)
             except INTERRUPTIONS as exc:
+                cause: BaseException = exc
                 if batch:
                     # Once written, these are safely in S3: queue them now, so they get an outcome even if
                     # they vanish from the server before the next run. Unsettled, they are read again next
                     # run into the same keys, which the queue's deduplication and processing both recognise.
-                    # (A write that failed raises here instead: nothing of the batch is queued or settled.)
-                    writes.wait()
-                    self._enqueue(batch)
-                    report.fetched += len(batch)
-                    report.keys.extend(q.key for _, q, _ in batch)
-                raise Interrupted(f"{type(exc).__name__}: {exc}") from exc
+                    try:
+                        writes.wait()
+                    except INTERRUPTIONS as failed_write:
+                        cause = failed_write  # not all in S3: nothing of the batch is queued or settled
+                    else:
+                        self._enqueue(batch)
+                        report.fetched += len(batch)
+                        report.keys.extend(q.key for _, q, _ in batch)
+                raise Interrupted(f"{type(cause).__name__}: {cause}") from cause
             finally:
                 # Also after an interruption: what was settled is remembered (the cursor is in DynamoDB).
                 source.remember()
