@@ -340,11 +340,12 @@ def _create_bucket(
     )
     try:
         client.head_bucket(Bucket=name)
-        return physical
     except ClientError as exc:
         if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
             raise
-    client.create_bucket(Bucket=name)
+        client.create_bucket(Bucket=name)
+    # Configured whether or not it was there, as a stack update would: a stack provisioned before the template
+    # gained a rule (retention, say) gets it too. Each put replaces the whole configuration it sets.
     encryption = resolver.resolve(props.get("BucketEncryption"))
     if encryption:
         rules: list[Any] = []
