@@ -6,13 +6,14 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mailintake.batches import GroupSkipped, QueuedRecord, process_batch
 from mailintake.handover import key_of
-from mailintake.processing import deadline_for, process_queued
+from mailintake.processing import Outcome
 from mailintake.runtime import Runtime
 from mailintake.telemetry import put_metric
 
@@ -21,10 +22,6 @@ tracer = Tracer()
 metrics = Metrics()
 # This container's state, for its lifetime: built once, when Lambda imports the handler.
 runtime = Runtime.from_environment()
-settings = runtime.settings
-# FIFO: after a failure the rest of that message group (one conversation) is returned unprocessed, keeping
-# its order; other conversations in the batch go on, so one poisoned mail cannot take them to the DLQ.
-processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
 def count_mail(mailbox: str, status: str) -> None:
@@ -35,25 +32,22 @@ def count_mail(mailbox: str, status: str) -> None:
         metrics.add_metric(name="MailsFailed", unit=MetricUnit.Count, value=1)
 
 
-@tracer.capture_method
-def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
-    # Every log line about this mail carries its raw mail's key, as the fetch function's lines about it do.
+def report(record: SQSRecord, result: Outcome | Exception) -> bool:
+    """Log and count one record's result (its lines carry its raw mail's key); whether it succeeded."""
     key, mailbox = key_of(record.body)
     logger.set_correlation_id(key)
-    # Each mail's deadline: its budget, or what this invocation has left after the mails before it.
-    deadline = deadline_for(settings, lambda_context.get_remaining_time_in_millis() / 1000)
-    try:
-        outcome = process_queued(record.body, int(record.attributes.approximate_receive_count or 1), runtime,
-                                 deadline)
-    except Exception:
+    if isinstance(result, GroupSkipped):
+        logger.info("message returned unprocessed", extra={"reason": str(result)})
+        return False
+    if isinstance(result, Exception):
         count_mail(mailbox, "failed")  # recorded failed in the ledger, retried by the queue
-        raise
-    count_mail(outcome.mailbox, outcome.status)
-    if outcome.latency_seconds is not None:
-        put_metric("ArrivalToItemSeconds", MetricUnit.Seconds, outcome.latency_seconds, Mailbox=outcome.mailbox)
-    logger.info("message processed", extra={"outcome": outcome.outcome, "status": outcome.status,
-                                            "mailbox": outcome.mailbox, "latency_seconds": outcome.latency_seconds})
-    return outcome.outcome
+        return False
+    count_mail(result.mailbox, result.status)
+    if result.latency_seconds is not None:
+        put_metric("ArrivalToItemSeconds", MetricUnit.Seconds, result.latency_seconds, Mailbox=result.mailbox)
+    logger.info("message processed", extra={"outcome": result.outcome, "status": result.status,
+                                            "mailbox": result.mailbox, "latency_seconds": result.latency_seconds})
+    return True
 
 
 @logger.inject_lambda_context
@@ -61,5 +55,16 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> str:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     logger.set_correlation_id(None)  # lines before the first mail belong to no mail
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                    context=context)
+    records = [SQSRecord(raw) for raw in event["Records"]]
+    queued = [QueuedRecord(r.body, int(r.attributes.approximate_receive_count or 1),
+                           r.attributes.message_group_id or r.message_id) for r in records]
+    results = process_batch(queued, runtime, lambda: context.get_remaining_time_in_millis() / 1000,
+                            logger.set_correlation_id)
+    failed = [(record, result) for record, result in zip(records, results, strict=True)
+              if not report(record, result)]
+    logger.set_correlation_id(None)
+    if records and len(failed) == len(records):
+        # As Powertools' batch processor does: every record failed, so the invocation fails and all go back.
+        raise BatchProcessingError("All records failed processing.",
+                                   [(type(e), e, e.__traceback__) for _, e in failed if isinstance(e, Exception)])
+    return {"batchItemFailures": [{"itemIdentifier": record.message_id} for record, _ in failed]}

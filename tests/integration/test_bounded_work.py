@@ -196,7 +196,8 @@ def test_a_mail_over_its_time_budget_is_recorded_once_kept_and_replayable_while_
     for job in (slow, *quick):
         enqueue(settings, job, group="one-conversation")  # one group: the slow one first, the others behind it
     handler = load_function("process", 0)  # the instance invoke() uses
-    monkeypatch.setattr(handler, "settings", dataclasses.replace(handler.settings, processing_budget_seconds=1.5))
+    monkeypatch.setattr(handler.runtime, "settings",
+                        dataclasses.replace(handler.runtime.settings, processing_budget_seconds=1.5))
     slow_subject("Slow to parse", 2.5)
 
     report = drain(settings)

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import io
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from urllib.parse import quote
@@ -59,13 +60,17 @@ from mailintake.store import (
     DuplicateMessage,
     ItemRecord,
     LedgerRecord,
+    NewComment,
+    NewItem,
+    NewRecord,
     Source,
     comment_key,
     get_ledger,
+    item_size,
     ledger_record,
     utcnow,
-    write_comment,
-    write_item,
+    write_one,
+    write_together,
 )
 
 logger = Logger(child=True)
@@ -98,6 +103,20 @@ class Verdict:
     parsed: ParsedMessage  # only the header block, for a mail judged by its size alone
     decision: Decision
     config: system_settings.Config | None  # the settings snapshot judged by; None when judged by size alone
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A mail judged and its attachments stored, its item or comment ready to be written (:meth:`Processor.write`)."""
+
+    job: QueuedMessage
+    attempt: int
+    record: NewRecord
+    size: int  # the item's or comment's bytes, for a transaction's size limit
+    parsed: ParsedMessage
+    decision: Decision
+    config: system_settings.Config
+    deadline: Deadline
 
 
 def attachment_prefix(source_key: str) -> str:
@@ -173,6 +192,20 @@ class Processor:
         budget from now); past it the mail is recorded as over budget, or, when the deadline was cut short
         by the invocation's end, failed for a retry.
         """
+        ready = self.prepare(job, attempt, admitted_over, deadline)
+        if isinstance(ready, Outcome):
+            return ready
+        result = self.write([ready])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def prepare(self, job: QueuedMessage, attempt: int = 1, admitted_over: str | None = None,
+                deadline: Deadline | None = None,
+                before_facts: Callable[[ParsedMessage], None] | None = None) -> Outcome | Ready:
+        """:meth:`process` up to the write: the mail's outcome when it needs no item or comment (recorded),
+        else its item or comment ready for :meth:`write`, attachments stored. ``before_facts`` is called with
+        the parsed mail before the facts are loaded. Raises as :meth:`process` does."""
         if attempt > 1 and admitted_over is None:
             # A redelivery: the first try may have finished everything but the queue ack.
             done = get_ledger(job.key)
@@ -182,7 +215,7 @@ class Processor:
         if deadline is None:
             deadline = deadline_for(self.settings, None)
         try:
-            return self._process(job, admitted_over, deadline)
+            return self._prepare(job, attempt, admitted_over, deadline, before_facts)
         except bodies.StillTooLarge as exc:
             # Retrying cannot make the record smaller: recorded as failed here, not sent round the queue.
             return Outcome.of(self._record_failure(job, exc, attempt))
@@ -194,6 +227,38 @@ class Processor:
         except Exception as exc:
             self._record_failure(job, exc, attempt)
             raise
+
+    def write(self, ready: Sequence[Ready],
+              correlate: Callable[[str], None] | None = None) -> list[Outcome | Exception]:
+        """Write the items and comments of ``ready`` (several in one transaction: store.write_together, else
+        one by one), then what follows each: its acknowledgement, or the outcome of a copy stored already.
+        Each mail's outcome in order; a mail whose write failed is recorded failed and its exception is
+        returned in its place (for a retry). ``correlate`` is given each mail's key before what follows it."""
+        together: list[LedgerRecord] | None = None
+        if len(ready) > 1:
+            try:
+                soonest = min((r.deadline for r in ready), key=lambda d: d.left())
+                together = write_together([r.record for r in ready], self.runtime.numbering, time_left=soonest.left)
+            except Exception:
+                # Each mail's own write says what is wrong with it, and records it.
+                logger.warning("writing mails together failed; writing them one by one", exc_info=True,
+                               extra={"keys": [r.job.key for r in ready]})
+        results: list[Outcome | Exception] = []
+        for index, one in enumerate(ready):
+            if correlate is not None:
+                correlate(one.job.key)
+            try:
+                if together is not None:
+                    ledger = together[index]
+                else:
+                    ledger = write_one(one.record, self.runtime.numbering, one.deadline.left)
+                results.append(self._written(one, ledger))
+            except DuplicateMessage as dup:
+                results.append(self._duplicate(one, dup))
+            except Exception as exc:
+                self._record_failure(one.job, exc, one.attempt)
+                results.append(exc)
+        return results
 
     def _headers(self, job: QueuedMessage) -> ParsedMessage:
         """The mail's header block alone, parsed: from the inline copy, else one ranged GET."""
@@ -211,10 +276,11 @@ class Processor:
         return Source(job.key, job.mailbox, message_id or f"sha256:{job.sha256}", sender, subject, fingerprint,
                       keep_days=self.settings.ledger_retention_days, arrived=job.arrived)
 
-    def judge(self, job: QueuedMessage, admitted_over: str | None = None,
-              deadline: Deadline | None = None) -> Verdict:
+    def judge(self, job: QueuedMessage, admitted_over: str | None = None, deadline: Deadline | None = None,
+              before_facts: Callable[[ParsedMessage], None] | None = None) -> Verdict:
         """What the mail ``job`` names becomes under the current settings: load the facts, decide. Writes
-        nothing (``mailintake explain`` runs exactly this on a file); :meth:`process` writes the verdict."""
+        nothing (``mailintake explain`` runs exactly this on a file); :meth:`process` writes the verdict.
+        ``before_facts`` sees the parsed mail first (a batch writes what the facts may depend on)."""
         if deadline is None:
             deadline = deadline_for(self.settings, None)
         size = job.size
@@ -238,6 +304,8 @@ class Processor:
                                   parsed.subject, parsed.text, [(a.filename, a.size) for a in parsed.attachments]),
         )
         check(deadline, "applying the intake rules")
+        if before_facts is not None:
+            before_facts(parsed)
         config = self.runtime.config.current()
         mailbox = self.runtime.config.mailbox_record(job.mailbox)
         # Load the facts the rules need (thread candidates are read as the rules ask for them), then decide.
@@ -245,8 +313,9 @@ class Processor:
         gathered = facts.gather(parsed, self.settings, ctx, self.runtime.users)
         return Verdict(source, parsed, decide(parsed, ctx, gathered, facts.scripts_for(ctx)), config)
 
-    def _process(self, job: QueuedMessage, admitted_over: str | None, deadline: Deadline) -> Outcome:
-        verdict = self.judge(job, admitted_over, deadline)
+    def _prepare(self, job: QueuedMessage, attempt: int, admitted_over: str | None, deadline: Deadline,
+                 before_facts: Callable[[ParsedMessage], None] | None) -> Outcome | Ready:
+        verdict = self.judge(job, admitted_over, deadline, before_facts)
         parsed, source, decision, config = verdict.parsed, verdict.source, verdict.decision, verdict.config
         if config is None:  # judged by its size alone
             return self._record(source, "rejected", f"rejected: {decision.reason}", step=decision.step)
@@ -255,27 +324,35 @@ class Processor:
         check(deadline, "writing the item")
         for address, name in decision.new_users:
             directory.create_from_mail(address, name, self.runtime.users)
-        try:
-            if decision.action == "comment" and decision.item_number is not None:
-                ledger = self._comment(parsed, source, decision, deadline)
+        record: NewRecord
+        if decision.action == "comment" and decision.item_number is not None:
+            record, size = self._comment(parsed, source, decision, deadline)
+        else:
+            record, size = self._item(parsed, source, decision, deadline)
+        return Ready(job, attempt, record, size, parsed, decision, config, deadline)
+
+    def _written(self, ready: Ready, ledger: LedgerRecord) -> Outcome:
+        """A mail's item or comment is written: acknowledge a new item."""
+        decision, job = ready.decision, ready.job
+        if isinstance(ready.record, NewItem) and ledger.item_number is not None:
+            if decision.reply_withheld:
+                logger.info("acknowledgement", extra={"key": job.key, "item": int(ledger.item_number),
+                                                      "reply": f"no acknowledgement: {decision.reply_withheld}"})
             else:
-                ledger = self._item(parsed, source, decision, deadline)
-                if ledger.item_number is not None and decision.reply_withheld:
-                    logger.info("acknowledgement", extra={"key": job.key, "item": int(ledger.item_number),
-                                                          "reply": f"no acknowledgement: {decision.reply_withheld}"})
-                elif ledger.item_number is not None:
-                    self._acknowledge(parsed, job, int(ledger.item_number), config)
-        except DuplicateMessage as dup:
-            original = dup.original
-            if original is not None and original.source_key == job.key:
-                done = get_ledger(job.key)
-                if done is not None:
-                    return Outcome.of(done)
-            number = int(original.item_number) if original and original.item_number is not None else None
-            where = original.source_key if original else "an earlier message"
-            return self._record(source, "discarded", f"discarded: duplicate of {where}", step="duplicate",
-                                item_number=number)
+                self._acknowledge(ready.parsed, job, int(ledger.item_number), ready.config)
         return Outcome.of(ledger)
+
+    def _duplicate(self, ready: Ready, dup: DuplicateMessage) -> Outcome:
+        """The mail's Message-ID was stored already: by this very raw mail in an earlier try, or by a copy."""
+        original, job = dup.original, ready.job
+        if original is not None and original.source_key == job.key:
+            done = get_ledger(job.key)
+            if done is not None:
+                return Outcome.of(done)
+        number = int(original.item_number) if original and original.item_number is not None else None
+        where = original.source_key if original else "an earlier message"
+        return self._record(ready.record.source, "discarded", f"discarded: duplicate of {where}", step="duplicate",
+                            item_number=number)
 
     def _refuse(self, parsed: ParsedMessage, source: Source, decision: Decision,
                 config: system_settings.Config) -> Outcome:
@@ -420,7 +497,8 @@ class Processor:
                          f"first {bodies.PREVIEW_BYTES // 1024} KB, the whole texts are kept beside it "
                          "(mailintake item show)")
 
-    def _item(self, parsed: ParsedMessage, source: Source, decision: Decision, deadline: Deadline) -> LedgerRecord:
+    def _item(self, parsed: ParsedMessage, source: Source, decision: Decision,
+              deadline: Deadline) -> tuple[NewItem, int]:
         notes: list[str] = []
         attachments = self._store_attachments(source, self._kept(parsed, decision), notes, deadline)
         created = utcnow()
@@ -446,11 +524,10 @@ class Processor:
         probe = build(9_999_999_999)
         self._fit(probe, source, notes)
         texts.update(title=probe.title, description=probe.description, html=probe.html, body_key=probe.body_key)
-        return write_item(build, source, self.runtime.numbering, _notes(decision.notes, parsed.simplified + notes),
-                          time_left=deadline.left)
+        return NewItem(build, source, _notes(decision.notes, parsed.simplified + notes)), item_size(probe)
 
     def _comment(self, parsed: ParsedMessage, source: Source, decision: Decision,
-                 deadline: Deadline) -> LedgerRecord:
+                 deadline: Deadline) -> tuple[NewComment, int]:
         number = int(decision.item_number or 0)
         notes: list[str] = []
         attachments = self._store_attachments(source, self._kept(parsed, decision), notes, deadline)
@@ -467,8 +544,7 @@ class Processor:
         )
         self._fit(comment, source, notes)
         comment.simplified = _simplified(parsed, notes)
-        return write_comment(comment, source, _notes(decision.notes, parsed.simplified + notes),
-                             time_left=deadline.left)
+        return NewComment(comment, source, _notes(decision.notes, parsed.simplified + notes)), item_size(comment)
 
 
 _ARCHIVE = "more-attachments.zip"

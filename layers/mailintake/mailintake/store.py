@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -345,12 +345,14 @@ class Numbering:
                 self.last = 0
         return self.last + 1
 
-    def take(self, tx: TransactWrite, number: int) -> None:
+    def take(self, tx: TransactWrite, number: int, last: int | None = None) -> None:
+        """Take ``number`` (to ``last``, for several items in one transaction) in ``tx``."""
         counter = CounterRecord("COUNTER#items", "COUNTER")
         expected = CounterRecord.value == number - 1
         if number == 1:
             expected = CounterRecord.pk.does_not_exist() | expected
-        tx.update(counter, actions=[CounterRecord.value.set(number)], condition=expected, return_values="ALL_OLD")
+        tx.update(counter, actions=[CounterRecord.value.set(last or number)], condition=expected,
+                  return_values="ALL_OLD")
 
     def learn(self, exc: TransactWriteError, index: int) -> None:
         """After the counter's condition failed: its current value, from the cancellation, else unknown."""
@@ -743,6 +745,98 @@ def write_comment(comment: CommentRecord, source: Source, notes: list[str] | Non
                 continue
             raise
         return ledger
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """A mail's item, to be written with its records once it has a number (``build`` makes it for one)."""
+
+    build: Callable[[int], ItemRecord]
+    source: Source
+    notes: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class NewComment:
+    """A mail's comment, to be written with its records."""
+
+    comment: CommentRecord
+    source: Source
+    notes: list[str] | None = None
+
+
+NewRecord = NewItem | NewComment
+
+
+def write_one(record: NewRecord, numbering: Numbering, time_left: Callable[[], float] | None = None) -> LedgerRecord:
+    """:func:`write_item` or :func:`write_comment`, as ``record`` is."""
+    if isinstance(record, NewItem):
+        return write_item(record.build, record.source, numbering, record.notes, time_left)
+    return write_comment(record.comment, record.source, record.notes, time_left)
+
+
+# A transaction holds at most 100 operations and 4 MB: each mail's write is four operations, one counter more.
+TOGETHER_MAX = 24
+
+
+def write_together(records: Sequence[NewRecord], numbering: Numbering, time_left: Callable[[], float] | None = None,
+                   backoff: Backoff = BACKOFF) -> list[LedgerRecord] | None:
+    """Write several mails' items and comments in one transaction, each with the message-id and ledger records
+    :func:`write_item` and :func:`write_comment` write with it, the items numbered in order by one counter
+    update. All or nothing: the ledger records in ``records``' order, or None when DynamoDB refused it for a
+    reason only one mail's own write can sort out (a copy stored already, an item gone): the caller then
+    writes them one by one, and nothing of this try was written. Another writer's number or transaction is
+    tried again as in :func:`write_item`. The caller keeps the records apart (no two name one item) and
+    within TOGETHER_MAX and the size limit.
+    """
+    conflicts = taken = 0
+    while True:
+        first = number = numbering.next()
+        ledgers: list[LedgerRecord] = []
+        try:
+            with TransactWrite(connection=shared_connection()) as tx:
+                for record in records:
+                    if isinstance(record, NewItem):
+                        ledger = ledger_record(record.source, "item", f"item {number} created", item_number=number,
+                                               notes=record.notes)
+                        tx.save(_message_id_record(record.source, number),
+                                condition=MessageIdRecord.pk.does_not_exist())
+                        tx.save(record.build(number), condition=ItemRecord.pk.does_not_exist())
+                        number += 1
+                    else:
+                        on = int(record.comment.item_number)
+                        ledger = ledger_record(record.source, "comment", f"comment on item {on}", item_number=on,
+                                               notes=record.notes)
+                        tx.save(_message_id_record(record.source, on), condition=MessageIdRecord.pk.does_not_exist())
+                        tx.condition_check(ItemRecord, *ItemRecord.key(on), condition=ItemRecord.pk.exists())
+                        tx.save(record.comment, condition=CommentRecord.pk.does_not_exist())
+                    tx.save(ledger)
+                    ledgers.append(ledger)
+                if number > first:
+                    numbering.take(tx, first, number - 1)  # an update: sent last, so its reason is the last
+        except TransactWriteError as exc:
+            reasons = exc.cancellation_reasons or []
+            codes = [getattr(reason, "code", None) for reason in reasons]
+            counter = len(codes) - 1 if number > first else None
+            if counter is not None and codes[counter] == "ConditionalCheckFailed" and \
+                    not any(code not in (None, "None") for code in codes[:counter]):
+                numbering.learn(exc, counter)  # another writer took the number: start from theirs
+                taken += 1
+                if taken > backoff.max_number_retries:
+                    return None
+                continue
+            if _conflicted(exc):
+                if counter is not None and codes[counter] == CONFLICT:
+                    numbering.passed(number - 1)
+                _wait_or_give_up(conflicts, time_left, backoff, f"{len(records)} mails together")
+                conflicts += 1
+                continue
+            if exc.cause_response_code == "TransactionCanceledException":
+                return None
+            raise
+        if number > first:
+            numbering.last = number - 1
+        return ledgers
 
 
 def comment_key(number: int, created: datetime, source_key: str) -> tuple[str, str]:
