@@ -45,6 +45,7 @@ from mailintake.sources import (
 )
 from mailintake.store import MailboxRecord, acquire_lease, release_lease
 from mailintake.system_settings import ConfigCache
+from mailintake.tls import TlsContexts
 from mailintake.tokens import MailboxLogin, TokenProvider
 
 logger = Logger(child=True)
@@ -188,16 +189,18 @@ class FetchServices:
     password: Callable[[MailboxRecord], str] = mailbox_password
     tokens: TokenProvider | None = None  # OAuth mailboxes' tokens: the container's (Runtime.tokens)
     reread_password: Callable[[MailboxRecord], object] = reread_mailbox_password
+    tls: TlsContexts | None = None  # the container's TLS contexts (Runtime.tls)
 
     @classmethod
-    def on_aws(cls, settings: Settings, tokens: TokenProvider | None = None) -> FetchServices:
+    def on_aws(cls, settings: Settings, tokens: TokenProvider | None = None,
+               tls: TlsContexts | None = None) -> FetchServices:
         """The real ones: mail servers, DynamoDB, S3, SQS, Secrets Manager, the identity providers."""
         return cls(open_source, DynamoCursorStore(), S3RawMailStore(client("s3", settings.region), settings.bucket),
                    SqsIntakeQueue(client("sqs", settings.region), settings.queue_url),
-                   tokens=tokens or TokenProvider.for_settings(settings))
+                   tokens=tokens or TokenProvider.for_settings(settings), tls=tls)
 
     def login(self, mailbox: MailboxRecord) -> MailboxLogin:
-        return MailboxLogin(mailbox, self.tokens or TokenProvider(_NoSecrets()), self.password)
+        return MailboxLogin(mailbox, self.tokens or TokenProvider(_NoSecrets()), self.password, self.tls)
 
 
 class _NoSecrets:
@@ -248,14 +251,14 @@ class Fetcher:
 
     def __init__(self, settings: Settings, config: ConfigCache, remaining_ms: Callable[[], int], run_id: str,
                  services: FetchServices | None = None, tokens: TokenProvider | None = None,
-                 correlate: Callable[[str], None] | None = None) -> None:
+                 correlate: Callable[[str], None] | None = None, tls: TlsContexts | None = None) -> None:
         self.settings = settings
         # Sets the correlation id of the handler's log lines (Powertools Logger.set_correlation_id).
         self.correlate = correlate or _no_correlation
         self.config = config  # the container's settings snapshot
         self.remaining_ms = remaining_ms
         self.run_id = run_id
-        self.services = services or FetchServices.on_aws(settings, tokens)
+        self.services = services or FetchServices.on_aws(settings, tokens, tls)
         self.batches = 0
 
     def run(self, name: str) -> FetchReport:
@@ -412,7 +415,7 @@ def fetch_scheduled(event: Mapping[str, Any], runtime: Runtime, remaining_ms: Ca
     if not isinstance(name, str) or not name:
         raise BadEvent('the fetch event must be {"mailbox": NAME}')
     report = Fetcher(runtime.settings, runtime.config, remaining_ms, run_id, tokens=runtime.tokens,
-                     correlate=correlate).run(name)
+                     correlate=correlate, tls=runtime.tls).run(name)
     if report.status not in ("unknown", "locked"):
         _remember_run(report, runtime)
     return report

@@ -42,9 +42,9 @@ from mailintake.markers import make_message_id
 from mailintake.message import ParsedMessage
 from mailintake.settings import Settings
 from mailintake.sources.graph import GraphTokens
-from mailintake.sources.tls import tls_context
 from mailintake.store import MailboxRecord, ReplyCounterRecord, shared_connection
 from mailintake.system_settings import Config
+from mailintake.tls import tls_context
 from mailintake.tokens import MailboxLogin, TokenProvider, refused, xoauth2
 
 logger = Logger(child=True)

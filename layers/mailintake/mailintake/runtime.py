@@ -13,6 +13,7 @@ from mailintake import store
 from mailintake.directory import UserCache
 from mailintake.settings import Settings
 from mailintake.system_settings import ConfigCache
+from mailintake.tls import TlsContexts
 from mailintake.tokens import TokenProvider
 
 
@@ -32,6 +33,8 @@ class Runtime:
         self.config = ConfigCache(settings)
         # OAuth access tokens of the mailboxes this container reads, until shortly before they expire.
         self.tokens = TokenProvider.for_settings(settings)
+        # TLS contexts for the mail servers (each loads the system's CA store once).
+        self.tls = TlsContexts()
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Runtime:

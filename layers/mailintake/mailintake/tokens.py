@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from mailintake.settings import Settings
     from mailintake.store import MailboxRecord
+    from mailintake.tls import TlsContexts
 
 AUTHS = ("password", "microsoft", "google")
 FLOWS = {"microsoft": ("app", "delegated"), "google": ("service-account", "refresh-token")}
@@ -385,6 +386,7 @@ class MailboxLogin:
     mailbox: MailboxRecord
     tokens: TokenProvider
     read_password: Callable[[MailboxRecord], str]
+    tls: TlsContexts | None = None  # the container's TLS contexts (Runtime.tls); None: a new one per connection
 
     @property
     def oauth(self) -> bool:

@@ -52,8 +52,8 @@ from mailintake.graph_api import (
 )
 from mailintake.sources.cursors import CursorStore, GraphCursor
 from mailintake.sources.protocol import PART_BYTES, FolderCount, Pending, StartAt, StartNotSupported
-from mailintake.sources.tls import tls_context
 from mailintake.store import MailboxRecord, utcnow
+from mailintake.tls import tls_context
 from mailintake.tokens import GRAPH_SCOPE, MailboxLogin
 
 logger = Logger(child=True)

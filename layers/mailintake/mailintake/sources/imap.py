@@ -15,8 +15,8 @@ from imap_tools.errors import MailboxLoginError
 
 from mailintake.sources.cursors import CursorStore
 from mailintake.sources.protocol import PART_BYTES, FolderCount, Pending, StartAt
-from mailintake.sources.tls import SOCKET_TIMEOUT, tls_context
 from mailintake.store import MailboxRecord
+from mailintake.tls import SOCKET_TIMEOUT, context_for
 from mailintake.tokens import MailboxLogin, refused, xoauth2
 
 logger = Logger(child=True)
@@ -32,7 +32,7 @@ class ImapSource:
         self.mailbox = mailbox
         self.cursors = cursors
         self.cursor = cursor = cursors.load_imap(mailbox.name)
-        self.box = self._connect(mailbox)
+        self.box = self._connect(mailbox, login)
         if login.oauth:
             self._authenticate(login)
         else:
@@ -77,12 +77,13 @@ class ImapSource:
             return
 
     @staticmethod
-    def _connect(mailbox: MailboxRecord) -> BaseMailBox:
+    def _connect(mailbox: MailboxRecord, login: MailboxLogin) -> BaseMailBox:
         host, port = mailbox.host, int(mailbox.port)
         if mailbox.security == "ssl":
-            return MailBox(host, port, timeout=SOCKET_TIMEOUT, ssl_context=tls_context(mailbox.ca_bundle))
+            return MailBox(host, port, timeout=SOCKET_TIMEOUT, ssl_context=context_for(login.tls, mailbox.ca_bundle))
         if mailbox.security == "starttls":
-            return MailBoxStartTls(host, port, timeout=SOCKET_TIMEOUT, ssl_context=tls_context(mailbox.ca_bundle))
+            return MailBoxStartTls(host, port, timeout=SOCKET_TIMEOUT,
+                                   ssl_context=context_for(login.tls, mailbox.ca_bundle))
         return MailBoxUnencrypted(host, port, timeout=SOCKET_TIMEOUT)
 
     def begin(self, start: StartAt) -> FolderCount:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 from mailintake.sources.cursors import CursorStore
 from mailintake.sources.protocol import PART_BYTES, FolderCount, Pending, StartAt, StartNotSupported
-from mailintake.sources.tls import SOCKET_TIMEOUT, tls_context
 from mailintake.store import MailboxRecord, utcnow
+from mailintake.tls import SOCKET_TIMEOUT, context_for
 from mailintake.tokens import MailboxLogin, refused, xoauth2
 
 
@@ -31,11 +31,12 @@ class Pop3Source:
         host, port = mailbox.host, int(mailbox.port)
         self.conn: poplib.POP3
         if mailbox.security == "ssl":
-            self.conn = poplib.POP3_SSL(host, port, timeout=SOCKET_TIMEOUT, context=tls_context(mailbox.ca_bundle))
+            self.conn = poplib.POP3_SSL(host, port, timeout=SOCKET_TIMEOUT,
+                                        context=context_for(login.tls, mailbox.ca_bundle))
         else:
             self.conn = poplib.POP3(host, port, timeout=SOCKET_TIMEOUT)
             if mailbox.security == "starttls":
-                self.conn.stls(context=tls_context(mailbox.ca_bundle))
+                self.conn.stls(context=context_for(login.tls, mailbox.ca_bundle))
         if login.oauth:
             self._authenticate(login)
         else:
