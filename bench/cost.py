@@ -56,6 +56,26 @@ LIST_PRICES = {
     "xray_trace_recorded": 5.00 / 1e6,
 }
 MEMORY_MB = {"fetch": 512, "process": 512}  # template.yaml
+
+
+def traced_functions() -> set[str]:
+    """The functions Lambda records an X-Ray trace of every invocation for, as template.yaml deploys them."""
+    from mailintake.localstack.resources import load_template
+
+    template = load_template(ROOT)
+    defaults = {name: spec.get("Default") for name, spec in template.get("Parameters", {}).items()}
+    tracing_default = template.get("Globals", {}).get("Function", {}).get("Tracing", "PassThrough")
+    traced = set()
+    for function, resource in (("fetch", "FetchFunction"), ("process", "ProcessFunction")):
+        mode = template["Resources"][resource]["Properties"].get("Tracing", tracing_default)
+        if isinstance(mode, dict) and "Ref" in mode:
+            mode = defaults.get(mode["Ref"])
+        if mode == "Active":
+            traced.add(function)
+    return traced
+
+
+TRACED = traced_functions()
 FULL_VCPU_MB = 1769  # Lambda: 1,769 MB of memory gets one vCPU; less gets a share of it
 # Typical in-region latencies of the requests, milliseconds (p50 as commonly observed from Lambda).
 LATENCY_MS = {
@@ -243,7 +263,7 @@ def costs(usage: Usage, extra_fetch_ms: float = 0.0) -> dict[str, float]:
         "SQS requests": usage.sqs_billed * p["sqs_fifo_request"],
         "Secrets Manager calls": secrets * p["secrets_api_call"],
         "CloudWatch Logs": log_bytes / 1e9 * p["logs_ingested_gb"],
-        "X-Ray traces": invocations * p["xray_trace_recorded"],
+        "X-Ray traces": sum(n for f, n in usage.invocations.items() if f in TRACED) * p["xray_trace_recorded"],
     }
 
 
@@ -349,7 +369,8 @@ def main() -> None:
     # As deployed: INFO logs and the EMF metrics line (counted, not shown); no X-Ray daemon here.
     os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO"
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
-    print(f"prices: us-east-1 list prices, {PRICE_DATE}; free tiers left out")
+    print(f"prices: us-east-1 list prices, {PRICE_DATE}; free tiers left out; X-Ray traces of "
+          f"{', '.join(sorted(TRACED)) or 'no function'} (template.yaml)")
 
     plain_cost = mixed_cost = float("nan")
     if not args.idle_only:
@@ -373,9 +394,13 @@ def main() -> None:
         for name, dollars in sorted(lines.items(), key=lambda kv: -kv[1]):
             print(f"    {name:24} ${dollars / args.idle_runs * runs_per_month:.5f}")
         print(f"    {'EventBridge Scheduler':24} ${scheduler:.5f}")
-        xray = lines["X-Ray traces"] / args.idle_runs * runs_per_month
-        print(f"  without X-Ray traces of idle runs (Tracing: PassThrough on FetchFunction): "
-              f"${results[minutes] - xray:.4f} per month")
+        if "fetch" in TRACED:
+            xray = lines["X-Ray traces"] / args.idle_runs * runs_per_month
+            print(f"  without X-Ray traces of idle runs (FetchTracing=PassThrough, the default): "
+                  f"${results[minutes] - xray:.4f} per month")
+        else:
+            traces = runs_per_month * LIST_PRICES["xray_trace_recorded"]
+            print(f"  with FetchTracing=Active (a trace of every idle run): ${results[minutes] + traces:.4f} a month")
         n = idle.invocations["fetch"]
         print("  per idle run: " + ", ".join(f"{op} {c / n:.2f}" for op, c in idle.requests.most_common())
               + f"; local wall {idle.wall['fetch'] / n * 1000:.1f} ms, CPU {idle.cpu['fetch'] / n * 1000:.1f} ms, "
