@@ -9,6 +9,7 @@ import hashlib
 import json
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,7 +22,7 @@ from botocore.awsrequest import AWSResponse
 from mailintake import store
 from mailintake.aws_clients import client
 from mailintake.handover import QueuedMessage, conversation_group
-from mailintake.localrun import _queue_arn, invoke, sqs_event
+from mailintake.localrun import _queue_arn, invoke, run_cycle, sqs_event
 from mailintake.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,6 +92,17 @@ def drain(settings: Settings, max_batches: int = 40) -> DrainReport:
             else:
                 sqs.delete_message(QueueUrl=settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
     raise AssertionError(f"queue not drained after {max_batches} batches")
+
+
+def take_over_after_a_killed_fetch(settings: Settings, mailbox: str) -> None:
+    """After a fetch run was killed: its lease outlives it and locks the next run out; once it expires, the
+    next scheduled cycles take over (until one fetches nothing, at most three)."""
+    assert invoke("fetch", {"mailbox": mailbox})["status"] == "locked"
+    lease = store.LeaseRecord.get(*store.LeaseRecord.key_for(mailbox))
+    lease.update(actions=[store.LeaseRecord.expires.set(int(time.time()) - 1)])
+    for _ in range(3):
+        if sum(f["fetched"] for f in run_cycle(settings).fetches) == 0:
+            break
 
 
 def queue_bodies(settings: Settings, url: str) -> list[MessageTypeDef]:

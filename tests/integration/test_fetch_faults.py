@@ -20,6 +20,7 @@ from mailintake.aws_clients import client
 from mailintake.localrun import invoke, run_cycle
 
 from .conftest import ROOT, imap_of, make_mail
+from .fault_support import take_over_after_a_killed_fetch
 
 pytestmark = pytest.mark.integration
 
@@ -105,13 +106,7 @@ def test_fetch_killed_at_any_step_loses_nothing_and_doubles_nothing(
 
     # Nothing removed from the server that was not stored first.
     assert delivered <= server_message_ids(box) | stored_message_ids(settings, box)
-    # The dead run's lease outlives it; once it expires, the next scheduled run takes over.
-    assert invoke("fetch", {"mailbox": box.name})["status"] == "locked"
-    lease = store.LeaseRecord.get(*store.LeaseRecord.key_for(box.name))
-    lease.update(actions=[store.LeaseRecord.expires.set(int(time.time()) - 1)])
-    for _ in range(3):
-        if sum(f["fetched"] for f in run_cycle(settings).fetches) == 0:
-            break
+    take_over_after_a_killed_fetch(settings, box.name)
 
     assert sorted(i.title for i in store.list_items()) == sorted(f"Kill at {step} {n:02d}" for n in range(MAILS))
     assert outcomes() == Counter({"item": MAILS})  # one outcome per mail, however often it was read

@@ -22,6 +22,7 @@ from mailintake.aws_clients import client
 from mailintake.localrun import invoke, run_cycle
 
 from .conftest import ROOT, make_mail
+from .fault_support import take_over_after_a_killed_fetch
 from .intake_support import configure
 
 pytestmark = pytest.mark.integration
@@ -266,12 +267,7 @@ def test_graph_fetch_killed_at_any_step_loses_nothing_and_doubles_nothing(
 
     # Nothing removed from the server that was not stored first.
     assert set(subjects) <= subjects_on_server(local_graph, box) | stored_subjects(settings, box)
-    assert invoke("fetch", {"mailbox": box.name})["status"] == "locked"
-    lease = store.LeaseRecord.get(*store.LeaseRecord.key_for(box.name))
-    lease.update(actions=[store.LeaseRecord.expires.set(int(time.time()) - 1)])
-    for _ in range(3):
-        if sum(f["fetched"] for f in run_cycle(settings).fetches) == 0:
-            break
+    take_over_after_a_killed_fetch(settings, box.name)
 
     assert titles() == subjects
     assert outcomes() == Counter({"item": MAILS})

@@ -11,7 +11,9 @@ What a mail's judgement may read is written before it is judged, so batching nev
 
 * a mail of a conversation that has a mail waiting is judged after that one is written (a reply finds the
   item its original just made);
-* a mail from a sender who has a mail waiting, likewise (the acknowledgement limits count that mail's reply);
+* a mail from a sender who has a mail waiting, likewise: a rejection is answered as it is judged and an
+  acknowledgement after the write, and the reply limits must count a sender's replies in the order of the
+  mails;
 * two mails naming one record (a comment on the same item, the same Message-ID) are not written together.
 
 FIFO order is kept as Powertools' ``SqsFifoPartialProcessor(skip_group_on_error=True)`` keeps it: after a
