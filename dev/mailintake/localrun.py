@@ -21,9 +21,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-
 from mailintake.aws_clients import client
+from mailintake.batches import BatchFailed
 from mailintake.localstack.resources import load_template
 from mailintake.mailboxes import scheduled_fetch_events
 from mailintake.runtime import Runtime
@@ -203,8 +202,8 @@ def _process_batch(settings: Settings, queue_arn: str, report: CycleReport, hand
         return False
     try:
         result = invoke("process", sqs_event(received, queue_arn, settings.region), instance=handler_instance)
-    except BatchProcessingError:
-        # Powertools raises when every record of the batch failed; Lambda then returns them all to the queue.
+    except BatchFailed:
+        # The handler raises when every record of the batch failed; Lambda then returns them all to the queue.
         result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in received]}
     failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
     done = [m for m in received if m["MessageId"] not in failed]

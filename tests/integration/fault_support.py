@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.awsrequest import AWSResponse
 
 from mailintake import store
 from mailintake.aws_clients import client
+from mailintake.batches import BatchFailed
 from mailintake.handover import QueuedMessage, conversation_group
 from mailintake.localrun import _queue_arn, invoke, run_cycle, sqs_event
 from mailintake.settings import Settings
@@ -57,8 +57,8 @@ def process(settings: Settings, records: Sequence[Mapping[str, Any]], instance: 
     """One batch through the process handler; the ids it reported as failed."""
     try:
         result = invoke("process", sqs_event(records, _queue_arn(settings), settings.region), instance=instance)
-    except BatchProcessingError:
-        # Powertools raises when every record failed: Lambda then returns the whole batch to the queue.
+    except BatchFailed:
+        # The handler raises when every record failed: Lambda then returns the whole batch to the queue.
         return {r["MessageId"] for r in records}
     return {f["itemIdentifier"] for f in result["batchItemFailures"]}
 

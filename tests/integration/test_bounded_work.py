@@ -14,10 +14,10 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from mailintake import bodies, bounds, cli, directory, parsing, store
 from mailintake.aws_clients import client
+from mailintake.batches import BatchFailed
 from mailintake.localrun import _queue_arn, invoke, load_function, run_cycle, sqs_event
 from mailintake.markers import make_marker
 
@@ -229,7 +229,7 @@ def test_a_mail_whose_budget_the_invocation_cut_short_is_retried_not_recorded_ov
     message = record(job, raw=raw)
     # An invocation with 16 s left keeps DEADLINE_RESERVE_SECONDS (15) for itself: this mail gets 1 s of
     # its 60 s budget, runs out, and goes back to the queue for an invocation that can give it all 60.
-    with pytest.raises(BatchProcessingError):  # Powertools' way of saying every record failed: all go back
+    with pytest.raises(BatchFailed):  # the handler's way of saying every record failed: all go back
         invoke("process", sqs_event([message], _queue_arn(settings), settings.region),
                timeout_seconds=int(bounds.DEADLINE_RESERVE_SECONDS) + 1)
 

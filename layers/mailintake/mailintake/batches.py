@@ -46,6 +46,16 @@ class QueuedRecord:
     group: str
 
 
+class BatchFailed(Exception):
+    """Every record of a batch failed: the invocation fails (it counts in the function's Errors metric) and
+    Lambda returns them all to the queue, as Powertools' batch processor does."""
+
+    def __init__(self, failures: Sequence[Exception]) -> None:
+        super().__init__(f"all {len(failures)} records failed; the first: {failures[0]!r}" if failures
+                         else "all records failed")
+        self.failures = list(failures)
+
+
 class GroupSkipped(Exception):
     """Not processed: an earlier mail of its conversation failed in this batch; retried after that one."""
 
