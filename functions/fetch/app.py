@@ -40,6 +40,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                         ("MailboxesOverdue", report.mailboxes_overdue)):
         if count is not None:
             put_metric(name, MetricUnit.Count, count)
+    logger.set_correlation_id(mailbox_prefix(report.mailbox))  # the run's own line, not its last mail's
     logger.info("fetch finished", extra={"mailbox": report.mailbox, "fetched": report.fetched,
                                           "status": report.status, "error": report.error})
     return asdict(report)
