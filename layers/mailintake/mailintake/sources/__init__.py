@@ -52,7 +52,7 @@ def open_source(mailbox: MailboxRecord, login: MailboxLogin, cursors: CursorStor
     """The mailbox's source, connected and logged in (a :data:`SourceFactory`); ``seconds_left``: how long
     it may wait for a throttled server (the fetch loop gives the run's time)."""
     if mailbox.protocol == "graph":
-        return GraphSource(mailbox, GraphTokens(login), cursors, seconds_left)
+        return GraphSource(mailbox, GraphTokens(login), cursors, seconds_left, tls=login.tls)
     if mailbox.security == "none" and not login.oauth:
         # An explicit choice, but the password crosses the network in clear text: say so every run.
         logger.warning("mailbox uses security none: the password is sent unencrypted",

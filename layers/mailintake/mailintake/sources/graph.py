@@ -53,7 +53,7 @@ from mailintake.graph_api import (
 from mailintake.sources.cursors import CursorStore, GraphCursor
 from mailintake.sources.protocol import PART_BYTES, FolderCount, Pending, StartAt, StartNotSupported
 from mailintake.store import MailboxRecord, utcnow
-from mailintake.tls import tls_context
+from mailintake.tls import TlsContexts, context_for
 from mailintake.tokens import GRAPH_SCOPE, MailboxLogin
 
 logger = Logger(child=True)
@@ -135,10 +135,12 @@ class GraphSource:
     """One folder of a mailbox on Microsoft Graph, read by delta; settling marks read, moves or deletes."""
 
     def __init__(self, mailbox: MailboxRecord, tokens: BearerTokens, cursors: CursorStore,
-                 seconds_left: Callable[[], float], client: GraphClient | None = None) -> None:
+                 seconds_left: Callable[[], float], client: GraphClient | None = None,
+                 tls: TlsContexts | None = None) -> None:
         self.mailbox = mailbox
         self.cursors = cursors
-        self.client = client or GraphClient(str(mailbox.host), tokens, seconds_left, tls_context(mailbox.ca_bundle))
+        self.client = client or GraphClient(str(mailbox.host), tokens, seconds_left,
+                                            context_for(tls, mailbox.ca_bundle))
         self.user = user_path(str(mailbox.username))
         # Opening checks what configuration decides: the token, the user, the folders.
         self.folder_id = self.folder(str(mailbox.folder))
