@@ -21,11 +21,11 @@ from mailintake import config_check
 from mailintake.fetching import mailbox_password
 from mailintake.mailboxes import get_mailbox
 from mailintake.sources import DynamoCursorStore
-from mailintake.sources.graph import GraphSource, GraphTokens
+from mailintake.sources.graph import GraphSource
 from mailintake.sources.imap import ImapSource
 from mailintake.sources.pop3 import Pop3Source
 from mailintake.store import MailboxRecord
-from mailintake.tokens import MailboxLogin, OAuthConfig, TokenProvider
+from mailintake.tokens import GraphTokens, MailboxLogin, OAuthConfig, TokenProvider
 
 
 @dataclass

@@ -41,11 +41,10 @@ from mailintake.graph_api import GraphClient, user_path
 from mailintake.markers import make_message_id
 from mailintake.message import ParsedMessage
 from mailintake.settings import Settings
-from mailintake.sources.graph import GraphTokens
 from mailintake.store import MailboxRecord, ReplyCounterRecord, shared_connection
 from mailintake.system_settings import Config
 from mailintake.tls import tls_context
-from mailintake.tokens import MailboxLogin, TokenProvider, refused, xoauth2
+from mailintake.tokens import GraphTokens, MailboxLogin, TokenProvider, refused, xoauth2
 
 logger = Logger(child=True)
 

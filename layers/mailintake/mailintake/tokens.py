@@ -406,6 +406,22 @@ class MailboxLogin:
         self.tokens.rejected(self.mailbox, scope)
 
 
+class GraphTokens:
+    """A mailbox's login as Graph's :class:`~mailintake.graph_api.BearerTokens`: OAuth tokens for Graph's
+    scope (``mailintake.tokens``, cached per container), or, for a mailbox without OAuth, an access token
+    kept as its password (short-lived: for trials and tests only)."""
+
+    def __init__(self, login: MailboxLogin) -> None:
+        self.login = login
+
+    def token(self) -> str:
+        return self.login.token(GRAPH_SCOPE) if self.login.oauth else self.login.password()
+
+    def invalidate(self, token: str) -> None:
+        if self.login.oauth:
+            self.login.rejected(GRAPH_SCOPE)
+
+
 def refused(mailbox: MailboxRecord, service: str, reply: object) -> TokenError:
     """The server refused a fresh token: the app lacks a permission on the mailbox. What to grant, by provider."""
     config = OAuthConfig.of(mailbox)

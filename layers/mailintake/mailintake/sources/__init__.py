@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aws_lambda_powertools import Logger
 
 from mailintake.sources.cursors import CursorStore, DynamoCursorStore, ImapCursor
-from mailintake.sources.graph import GraphSource, GraphTokens
+from mailintake.sources.graph import GraphSource
 from mailintake.sources.imap import ImapSource
 from mailintake.sources.pop3 import Pop3Source
 from mailintake.sources.protocol import (
@@ -28,7 +28,7 @@ from mailintake.sources.protocol import (
     StartNotSupported,
 )
 from mailintake.store import MailboxRecord
-from mailintake.tokens import MailboxLogin
+from mailintake.tokens import GraphTokens, MailboxLogin
 
 __all__ = [
     "INTERRUPTIONS", "PART_BYTES", "START_CHOICES", "CursorStore", "DynamoCursorStore", "FolderCount", "GraphSource",

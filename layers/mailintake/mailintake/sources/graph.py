@@ -54,7 +54,6 @@ from mailintake.sources.cursors import CursorStore, GraphCursor
 from mailintake.sources.protocol import PART_BYTES, FolderCount, Pending, StartAt, StartNotSupported
 from mailintake.store import MailboxRecord, utcnow
 from mailintake.tls import TlsContexts, context_for
-from mailintake.tokens import GRAPH_SCOPE, MailboxLogin
 
 logger = Logger(child=True)
 
@@ -75,22 +74,6 @@ def digest(message_id: str) -> str:
 
 def key_suffix(message_id: str) -> str:
     return f"graph-{digest(message_id)}"
-
-
-class GraphTokens:
-    """A mailbox's login as Graph's :class:`~mailintake.graph_api.BearerTokens`: OAuth tokens for Graph's
-    scope (``mailintake.tokens``, cached per container), or, for a mailbox without OAuth, an access token
-    kept as its password (short-lived: for trials and tests only)."""
-
-    def __init__(self, login: MailboxLogin) -> None:
-        self.login = login
-
-    def token(self) -> str:
-        return self.login.token(GRAPH_SCOPE) if self.login.oauth else self.login.password()
-
-    def invalidate(self, token: str) -> None:
-        if self.login.oauth:
-            self.login.rejected(GRAPH_SCOPE)
 
 
 @dataclass
