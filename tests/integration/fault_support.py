@@ -197,6 +197,7 @@ class Conflicts:
 
     seen: int = 0
     cancelled: Counter[str] = dataclasses.field(default_factory=Counter)
+    _first: set[str] = dataclasses.field(default_factory=set)  # kinds cancelled once already for sure
     _held: dict[str, int] = dataclasses.field(default_factory=dict)  # key -> thread whose transaction is in flight
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
@@ -231,7 +232,10 @@ def conflicting(botocore_client: Any, share: float, seed: int = 16) -> Iterator[
     - and, so that conflicts are frequent whatever the timing, ``share`` of the other transactions that
       update the item counter or check an item (a comment's) are cancelled on that key as if another
       writer held it (the counter of an item's transaction, the item a comment's checks). Nothing of a
-      cancelled transaction reaches moto.
+      cancelled transaction reaches moto;
+    - and, whatever the share, the first transaction that updates the counter and the first that checks an
+      item are cancelled on that key: a batch's mails share one transaction, so there are few transactions,
+      and a test must not depend on the share hitting each kind.
     """
     rng = random.Random(seed)
     state = Conflicts()
@@ -240,10 +244,19 @@ def conflicting(botocore_client: Any, share: float, seed: int = 16) -> Iterator[
     def send(request: Any, **kwargs: Any) -> AWSResponse | None:
         keys = _transaction_keys(request.body)
         me = threading.get_ident()
+        checks = {i for i, operation in enumerate(json.loads(request.body)["TransactItems"])
+                  if "ConditionCheck" in operation}
         with state._lock:
             state.seen += 1
             clash = {i for i, key in enumerate(keys) if state._held.get(key, me) != me}
-            if not clash and rng.random() < share:
+            counter = {i for i, key in enumerate(keys) if key.startswith("COUNTER#")}
+            if not clash and counter and "counter" not in state._first:
+                clash = counter
+                state._first.add("counter")
+            elif not clash and checks and "item" not in state._first:
+                clash = checks
+                state._first.add("item")
+            elif not clash and rng.random() < share:
                 # The counter of an item's transaction, else the item a comment's transaction checks.
                 clash = ({i for i, key in enumerate(keys) if key.startswith("COUNTER#")}
                          or {i for i, key in enumerate(keys) if key.startswith("ITEM#")})
